@@ -1,0 +1,527 @@
+"""Image loading and validation: bytes -> RGB ``PIL.Image``, folders and uploads -> ``Dataset``.
+
+Every file is validated once, when a dataset is loaded, by a full decode (header *and* pixels), so a
+truncated or corrupt file shows up as a :class:`Failure` with a human reason instead of breaking a
+forward pass later. The decoded pixels are not kept: the forward pass decodes again. Decoding costs
+about 1 ms for a small PNG and a few tens of ms for a 12-megapixel JPEG, so validation of a large
+photo folder takes time proportional to its size (callers can pass ``progress`` to show it).
+
+Decoding rules (:func:`decode_image`):
+
+* EXIF orientation is applied (``ImageOps.exif_transpose``) before anything else; a malformed EXIF
+  block is ignored rather than failing the image.
+* Transparency (RGBA, LA, PA, palette or grey/RGB colour-key ``transparency``) is composited onto
+  white.
+* 16-bit integer images (``I;16*``) are scaled by the bit depth, ``v * 255 / 65535``, so brightness is
+  comparable across images of a dataset. 32-bit ``I`` images whose values lie in 0..65535 (a 16-bit
+  file that Pillow widened) get the same scaling; other ``I`` images are stretched over their actual
+  range. Float (``F``) images with values in [0, 1] are multiplied by 255; other float images are
+  stretched over their actual finite range (a constant image becomes black). NaN / inf become 0.
+* Multi-frame files (animated GIF / WebP / PNG, multi-page TIFF) give their first frame.
+* Only the formats a dataset may hold are opened (PNG, JPEG, BMP, GIF, TIFF, WebP, PPM/PGM), never
+  Pillow's other plugins (EPS would run Ghostscript, for instance).
+* Images with more than ``max_pixels`` pixels are refused from their header, before any pixel data is
+  decoded. Pillow's own ``MAX_IMAGE_PIXELS`` guard also applies (its ``DecompressionBombWarning`` is
+  turned into an error inside the decode call); Pillow's globals are never changed.
+* ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set, so truncated files fail instead of being padded
+  with grey.
+
+Nothing here imports Streamlit.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import pathlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from core.errors import ImageDecodeError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "ImageRecord",
+    "Failure",
+    "Dataset",
+    "decode_image",
+    "decode_alpha",
+    "load_folder",
+    "load_uploads",
+    "thumbnail",
+    "to_data_uri",
+    "sha256_hex",
+]
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+DEFAULT_MAX_PIXELS = 64_000_000
+
+# Pillow plugin names allowed when opening (MPO = multi-picture JPEG written by many cameras,
+# DIB = the BMP plugin's headerless variant).
+_ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
+_FORMAT_NAMES = "PNG, JPEG, BMP, GIF, TIFF, WebP, PPM/PGM"
+_SKIP_DIRS = frozenset({"__MACOSX"})  # zip-extraction debris (AppleDouble "._x.jpg" files)
+_ALPHA_THRESHOLD = 128  # alpha >= this counts as foreground in decode_alpha
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Records and datasets
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One validated image of a dataset.
+
+    Attributes:
+        sha256: hex sha256 of the file's bytes (the cache key for features).
+        name: display name: the path relative to the dataset root (POSIX separators), or the
+            upload's file name.
+        label: class label, ``""`` when unlabelled.
+        path: the file on disk, or ``None`` for an upload held in memory.
+        data: the bytes of an upload (``None`` for files on disk); not part of equality or repr.
+    """
+
+    sha256: str
+    name: str
+    label: str
+    path: pathlib.Path | None
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+    def read_bytes(self) -> bytes:
+        """The image file's bytes (from memory for uploads, else read from ``path``)."""
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise ValueError(f"{self.name}: record has neither in-memory data nor a path")
+        return self.path.read_bytes()
+
+    def decode(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """Shortcut for ``decode_image(self.read_bytes(), self.name, max_pixels)``."""
+        return decode_image(self.read_bytes(), self.name, max_pixels=max_pixels)
+
+
+@dataclass
+class Failure:
+    """A file that could not be used, with a human-readable reason."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class Dataset:
+    """Validated images plus the files that failed.
+
+    Duplicate content (two records with the same ``sha256``) is kept as separate records: the copies
+    may carry different labels, and dropping one silently would change class counts. Consumers that
+    cache features by ``sha256`` compute them once for both.
+    """
+
+    records: list[ImageRecord] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    root: Path | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """The label of each record, in record order (``""`` for unlabelled ones)."""
+        return [r.label for r in self.records]
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted unique non-empty labels."""
+        return sorted({r.label for r in self.records if r.label})
+
+    @property
+    def is_labelled(self) -> bool:
+        """True when there is at least one record and every record has a label."""
+        return bool(self.records) and all(r.label for r in self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return iter(self.records)
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------------
+
+_allowed_formats_cache: list[str] | None = None
+
+
+def _allowed_formats() -> list[str]:
+    """The allowed plugin names that this Pillow build actually has (e.g. WebP may be missing)."""
+    global _allowed_formats_cache
+    if _allowed_formats_cache is None:
+        Image.init()
+        _allowed_formats_cache = [f for f in _ALLOWED_FORMATS if f in Image.OPEN]
+    return _allowed_formats_cache
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    if b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t\f" for c in text)
+
+
+def _describe(exc: BaseException) -> str:
+    msg = str(exc).strip()
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Open, size-check, fully load and EXIF-transpose; the result keeps its original mode."""
+    if not data:
+        raise ImageDecodeError(name, "the file is empty (0 bytes)")
+    with warnings.catch_warnings():
+        # Turn Pillow's own bomb warning into an error for this call only.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=_allowed_formats())
+        except Image.DecompressionBombError as e:
+            raise ImageDecodeError(
+                name, f"image is too large (possible decompression bomb): {e}"
+            ) from e
+        except Image.DecompressionBombWarning as e:
+            raise ImageDecodeError(
+                name, f"image is too large (possible decompression bomb): {e}"
+            ) from e
+        except Image.UnidentifiedImageError as e:
+            if _looks_like_text(data):
+                reason = "not an image: the file contains text, not image data"
+            else:
+                reason = f"not an image, or not a supported format (supported: {_FORMAT_NAMES})"
+            raise ImageDecodeError(name, reason) from e
+        except Exception as e:  # any other failure while reading the header
+            raise ImageDecodeError(name, f"corrupt image header ({_describe(e)})") from e
+
+        w, h = im.size
+        if w <= 0 or h <= 0:
+            raise ImageDecodeError(name, f"image has no pixels ({w}x{h})")
+        if w * h > max_pixels:
+            raise ImageDecodeError(
+                name,
+                f"image is too large (possible decompression bomb): {w}x{h} = {w * h:,} pixels "
+                f"exceeds the limit of {max_pixels:,}",
+            )
+        try:
+            im.load()  # full pixel decode: detects truncation and corrupt data
+        except Image.DecompressionBombError as e:
+            raise ImageDecodeError(name, f"image is too large (possible decompression bomb): {e}") from e
+        except Exception as e:
+            raise ImageDecodeError(name, f"truncated or corrupt image data ({_describe(e)})") from e
+
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:
+        pass  # malformed EXIF: keep the stored orientation rather than failing the image
+    return im
+
+
+def _scale_to_uint8(im: Image.Image) -> Image.Image:
+    """A 16-bit / 32-bit integer or float single-band image -> 8-bit ``L`` (rules: module doc)."""
+    try:
+        arr = np.asarray(im)
+    except Exception:
+        arr = np.asarray(im.convert("F" if im.mode == "F" else "I"))
+    if arr.ndim != 2:
+        raise ValueError(f"unexpected array shape {arr.shape} for mode {im.mode}")
+
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo >= 0 and hi <= 65535:  # 16-bit data (I;16*, or I widened from a 16-bit file)
+            out = (arr.astype(np.uint32) * 255 + 32767) // 65535
+            return Image.fromarray(out.astype(np.uint8))
+        f = arr.astype(np.float64)
+        finite = np.ones(f.shape, dtype=bool)
+    else:
+        f = arr.astype(np.float64)
+        finite = np.isfinite(f)
+        if not finite.any():
+            return Image.fromarray(np.zeros(f.shape, dtype=np.uint8))
+        lo, hi = float(f[finite].min()), float(f[finite].max())
+        f[~finite] = lo
+        if lo >= 0.0 and hi <= 1.0:  # float image in the [0, 1] convention
+            out = np.rint(f * 255.0)
+            out[~finite] = 0
+            return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+    span = hi - lo  # anything else: stretch over the actual (finite) range
+    out = np.zeros_like(f) if span <= 0 else np.rint((f - lo) * (255.0 / span))
+    out[~finite] = 0
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB" and "transparency" not in im.info:
+        return im
+    if mode.startswith("I") or mode == "F":
+        return _scale_to_uint8(im).convert("RGB")
+    if _has_alpha(im):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    # L, 1, P, CMYK, RGBX, YCbCr, ...
+    return im.convert("RGB")
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode image bytes to a fully loaded RGB ``PIL.Image`` (rules in the module docstring).
+
+    Args:
+        data: the file's bytes.
+        name: display name, used in error messages.
+        max_pixels: refuse images with more pixels than this (checked from the header).
+
+    Raises:
+        ImageDecodeError: empty file, not an image / unsupported format, too large, truncated or
+            corrupt data, or a colour mode that cannot be converted to RGB.
+    """
+    im = _open_loaded(data, name, max_pixels)
+    try:
+        rgb = _to_rgb(im)
+    except Exception as e:
+        raise ImageDecodeError(
+            name, f"cannot convert colour mode {im.mode} to RGB ({_describe(e)})"
+        ) from e
+    if rgb.mode != "RGB":  # defensive: never hand out anything else
+        raise ImageDecodeError(name, f"cannot convert colour mode {im.mode} to RGB")
+    return rgb
+
+
+def decode_alpha(
+    data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray | None:
+    """The alpha channel as a bool mask ``[H, W]`` (after EXIF transpose), or ``None`` if none.
+
+    A pixel is foreground when its alpha is >= 128 (so anti-aliased edges split at half coverage).
+    Palette and colour-key transparency count as an alpha channel.
+
+    Raises:
+        ImageDecodeError: as :func:`decode_image`.
+    """
+    im = _open_loaded(data, name, max_pixels)
+    if not _has_alpha(im):
+        return None
+    try:
+        alpha = im.convert("RGBA").getchannel("A")
+    except Exception as e:
+        raise ImageDecodeError(
+            name, f"cannot read the alpha channel of mode {im.mode} ({_describe(e)})"
+        ) from e
+    return np.asarray(alpha) >= _ALPHA_THRESHOLD
+
+
+# --------------------------------------------------------------------------------------------------
+# Folders and uploads
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _is_candidate(filename: str) -> bool:
+    return not _is_hidden(filename) and os.path.splitext(filename)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _iter_candidates(directory: Path, recursive: bool) -> Iterator[Path]:
+    """Image-extension files under ``directory`` (hidden files/dirs and ``__MACOSX`` skipped).
+
+    Symlinked files are read; symlinked directories are not followed (no loops)."""
+    if not recursive:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if _is_candidate(e.name) and e.is_file():
+                yield Path(e.path)
+        return
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d) and d not in _SKIP_DIRS)
+        for fn in sorted(filenames):
+            if _is_candidate(fn):
+                yield Path(dirpath) / fn
+
+
+def _class_dirs(root: Path, recursive: bool) -> list[Path]:
+    """First-level subfolders of ``root`` that hold at least one image-extension file."""
+    out = []
+    for e in sorted(os.scandir(root), key=lambda e: e.name):
+        if e.is_dir() and not _is_hidden(e.name) and e.name not in _SKIP_DIRS:
+            if next(_iter_candidates(Path(e.path), recursive), None) is not None:
+                out.append(Path(e.path))
+    return out
+
+
+def _validate(
+    data: bytes, name: str, label: str, path: Path | None, keep_data: bool, max_pixels: int
+) -> ImageRecord | Failure:
+    try:
+        decode_image(data, name, max_pixels=max_pixels)
+    except ImageDecodeError as e:
+        return Failure(name, e.reason)
+    return ImageRecord(
+        sha256=sha256_hex(data),
+        name=name,
+        label=label,
+        path=path,
+        data=data if keep_data else None,
+    )
+
+
+def load_folder(
+    root: str | os.PathLike,
+    *,
+    labelled: bool | None = None,
+    recursive: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Load and validate every image file under ``root``.
+
+    Layout: when ``root`` has subfolders holding images it is a folder-per-class tree
+    (``root/<class>/.../<image>``; the label is the first-level folder name, also for images nested
+    deeper). Otherwise it is a flat, unlabelled folder. ``labelled`` forces either reading.
+    In a class tree, image files lying directly in ``root`` are reported as failures ("not inside a
+    class folder") rather than silently dropped. Unlabelled with ``recursive=True`` takes images from
+    all subfolders too.
+
+    Candidates are files with an image extension (``IMAGE_EXTENSIONS``, any case); other files,
+    hidden files / folders (``.name``) and ``__MACOSX`` folders are ignored. Every candidate is read,
+    hashed and fully decoded; one that fails becomes a :class:`Failure` and the rest go on.
+    Records are sorted by (label, name); names are POSIX paths relative to ``root``.
+
+    Args:
+        progress: called as ``progress(done, total)`` after each file.
+
+    Raises:
+        FileNotFoundError / NotADirectoryError: ``root`` is missing or not a folder.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a folder: {root} (pick the folder that holds the images)")
+
+    class_dirs = _class_dirs(root, recursive)
+    if labelled is None:
+        labelled = bool(class_dirs)
+
+    # (label, name, path) jobs, plus top-level strays in a class tree
+    jobs: list[tuple[str, str, Path]] = []
+    failures: list[Failure] = []
+    if labelled:
+        for d in class_dirs:
+            for p in _iter_candidates(d, recursive):
+                jobs.append((d.name, p.relative_to(root).as_posix(), p))
+        for p in _iter_candidates(root, recursive=False):
+            failures.append(
+                Failure(
+                    p.name,
+                    "not inside a class folder; in a folder-per-class dataset every image must be "
+                    "in root/<class>/ (ignored)",
+                )
+            )
+    else:
+        for p in _iter_candidates(root, recursive):
+            jobs.append(("", p.relative_to(root).as_posix(), p))
+    jobs.sort(key=lambda j: (j[0], j[1]))
+
+    records: list[ImageRecord] = []
+    total = len(jobs)
+    for i, (label, name, path) in enumerate(jobs):
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            failures.append(Failure(name, f"could not read the file ({_describe(e)})"))
+        else:
+            res = _validate(data, name, label, path, keep_data=False, max_pixels=max_pixels)
+            (records if isinstance(res, ImageRecord) else failures).append(res)
+        if progress is not None:
+            progress(i + 1, total)
+    failures.sort(key=lambda f: f.name)
+    return Dataset(records=records, failures=failures, root=root)
+
+
+def load_uploads(
+    files: Iterable[tuple[str, bytes]],
+    label: str = "",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Validate in-memory uploads ``(file name, bytes)``; every one gets ``label``.
+
+    Unlike :func:`load_folder` there is no extension filter (the content decides) and the input
+    order is kept. Records hold their bytes in ``data`` and have ``path=None``.
+    """
+    items = list(files)
+    records: list[ImageRecord] = []
+    failures: list[Failure] = []
+    for i, (name, data) in enumerate(items):
+        res = _validate(bytes(data), name, label, None, keep_data=True, max_pixels=max_pixels)
+        (records if isinstance(res, ImageRecord) else failures).append(res)
+        if progress is not None:
+            progress(i + 1, len(items))
+    return Dataset(records=records, failures=failures, root=None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers for the UI
+# --------------------------------------------------------------------------------------------------
+
+
+def thumbnail(img: Image.Image, size: int = 96) -> Image.Image:
+    """A copy of ``img`` shrunk to fit in ``size`` x ``size`` (aspect kept, never enlarged)."""
+    out = img.copy()
+    out.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return out
+
+
+def to_data_uri(img: Image.Image, fmt: str = "JPEG", quality: int = 85) -> str:
+    """Encode ``img`` as a base64 ``data:`` URI (for hover thumbnails in plots).
+
+    For JPEG, images with transparency are composited onto white and other modes converted to RGB.
+    """
+    fmt = fmt.upper()
+    if fmt == "JPG":
+        fmt = "JPEG"
+    if fmt == "JPEG" and img.mode not in ("RGB", "L"):
+        img = _to_rgb(img)
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buf, format=fmt, quality=quality)
+    else:
+        img.save(buf, format=fmt)
+    mime = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}.get(
+        fmt, fmt.lower()
+    )
+    return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
