@@ -29,6 +29,7 @@ class BackboneSpec:
             from the end, -1 = final).
         has_attention / has_classifier / has_text: capabilities.
         size_multiple: valid input sides are multiples of this (patch size for ViTs).
+        fixed_size: only ``input_size`` itself works (position embeddings that do not resample).
         description: one paragraph shown in the app.
     """
 
@@ -49,6 +50,7 @@ class BackboneSpec:
     has_classifier: bool = False
     has_text: bool = False
     size_multiple: int = 1
+    fixed_size: bool = False
     description: str = ""
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
@@ -63,6 +65,8 @@ class BackboneSpec:
         return s // self.patch_size, s // self.patch_size
 
     def check_size(self, size: int) -> int:
+        if self.fixed_size and size != self.input_size:
+            raise ValueError(f"{self.name} only takes {self.input_size} px inputs (got {size})")
         if size <= 0 or size % self.size_multiple:
             raise ValueError(
                 f"{self.name}: input size {size} is not a positive multiple of "

@@ -1,0 +1,110 @@
+"""The one interface every backbone implements. Shapes are part of the contract.
+
+Notation: N images, D feature dim, h x w patch grid, L blocks, H heads,
+T = num_prefix_tokens + h*w tokens, C classes, M texts.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.errors import UnsupportedOperationError
+from core.spec import BackboneSpec
+
+
+class Backbone(abc.ABC):
+    """A frozen, eval-mode vision backbone with a spec.
+
+    The wrapped ``model`` belongs to this object (it was built here); callers never need to call
+    ``.eval()`` on it. All methods run under ``torch.inference_mode`` except where gradients are
+    the point (Grad-CAM uses ``model`` directly).
+    """
+
+    spec: BackboneSpec
+    model: torch.nn.Module
+    class_names: list[str] | None = None
+
+    # ---- preprocessing -------------------------------------------------------------------
+    def preprocess(self, images: Sequence[Image.Image], size: int | None = None) -> torch.Tensor:
+        """RGB PIL images -> normalised batch ``[N, 3, S, S]``.
+
+        The whole image is resized (not cropped) to ``S x S`` so that patch ``(i, j)`` maps back
+        onto the original picture by plain scaling; mean/std come from the spec.
+        """
+        s = self.spec.check_size(size or self.spec.input_size)
+        mean = np.asarray(self.spec.mean, dtype=np.float32)
+        std = np.asarray(self.spec.std, dtype=np.float32)
+        arrs = []
+        for im in images:
+            im = im.convert("RGB").resize((s, s), Image.BICUBIC)
+            a = np.asarray(im, dtype=np.float32) / 255.0  # [S, S, 3]
+            arrs.append((a - mean) / std)
+        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()  # [N, 3, S, S]
+        return x
+
+    # ---- the contract ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The bare model forward used by benchmarks (timm's ``forward_features``)."""
+
+    @abc.abstractmethod
+    def extract(self, x: torch.Tensor, layer: int | None = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
+        """One forward pass returning several outputs at once.
+
+        Args:
+            x: ``[N, 3, S, S]`` from :meth:`preprocess`.
+            layer: block index (negative from the end) for ``embedding`` and ``patch_tokens``;
+                ``None`` means ``spec.embed_layer`` for the embedding and -1 for patch tokens.
+            want: any of ``"embedding"`` ``[N, D]``, ``"patch_tokens"`` ``[N, h, w, D]``,
+                ``"attention_cls"`` ``[N, L, H, h*w]`` (CLS-to-patch rows, ViTs), ``"logits"``
+                ``[N, C]`` (models with a head).
+        """
+
+    def embed(self, x: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """Global image embedding ``[N, D]``."""
+        return self.extract(x, layer, want=("embedding",))["embedding"]
+
+    def patch_tokens(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        """Patch tokens ``[N, h, w, D]`` (prefix tokens removed); CNNs: a stage's feature map."""
+        return self.extract(x, layer, want=("patch_tokens",))["patch_tokens"]
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Full attention ``[N, L, H, T, T]`` for every block (ViTs only)."""
+        raise UnsupportedOperationError(
+            f"{self.spec.name} is a {self.spec.family.upper()} and has no attention maps; "
+            "use Grad-CAM or prototype maps for it, or pick a ViT backbone."
+        )
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Classifier logits ``[N, C]``."""
+        if not self.spec.has_classifier:
+            raise UnsupportedOperationError(
+                f"{self.spec.name} has no classifier head; use prototypes (class means) instead."
+            )
+        return self.extract(x, None, want=("logits",))["logits"]
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Text embeddings ``[M, D]`` in the image-embedding space (CLIP only)."""
+        raise UnsupportedOperationError(f"{self.spec.name} has no text tower; pick an open_clip backbone.")
+
+    # ---- Grad-CAM support -------------------------------------------------------------------
+    def cam_target_layers(self) -> list[torch.nn.Module]:
+        """Modules whose activations/gradients Grad-CAM uses (last block / last stage)."""
+        raise UnsupportedOperationError(f"{self.spec.name} does not support Grad-CAM")
+
+    def cam_reshape_transform(self, size: int | None = None):
+        """Callable mapping the target layer's output to ``[N, D, h, w]`` (None for CNNs)."""
+        return None
+
+    def resolve_layer(self, layer: int | None) -> int:
+        """A layer index in ``[0, num_layers)`` from a possibly negative one."""
+        n = self.spec.num_layers
+        layer = self.spec.embed_layer if layer is None else layer
+        idx = layer + n if layer < 0 else layer
+        if not 0 <= idx < n:
+            raise ValueError(f"{self.spec.name}: layer {layer} out of range (model has {n} layers: 0..{n - 1} or -1..-{n})")
+        return idx
