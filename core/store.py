@@ -1,0 +1,149 @@
+"""FeatureStore: a content-addressed cache of extracted features in one SQLite file.
+
+Why SQLite: one file, atomic transactions (a crash mid-write rolls back, never leaving a half
+entry), safe concurrent use by several processes (file locks + WAL, writers wait on a busy
+timeout), and fast keyed look-ups for thousands of small arrays, with no extra dependency.
+Each entry is one image's array for one (backbone weights, preprocessing, layer, kind), stored
+as raw bytes with dtype, shape and a blake2b checksum; an entry that fails its checksum or shape
+is treated as corrupt, deleted and recomputed by the caller.
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from core.paths import cache_dir
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS features (
+    key      TEXT PRIMARY KEY,
+    dtype    TEXT NOT NULL,
+    shape    TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    data     BLOB NOT NULL,
+    created  REAL NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    """Identity of one cached array: which weights, which preprocessing, which layer, which
+    output kind, which image (sha256 of its bytes)."""
+
+    weights_id: str
+    preprocessing: str
+    layer: int
+    kind: str
+    image_sha256: str
+
+    def __str__(self) -> str:
+        return f"{self.weights_id}|{self.preprocessing}|L{self.layer}|{self.kind}|{self.image_sha256}"
+
+
+def _checksum(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class FeatureStore:
+    """Keyed numpy arrays on disk. Thread-safe within a process, safe across processes."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else cache_dir() / "features.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.corrupt_dropped = 0  # entries found corrupt and deleted (for diagnostics)
+        with self._conn() as c:
+            c.execute(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    def get_many(self, keys: Iterable[FeatureKey]) -> dict[FeatureKey, np.ndarray]:
+        """The valid cached arrays among ``keys``; corrupt entries are deleted and omitted."""
+        by_str = {str(k): k for k in keys}
+        out: dict[FeatureKey, np.ndarray] = {}
+        bad: list[str] = []
+        strs = list(by_str)
+        conn = self._conn()
+        for i in range(0, len(strs), 500):
+            chunk = strs[i:i + 500]
+            rows = conn.execute(
+                f"SELECT key, dtype, shape, checksum, data FROM features WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            for key, dtype, shape, checksum, data in rows:
+                arr = self._decode(dtype, shape, checksum, data)
+                if arr is None:
+                    bad.append(key)
+                else:
+                    out[by_str[key]] = arr
+        if bad:
+            self.corrupt_dropped += len(bad)
+            with _transaction(conn):
+                conn.executemany("DELETE FROM features WHERE key = ?", [(k,) for k in bad])
+        return out
+
+    @staticmethod
+    def _decode(dtype: str, shape: str, checksum: str, data: bytes) -> np.ndarray | None:
+        try:
+            dims = tuple(int(s) for s in shape.split(",") if s)
+            dt = np.dtype(dtype)
+        except (ValueError, TypeError):
+            return None
+        if _checksum(data) != checksum or len(data) != dt.itemsize * int(np.prod(dims, dtype=np.int64)):
+            return None
+        return np.frombuffer(data, dtype=dt).reshape(dims).copy()
+
+    def put_many(self, items: Mapping[FeatureKey, np.ndarray]) -> None:
+        """Write all entries in one transaction (all or nothing)."""
+        rows = []
+        now = time.time()
+        for k, arr in items.items():
+            a = np.ascontiguousarray(arr)
+            data = a.tobytes()
+            rows.append((str(k), a.dtype.str, ",".join(map(str, a.shape)), _checksum(data), data, now))
+        conn = self._conn()
+        with _transaction(conn):
+            conn.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM features").fetchone()[0]
+
+    def clear(self) -> None:
+        with _transaction(self._conn()) as c:
+            c.execute("DELETE FROM features")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (autocommit connection)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, *_):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
