@@ -1,0 +1,173 @@
+"""Centered kernel alignment (Kornblith et al., 2019) between representations of the same N inputs.
+
+A representation is ``[N, D]`` (one row per image, same image order everywhere); pool or flatten
+patch tokens before calling. All computations run in float64. Inputs may be numpy arrays or CPU
+torch tensors.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+Kind = Literal["linear", "rbf"]
+_EPS = 1e-12
+
+
+def _as_features(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be [N, D] (pool or flatten tokens first), got shape {a.shape}")
+    if a.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 examples for CKA, got {a.shape[0]}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+def _check_same_n(X: np.ndarray, Y: np.ndarray) -> None:
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} examples but Y has {Y.shape[0]}; CKA compares the same inputs")
+
+
+def linear_cka(X: np.ndarray | torch.Tensor, Y: np.ndarray | torch.Tensor) -> float:
+    """Linear CKA: ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` on column-centred features.
+
+    Args:
+        X: ``[N, D1]``.
+        Y: ``[N, D2]``.
+
+    Returns:
+        similarity in ``[0, 1]``; invariant to orthogonal transforms and isotropic scaling.
+    """
+    X, Y = _as_features(X, "X"), _as_features(Y, "Y")
+    _check_same_n(X, Y)
+    X = X - X.mean(axis=0, keepdims=True)  # [N, D1]
+    Y = Y - Y.mean(axis=0, keepdims=True)  # [N, D2]
+    if X.shape[0] < max(X.shape[1], Y.shape[1]):
+        # Gram form is cheaper when N < D: ||Y^T X||_F^2 = <X X^T, Y Y^T>_F
+        return _cka_from_centered_grams(X @ X.T, Y @ Y.T)
+    hsic = np.linalg.norm(Y.T @ X) ** 2  # Frobenius
+    nx, ny = np.linalg.norm(X.T @ X), np.linalg.norm(Y.T @ Y)
+    if nx < _EPS or ny < _EPS:
+        raise ValueError("CKA is undefined for a constant representation (all rows equal)")
+    return float(hsic / (nx * ny))
+
+
+def _center_gram(K: np.ndarray) -> np.ndarray:
+    """``H K H`` with ``H = I - 11^T / N``."""
+    return K - K.mean(axis=0, keepdims=True) - K.mean(axis=1, keepdims=True) + K.mean()
+
+
+def _rbf_gram(X: np.ndarray, sigma_frac: float) -> np.ndarray:
+    """RBF Gram ``[N, N]`` with ``sigma = sigma_frac * median`` of the off-diagonal pairwise distances."""
+    sq = np.sum(X * X, axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (X @ X.T), 0.0)  # [N, N] squared distances
+    iu = np.triu_indices(X.shape[0], k=1)
+    med = np.median(np.sqrt(d2[iu]))
+    if med < _EPS:
+        raise ValueError("RBF CKA is undefined when most examples coincide (median pairwise distance 0)")
+    sigma = sigma_frac * med
+    return np.exp(-d2 / (2.0 * sigma * sigma))
+
+
+def _cka_from_centered_grams(Kc: np.ndarray, Lc: np.ndarray) -> float:
+    """``<Kc, Lc>_F / (||Kc||_F ||Lc||_F)`` for already centred Grams (the HSIC ratio)."""
+    nk, nl = np.linalg.norm(Kc), np.linalg.norm(Lc)
+    if nk < _EPS or nl < _EPS:
+        raise ValueError("CKA is undefined for a constant representation (all rows equal)")
+    return float(np.sum(Kc * Lc) / (nk * nl))
+
+
+def _centered_gram(X: np.ndarray, kind: Kind, sigma_frac: float) -> np.ndarray:
+    if kind == "linear":
+        Xc = X - X.mean(axis=0, keepdims=True)
+        return Xc @ Xc.T  # already centred: H X X^T H = Xc Xc^T
+    if kind == "rbf":
+        return _center_gram(_rbf_gram(X, sigma_frac))
+    raise ValueError(f"unknown CKA kind {kind!r}; use 'linear' or 'rbf'")
+
+
+def rbf_cka(X: np.ndarray | torch.Tensor, Y: np.ndarray | torch.Tensor, sigma_frac: float = 0.5) -> float:
+    """CKA with RBF kernels: ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` (biased HSIC).
+
+    Each kernel's bandwidth is ``sigma_frac`` times the median pairwise Euclidean distance of its
+    own representation (Kornblith et al. take the median of squared distances including the zero
+    diagonal; the off-diagonal median used here does not depend on N's diagonal share).
+
+    Args:
+        X: ``[N, D1]``.
+        Y: ``[N, D2]``.
+        sigma_frac: bandwidth as a fraction of the median distance (> 0).
+
+    Returns:
+        similarity in ``[0, 1]``.
+    """
+    if sigma_frac <= 0:
+        raise ValueError(f"sigma_frac must be > 0, got {sigma_frac}")
+    X, Y = _as_features(X, "X"), _as_features(Y, "Y")
+    _check_same_n(X, Y)
+    return _cka_from_centered_grams(_centered_gram(X, "rbf", sigma_frac), _centered_gram(Y, "rbf", sigma_frac))
+
+
+def _grams(feats: Sequence[np.ndarray | torch.Tensor], kind: Kind, sigma_frac: float, name: str) -> list[np.ndarray]:
+    if len(feats) == 0:
+        raise ValueError(f"{name} is empty")
+    arrs = [_as_features(f, f"{name}[{i}]") for i, f in enumerate(feats)]
+    ns = {a.shape[0] for a in arrs}
+    if len(ns) != 1:
+        raise ValueError(f"all representations in {name} must cover the same N inputs, got N in {sorted(ns)}")
+    if sigma_frac <= 0:
+        raise ValueError(f"sigma_frac must be > 0, got {sigma_frac}")
+    return [_centered_gram(a, kind, sigma_frac) for a in arrs]  # each [N, N]
+
+
+def cka_matrix(
+    feats: Sequence[np.ndarray | torch.Tensor], kind: Kind = "linear", sigma_frac: float = 0.5
+) -> np.ndarray:
+    """Pairwise CKA between ``B`` representations of the same inputs (e.g. several backbones).
+
+    Args:
+        feats: ``B`` arrays ``[N, D_b]``.
+        kind: ``"linear"`` or ``"rbf"``.
+        sigma_frac: RBF bandwidth, see :func:`rbf_cka`.
+
+    Returns:
+        symmetric ``[B, B]`` matrix with ones on the diagonal.
+    """
+    grams = _grams(feats, kind, sigma_frac, "feats")
+    B = len(grams)
+    out = np.eye(B)
+    for i in range(B):
+        for j in range(i + 1, B):
+            out[i, j] = out[j, i] = _cka_from_centered_grams(grams[i], grams[j])
+    return out
+
+
+def layer_cka(
+    feats_a: Sequence[np.ndarray | torch.Tensor],
+    feats_b: Sequence[np.ndarray | torch.Tensor],
+    kind: Kind = "linear",
+    sigma_frac: float = 0.5,
+) -> np.ndarray:
+    """CKA between every layer of model A and every layer of model B (Kornblith et al., Fig. 4).
+
+    Args:
+        feats_a: ``LA`` arrays ``[N, D]`` (one per layer of A).
+        feats_b: ``LB`` arrays ``[N, D']`` (one per layer of B), same inputs in the same order.
+        kind: ``"linear"`` or ``"rbf"``.
+        sigma_frac: RBF bandwidth, see :func:`rbf_cka`.
+
+    Returns:
+        ``[LA, LB]`` matrix.
+    """
+    ga = _grams(feats_a, kind, sigma_frac, "feats_a")
+    gb = _grams(feats_b, kind, sigma_frac, "feats_b")
+    if ga[0].shape != gb[0].shape:
+        raise ValueError(f"feats_a has N={ga[0].shape[0]} inputs but feats_b has N={gb[0].shape[0]}")
+    out = np.empty((len(ga), len(gb)))
+    for i, ka in enumerate(ga):
+        for j, kb in enumerate(gb):
+            out[i, j] = _cka_from_centered_grams(ka, kb)
+    return out
