@@ -1,0 +1,1 @@
+"""Streamlit pages. Thin: layout and widgets; all maths lives in core/."""
