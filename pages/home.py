@@ -4,7 +4,7 @@ import streamlit as st
 from pages.common import CLASS_DEFAULT, get_backbone, sidebar
 
 sel = sidebar(CLASS_DEFAULT)
-st.title("🔎 Backbone Lens")
+st.title("Backbone Lens")
 st.markdown(
     "See what pretrained vision backbones see, on one cached set of features.\n\n"
     "- **Embeddings**: UMAP / PCA / t-SNE of the global embeddings, coloured by class; click a point "
