@@ -1,8 +1,577 @@
-"""Placeholder: being built."""
+"""Prototypes: class means of frozen features as a classifier. Distances between prototypes and from
+every image to every prototype with per-class margins; NMC vs k-NN vs linear probe vs naive Bayes
+with a confusion matrix and the misclassified images; the few-shot "two regimes" curve;
+exemplar-free class-incremental learning (NMC / SimpleCIL); TEEN calibration of few-shot
+prototypes; CLIP text prototypes (zero-shot); and classifying an uploaded image.
+
+Each tab computes only while it is open, and every result is cached by (features, parameters).
+The maths lives in core.prototypes (and core.evaluation for repeats and tables).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import CLASS_DEFAULT, sidebar
+from core.errors import ImageDecodeError
+from core.evaluation import (METHOD_LABELS, class_sorted_order, evaluate_all, nearest_wrong_prototypes,
+                             prototype_exemplars, teen_alpha_sweep, teen_repeated, train_indices,
+                             zero_shot_mix_curve)
+from core.images import ImageRecord, load_uploads, thumbnail
+from core.projection import ProjectionParams, make_projector
+from core.prototypes import (CLASSIFIERS, CLIP_TEMPLATES, METRICS, class_incremental, class_prototypes, distances,
+                             few_shot_curve, per_class_margin, prompt_prototypes)
+from pages.common import CLASS_DEFAULT, choose_backbone, features, get_backbone, show_failures, sidebar
 
+TABS = ["Prototypes", "Classifiers", "Few-shot", "Class-incremental", "TEEN", "Zero-shot", "Classify an upload"]
+CLIP_OFFLINE = "open_clip/ViT-B-32/random"
+THUMB = 120
+MAX_WRONG = 24       # misclassified images shown
+MAX_TICKS = 80       # image-name ticks on the image-to-prototype matrix
+DIST_LABEL = {"cosine": "cosine distance (1 − cos)", "euclidean": "Euclidean distance"}
+
+
+# ---- cached computations (keyed by the features identity ``fid`` and the parameters) -----------
+@st.cache_data(max_entries=16, show_spinner=False)
+def _prototypes(fid: str, metric: str, _X: np.ndarray, _y: np.ndarray):
+    classes, P = class_prototypes(_X, _y)  # [K], [K, D]
+    order = class_sorted_order(_y)  # [N] rows grouped by class
+    D_pp = distances(P, P, metric)  # [K, K]
+    D_ip = distances(_X[order], P, metric)  # [N, K] rows in ``order``
+    margin = per_class_margin(D_ip, np.searchsorted(classes, _y[order]))  # [N]
+    return classes, P, order, D_pp, D_ip, margin
+
+
+@st.cache_data(max_entries=16, show_spinner="Training and testing the four classifiers…")
+def _evaluations(fid: str, metric: str, test_size: float, seed: int, _X: np.ndarray, _y: np.ndarray):
+    return evaluate_all(_X, _y, CLASSIFIERS, metric=metric, test_size=test_size, seed=seed)
+
+
+@st.cache_data(max_entries=16, show_spinner="Few-shot draws (each method on the same draws)…")
+def _few_shot(fid: str, shots: tuple, methods: tuple, draws: int, seed: int, _X, _y):
+    return few_shot_curve(_X, _y, shots=shots, methods=methods, draws=draws, seed=seed)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _incremental(fid: str, n_tasks: int, order: tuple, test_size: float, seed: int, _X, _y):
+    return {m: class_incremental(_X, _y, n_tasks, order, test_size, seed, metric=m) for m in METRICS}
+
+
+@st.cache_data(max_entries=32, show_spinner="TEEN over random draws…")
+def _teen(fid: str, base: tuple, k: int, alpha: float, tau: float, draws: int, seed: int, test_size: float, _X, _y):
+    return teen_repeated(_X, _y, list(base), k, alpha, tau, draws=draws, seed=seed, test_size=test_size)
+
+
+@st.cache_data(max_entries=32, show_spinner="TEEN fusion-weight sweep…")
+def _teen_sweep(fid: str, base: tuple, k: int, tau: float, draws: int, seed: int, test_size: float, _X, _y):
+    return teen_alpha_sweep(_X, _y, list(base), k, tau, draws=draws, seed=seed, test_size=test_size)
+
+
+@st.cache_data(max_entries=16, show_spinner="Encoding the prompts with the text tower…")
+def _text_prototypes(backbone: str, weights_id: str, names: tuple, templates: tuple) -> np.ndarray:
+    b = get_backbone(backbone)
+    texts = sorted({t.format(n) for t in templates for n in names})
+    emb = dict(zip(texts, b.encode_text(texts).float().cpu().numpy()))  # one batch for all prompts
+    return prompt_prototypes(lambda batch: np.stack([emb[t] for t in batch]), list(names), list(templates))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _pca_map(fid: str, _X: np.ndarray):
+    return make_projector(ProjectionParams("pca", n_components=2)).fit(_X)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _thumb(sha: str, name: str, side: int, _rec: ImageRecord):
+    return thumbnail(_rec.decode(), side)
+
+
+def _show(where, rec: ImageRecord, side: int = THUMB, caption: str | None = None) -> None:
+    try:
+        where.image(_thumb(rec.sha256, rec.name, side, rec), caption=caption)
+    except (ImageDecodeError, OSError) as e:  # changed or removed since the dataset was listed
+        where.warning(f"Cannot show **{rec.name}**: {getattr(e, 'reason', e)}")
+
+
+def _heatmap(z, x, y, *, colorbar: str, title: str, text=None, colorscale="Viridis", height=480,
+             xtitle="", ytitle="", show_y=True, zmin=None, zmax=None, dtick=None) -> go.Figure:
+    fig = go.Figure(go.Heatmap(
+        z=z, x=x, y=y, colorscale=colorscale, zmin=zmin, zmax=zmax,
+        colorbar=dict(title=dict(text=colorbar, side="right"), dtick=dtick),
+        text=text, texttemplate="%{text}" if text is not None else None, textfont=dict(size=11),
+        hovertemplate=f"{ytitle or 'row'}: %{{y}}<br>{xtitle or 'column'}: %{{x}}<br>{colorbar}: %{{z:.3f}}<extra></extra>"))
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)), height=height, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_xaxes(title_text=xtitle, side="bottom", tickangle=-40)
+    fig.update_yaxes(title_text=ytitle, autorange="reversed", showticklabels=show_y)
+    return fig
+
+
+def _palette(k: int) -> list[str]:
+    """Class colours, the same as the Embeddings page's map."""
+    return px.colors.qualitative.D3 if k <= 10 else px.colors.qualitative.Alphabet
+
+
+def _pct(a: float) -> str:
+    return f"{100 * a:.1f}%"
+
+
+# ---- page ---------------------------------------------------------------------------------------
 sel = sidebar(CLASS_DEFAULT)
-st.title("prototypes")
-st.info("This page is being built.")
+st.title("Prototypes")
+st.caption("A prototype is the mean embedding of a class. The nearest-mean classifier (NMC) sends an image to the "
+           "nearest prototype: no training, new classes are added by adding a mean (SimpleCIL).")
+
+fs = features(sel)
+show_failures(fs)
+X = fs["embedding"]  # [N, D]
+y = np.asarray(fs.labels)  # [N]
+if len(y) == 0 or not all(y):
+    st.info("Prototypes need class labels: use a folder with one subfolder per class, or upload images with a class "
+            "name in the sidebar.")
+    st.stop()
+classes_all, counts_all = np.unique(y, return_counts=True)
+if len(classes_all) < 2:
+    st.info(f"Prototypes need at least 2 classes; this dataset has only {classes_all[0]!s}.")
+    st.stop()
+fid = f"{sel.backbone}|{sel.size}|{sel.layer}|{sel.dataset_key}"
+K = len(classes_all)
+
+c_metric, c_test, c_seed = st.columns([2, 2, 1])
+metric = c_metric.radio("Distance to prototypes", METRICS, horizontal=True, key="proto_metric", persist_state="session",
+                        format_func=lambda m: {"cosine": "cosine (SimpleCIL)", "euclidean": "Euclidean (classic NMC)"}[m])
+test_size = c_test.slider("Held-out fraction per class", 0.1, 0.5, 0.3, 0.05, key="proto_test", persist_state="session",
+                          help="Stratified split for accuracies; sets under 20 images or with a class under 3 "
+                               "images use leave-one-out instead.")
+seed = int(c_seed.number_input("Seed", 0, 2**31 - 1, 0, key="proto_seed", persist_state="session"))
+
+tabs = dict(zip(TABS, st.tabs(TABS, key="proto_tab", on_change="rerun")))
+
+
+# ---- Prototypes -----------------------------------------------------------------------------------
+def tab_prototypes() -> None:
+    classes, P, order, D_pp, D_ip, margin = _prototypes(fid, metric, X, y)
+    st.caption(f"{K} prototypes from all {len(y)} images (in-sample: the held-out accuracies are on the Classifiers tab).")
+    c1, c2 = st.columns([2, 3], gap="medium")
+    text = np.vectorize(lambda v: f"{v:.2f}")(np.maximum(D_pp, 0.0)) if K <= 12 else None  # no "-0.00"
+    c1.plotly_chart(_heatmap(D_pp, list(classes), list(classes), colorbar=DIST_LABEL[metric], text=text,
+                             title="Prototype to prototype", xtitle="prototype", ytitle="prototype", height=520),
+                    key="pp_heat")
+    names = [fs.records[i].name for i in order]
+    ys = [f"{n}" for n in names]
+    fig = _heatmap(D_ip, list(classes), ys, colorbar=DIST_LABEL[metric], title="Image to prototype (images sorted by class)",
+                   xtitle="prototype", ytitle="image", height=max(520, min(1400, 14 * len(ys) + 120)),
+                   show_y=len(ys) <= MAX_TICKS)
+    nearest = np.argmin(D_ip, axis=1)
+    own = np.searchsorted(classes, y[order])
+    wrong = np.flatnonzero(nearest != own)
+    if len(wrong):
+        fig.add_trace(go.Scatter(x=classes[nearest[wrong]], y=[ys[i] for i in wrong], mode="markers",
+                                 marker=dict(symbol="x", size=9, color="red", line=dict(width=1, color="white")),
+                                 name="nearest prototype is another class", hoverinfo="skip"))
+    bounds = np.flatnonzero(y[order][1:] != y[order][:-1])  # last row of each class
+    for b in bounds:
+        fig.add_shape(type="line", xref="paper", x0=0, x1=1, y0=b + 0.5, y1=b + 0.5, yref="y",
+                      line=dict(color="white", width=2))
+    fig.update_yaxes(type="category", dtick=1, tickfont=dict(size=10))
+    fig.update_layout(legend=dict(orientation="h", y=-0.08, x=0))
+    c2.plotly_chart(fig, key="ip_heat")
+
+    st.subheader("Per-class margin")
+    st.caption("Margin of an image = distance to the nearest other prototype − distance to its own prototype. "
+               "Positive: NMC gets it right, with that much room.")
+    df = pd.DataFrame({"image": names, "class": y[order], "margin": margin})
+    fig = go.Figure()
+    palette = _palette(K)
+    for j, c in enumerate(classes):
+        d = df[df["class"] == c]
+        fig.add_trace(go.Box(y=d["margin"], name=str(c), marker_color=palette[j % len(palette)],
+                             boxpoints="all" if len(df) <= 2000 else "outliers", jitter=0.4, pointpos=0, text=d["image"],
+                             hovertemplate="%{text}<br>margin %{y:.3f}<extra></extra>", showlegend=False))
+    fig.add_hline(y=0, line_dash="dash", line_color="gray")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_yaxes(title_text=f"margin ({DIST_LABEL[metric]})")
+    fig.update_xaxes(title_text="class")
+    c1, c2 = st.columns([3, 2], gap="medium")
+    c1.plotly_chart(fig, key="margins")
+    summary = df.groupby("class")["margin"].agg(images="size", mean_margin="mean", min_margin="min",
+                                                correct=lambda m: float((m > 0).mean()))
+    c2.dataframe(summary, column_config={
+        "mean_margin": st.column_config.NumberColumn("mean margin", format="%.3f"),
+        "min_margin": st.column_config.NumberColumn("min margin", format="%.3f"),
+        "correct": st.column_config.ProgressColumn("margin > 0", format="percent", min_value=0, max_value=1)})
+    out = pd.DataFrame(D_ip, columns=[f"d_{c}" for c in classes])
+    out.insert(0, "margin", margin)
+    out.insert(0, "label", y[order])
+    out.insert(0, "path", [str(fs.records[i].path or "") for i in order])
+    out.insert(0, "name", names)
+    c2.download_button("Download image-to-prototype distances (CSV)", out.to_csv(index=False).encode(),
+                       file_name=f"prototype_distances_{metric}.csv", mime="text/csv", icon=":material/download:")
+
+
+# ---- Classifiers ----------------------------------------------------------------------------------
+def tab_classifiers() -> None:
+    try:
+        results = _evaluations(fid, metric, test_size, seed, X, y)
+    except ValueError as e:  # e.g. leave-one-out with a class of one image
+        st.error(f"Cannot evaluate the classifiers on this dataset: {e}")
+        return
+    proto = results[0].protocol
+    st.caption(("Stratified hold-out: " + _pct(test_size) + f" of each class is the test set (seed {seed})."
+                if proto == "split" else "Leave-one-out: the set is too small for a hold-out split "
+                "(under 20 images, or a class with under 3); every image is predicted by a model that never saw it.")
+               + " k-NN uses k = 5 and cosine; the linear probe is logistic regression on L2-normalised features "
+                 "(C = 1); NMC uses the distance chosen above.")
+    table = pd.DataFrame([{"method": METHOD_LABELS[r.method], "accuracy": r.accuracy,
+                           "correct": f"{int(round(r.accuracy * r.n_test))} / {r.n_test}",
+                           "protocol": r.protocol, "n_train": r.n_train, "n_test": r.n_test} for r in results])
+    c1, c2 = st.columns([3, 2], gap="medium")
+    c1.dataframe(table, hide_index=True, column_config={
+        "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1)})
+    if sel.dataset.root is not None:
+        c1.caption(f"Same numbers from a shell: `backbone-lens evaluate --backbone {sel.backbone} --train "
+                   f"{sel.dataset.root} --method nmc` (add `--json` for one JSON object).")
+    c1.download_button("Download accuracies (CSV)", table.to_csv(index=False).encode(), file_name="accuracies.csv",
+                       mime="text/csv", icon=":material/download:")
+    method = c2.selectbox("Confusion matrix and mistakes of", CLASSIFIERS, format_func=METHOD_LABELS.get,
+                          key="proto_cm_method", persist_state="session")
+    r = results[list(CLASSIFIERS).index(method)]
+    cm = r.confusion
+    c2.plotly_chart(_heatmap(cm, list(r.classes), list(r.classes), colorbar="test images", text=cm.astype(str),
+                             colorscale="Blues", zmin=0, dtick=max(1, int(np.ceil(cm.max() / 5))),
+                             title=f"Confusion: {METHOD_LABELS[method]} ({_pct(r.accuracy)})",
+                             xtitle="predicted class", ytitle="true class", height=460), key="cm_heat")
+
+    wrong = r.misclassified
+    st.subheader(f"Misclassified by {METHOD_LABELS[method]}: {len(wrong)} of {r.n_test}")
+    if not len(wrong):
+        st.success("No test image is misclassified.")
+        return
+    tr = train_indices(r, len(y))
+    classes, P = class_prototypes(X[tr], y[tr])
+    pred = dict(zip(r.test_indices.tolist(), r.y_pred.tolist()))
+    wlab, d_wrong, d_own = nearest_wrong_prototypes(X[wrong], y[wrong], classes, P, metric)
+    ex = prototype_exemplars(X[tr], y[tr], classes, P, metric)  # rows of X[tr]
+    st.caption("Next to each image: the nearest prototype of another class, shown by the training image closest "
+               "to that prototype (" + ("prototypes of the training part" if r.protocol == "split"
+                                        else "prototypes of all images") + ").")
+    cols = st.columns(4)
+    for j, i in enumerate(wrong[:MAX_WRONG]):
+        box = cols[j % 4].container(border=True)
+        a, b = box.columns(2)
+        _show(a, fs.records[i], caption="image")
+        _show(b, fs.records[tr[ex[int(np.flatnonzero(classes == wlab[j])[0])]]], caption=f"{wlab[j]} prototype")
+        box.markdown(f"**{fs.records[i].name.split('/')[-1]}**  \ntrue :green[{y[i]}] · predicted :red[{pred[int(i)]}]  \n"
+                     f"nearest wrong prototype **{wlab[j]}**: d = {d_wrong[j]:.3f} (own {d_own[j]:.3f})")
+    if len(wrong) > MAX_WRONG:
+        st.caption(f"First {MAX_WRONG} of {len(wrong)} shown.")
+
+
+# ---- Few-shot ---------------------------------------------------------------------------------------
+def tab_few_shot() -> None:
+    st.caption("k random training images per class, the rest is the test set; repeated draws give the error bars "
+               "(± one standard deviation). Generative classifiers (NMC, naive Bayes) tend to win with very few "
+               "shots, the discriminative linear probe catches up as shots grow: the two regimes (Ng & Jordan 2001).")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    shots = c1.multiselect("Shots per class", [1, 2, 3, 4, 5, 8, 10, 15, 20, 30, 50, 100], default=[1, 2, 5, 10],
+                           key="fs_shots", persist_state="session")
+    methods = c2.multiselect("Methods", CLASSIFIERS, default=["nmc", "linear", "nb"], format_func=METHOD_LABELS.get,
+                             key="fs_methods", persist_state="session")
+    draws = c3.slider("Draws", 1, 30, 10, key="fs_draws", persist_state="session")
+    if not shots or not methods:
+        st.info("Pick at least one shot value and one method.")
+        return
+    smallest = int(counts_all.min())
+    skipped = [k for k in sorted(shots) if k >= smallest]
+    if skipped:
+        st.caption(f"Skipped {skipped}: the smallest class has {smallest} image{'s' * (smallest != 1)}, so k must be "
+                   f"below {smallest} "
+                   "to leave a test image in every class.")
+    try:
+        rows = _few_shot(fid, tuple(sorted(shots)), tuple(methods), draws, seed, X, y)
+    except ValueError as e:
+        st.error(f"Cannot draw few-shot training sets: {e}")
+        return
+    if not rows:
+        st.warning(f"No shot value is below the smallest class size ({smallest}).")
+        return
+    df = pd.DataFrame([r.__dict__ for r in rows])
+    fig = go.Figure()
+    colours = dict(zip(CLASSIFIERS, px.colors.qualitative.D3))
+    for m in methods:
+        d = df[df.method == m]
+        fig.add_trace(go.Scatter(x=d.shots, y=d.mean_acc, error_y=dict(type="data", array=d.std_acc, visible=True),
+                                 mode="lines+markers", name=METHOD_LABELS[m], line=dict(color=colours[m])))
+    fig.add_hline(y=1 / K, line_dash="dot", line_color="gray", annotation_text=f"chance (1/{K})",
+                  annotation_position="bottom right")
+    ks = sorted(df.shots.unique())
+    fig.update_layout(height=460, title=dict(text=f"Few-shot accuracy, {draws} draws per point", x=0),
+                      legend=dict(title=dict(text="classifier")), margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_xaxes(title_text="training images per class (shots, log scale)", type="log", tickvals=ks,
+                     ticktext=[str(k) for k in ks])
+    fig.update_yaxes(title_text="accuracy on the remaining images", range=[0, 1.02], tickformat=".0%")
+    st.plotly_chart(fig, key="fs_plot")
+    out = df.assign(method=df.method.map(METHOD_LABELS)).rename(columns={"n_draws": "draws"})
+    st.dataframe(out, hide_index=True, column_config={
+        "mean_acc": st.column_config.NumberColumn("mean accuracy", format="%.3f"),
+        "std_acc": st.column_config.NumberColumn("std", format="%.3f")})
+    st.download_button("Download the curve (CSV)", out.to_csv(index=False).encode(), file_name="few_shot.csv",
+                       mime="text/csv", icon=":material/download:")
+
+
+# ---- Class-incremental -----------------------------------------------------------------------------
+def tab_incremental() -> None:
+    st.caption("Classes arrive in tasks. After each task its prototypes are added (class means of its training "
+               "images); old prototypes never change and no exemplar images are kept. Accuracy is over the test "
+               "images of every class seen so far. Cosine = SimpleCIL, Euclidean = classic NMC.")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    n_tasks = c1.slider("Tasks", 1, K, min(4, K), key="cil_tasks", persist_state="session")
+    mode = c2.radio("Class order", ["sorted", "shuffled", "custom"], key="cil_mode", persist_state="session",
+                    help="shuffled uses the seed above; custom: pick every class once, in arrival order.")
+    if mode == "sorted":
+        order = list(classes_all)
+    elif mode == "shuffled":
+        order = list(np.random.default_rng(seed).permutation(classes_all))
+    else:
+        order = c3.multiselect("Arrival order", list(classes_all), default=list(classes_all), key="cil_order",
+                               persist_state="session")
+        missing = [c for c in classes_all if c not in order]
+        if missing:
+            st.warning(f"Add every class once; missing: {', '.join(missing)}.")
+            return
+    try:
+        res = _incremental(fid, n_tasks, tuple(str(c) for c in order), test_size, seed, X, y)
+    except ValueError as e:
+        st.error(str(e))
+        return
+    r = res[metric]
+    aia = "Mean of the accuracies after each task (average incremental accuracy)."
+    fin = "Accuracy over all classes after the last task."
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("SimpleCIL: average incremental", _pct(res["cosine"].average_incremental_accuracy), help=aia)
+    m2.metric("SimpleCIL: final", _pct(res["cosine"].final_accuracy), help=fin)
+    m3.metric("NMC (Euclidean): average incremental", _pct(res["euclidean"].average_incremental_accuracy), help=aia)
+    m4.metric("NMC (Euclidean): final", _pct(res["euclidean"].final_accuracy), help=fin)
+    ticks = [f"task {t + 1}<br>+{', '.join(map(str, g))}" if len(g) <= 3 else f"task {t + 1}<br>+{len(g)} classes"
+             for t, g in enumerate(r.task_classes)]
+    fig = go.Figure()
+    for m, name, style in (("cosine", "SimpleCIL (cosine)", dict(color="#d62728", width=3)),
+                           ("euclidean", "NMC (Euclidean)", dict(color="#1f77b4", width=2, dash="dash"))):
+        fig.add_trace(go.Scatter(x=ticks, y=res[m].step_accuracies, mode="lines+markers", name=name, line=style,
+                                 customdata=res[m].n_seen_classes,
+                                 hovertemplate="%{y:.1%} over %{customdata} classes<extra>" + name + "</extra>"))
+    fig.update_layout(height=420, title=dict(text="Accuracy over all classes seen so far", x=0),
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(title=dict(text="prototypes")))
+    fig.update_yaxes(title_text="accuracy (seen classes)", range=[0, 1.02], tickformat=".0%")
+    fig.update_xaxes(title_text="after task")
+    c1, c2 = st.columns([3, 2], gap="medium")
+    c1.plotly_chart(fig, key="cil_plot")
+    acc = r.task_accuracy
+    text = np.where(np.isnan(acc), "", np.vectorize(lambda v: f"{100 * v:.0f}%")(np.nan_to_num(acc)))
+    c2.plotly_chart(_heatmap(acc, [f"task {j + 1}" for j in range(n_tasks)], [f"after {t + 1}" for t in range(n_tasks)],
+                             colorbar="accuracy", text=text, colorscale="Viridis", zmin=0, zmax=1,
+                             title=f"Accuracy per task ({'SimpleCIL' if metric == 'cosine' else 'NMC'})",
+                             xtitle="test images of task", ytitle="after training on task", height=420),
+                    key="cil_heat")
+    st.dataframe(pd.DataFrame({"task": range(1, n_tasks + 1), "classes": [", ".join(map(str, g)) for g in r.task_classes],
+                               "seen classes": r.n_seen_classes,
+                               "SimpleCIL (cosine)": res["cosine"].step_accuracies,
+                               "NMC (Euclidean)": res["euclidean"].step_accuracies}), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(c, format="percent")
+                                for c in ("SimpleCIL (cosine)", "NMC (Euclidean)")})
+
+
+# ---- TEEN ---------------------------------------------------------------------------------------------
+def tab_teen() -> None:
+    st.caption("Base classes keep all their training images; each new class gets only k shots, so its prototype is "
+               "noisy and biased. TEEN (Wang et al., NeurIPS 2023) pulls every new prototype towards the base "
+               "prototypes it resembles: p̂ = α·p + (1 − α)·Σ_b softmax(τ·cos(p, p_b))·p_b, on normalised prototypes. "
+               "Cosine NMC on the same test images, with and without calibration; mean ± std over draws.")
+    c1, c2 = st.columns([3, 2])
+    half = list(classes_all[: max(1, K // 2)])
+    base = c1.multiselect("Base classes (all their training images)", list(classes_all), default=half, key="teen_base",
+                          persist_state="session")
+    new = [c for c in classes_all if c not in base]
+    if not base or not new:
+        st.info("Choose at least one base class and leave at least one class as a new class.")
+        return
+    train_counts = [n - int(np.clip(round(test_size * n), 1, n - 1)) for c, n in zip(classes_all, counts_all) if c in new]
+    kmax = max(1, min(train_counts))
+    if kmax > 1:
+        k = c2.slider("Shots per new class (k)", 1, kmax, 1, key="teen_k", persist_state="session")
+    else:
+        k = 1
+        c2.caption("Shots per new class: k = 1 (a new class has only one training image).")
+    c3, c4, c5 = st.columns(3)
+    alpha = c3.slider("Fusion weight α (weight of the few-shot prototype; 1 = no calibration)", 0.0, 1.0, 0.5, 0.05,
+                      key="teen_alpha", persist_state="session")
+    tau = c4.slider("Temperature τ (larger: only the most similar base classes)", 0.0, 64.0, 16.0, 1.0, key="teen_tau",
+                    persist_state="session")
+    draws = c5.slider("Draws", 1, 30, 10, key="teen_draws", persist_state="session")
+    try:
+        df = _teen(fid, tuple(base), k, alpha, tau, draws, seed, test_size, X, y)
+        sweep = _teen_sweep(fid, tuple(base), k, tau, min(draws, 5), seed, test_size, X, y)
+    except ValueError as e:  # e.g. a class too small for a train/test split
+        st.error(f"Cannot run TEEN on this dataset: {e}")
+        return
+    c1, c2 = st.columns(2, gap="medium")
+    fig = go.Figure()
+    for name, colour in (("plain", "#7f7f7f"), ("TEEN", "#d62728")):
+        d = df[df.prototypes == name]
+        fig.add_trace(go.Bar(x=d["classes"], y=d["mean"], error_y=dict(type="data", array=d["std"]), name=name,
+                             marker_color=colour, text=[_pct(v) for v in d["mean"]], textposition="inside",
+                             insidetextanchor="start", textfont=dict(color="white")))
+    fig.update_layout(barmode="group", height=420, margin=dict(l=10, r=10, t=50, b=10),
+                      title=dict(text=f"{len(base)} base + {len(new)} new classes, {k}-shot (α={alpha}, τ={tau})", x=0),
+                      legend=dict(title=dict(text="new-class prototypes")))
+    fig.update_yaxes(title_text="accuracy (cosine NMC)", range=[0, 1.1], tickformat=".0%")
+    fig.update_xaxes(title_text="test images of")
+    c1.plotly_chart(fig, key="teen_bars")
+    fig = go.Figure()
+    for part, colour in (("new", "#d62728"), ("base", "#1f77b4"), ("all", "#2ca02c")):
+        d = sweep[sweep["classes"] == part]
+        fig.add_trace(go.Scatter(x=d["alpha"], y=d["mean"], error_y=dict(type="data", array=d["std"]),
+                                 mode="lines+markers", name=part, line=dict(color=colour)))
+    fig.add_vline(x=alpha, line_dash="dot", line_color="gray", annotation_text="α", annotation_position="top")
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=50, b=10), legend=dict(title=dict(text="test images of")),
+                      title=dict(text=f"Accuracy vs fusion weight α (τ={tau}, {min(draws, 5)} draws)", x=0))
+    fig.update_xaxes(title_text="α (1 = plain few-shot prototypes)")
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.05], tickformat=".0%")
+    c2.plotly_chart(fig, key="teen_sweep")
+    st.dataframe(df, hide_index=True, column_config={"mean": st.column_config.NumberColumn(format="%.3f"),
+                                                    "std": st.column_config.NumberColumn(format="%.3f")})
+
+
+# ---- Zero-shot ------------------------------------------------------------------------------------------
+def tab_zero_shot() -> None:
+    b = get_backbone(sel.backbone)
+    if not b.spec.has_text:
+        st.info(f"Zero-shot needs a backbone with a **text tower** (CLIP): **{sel.backbone}** is a "
+                f"{b.spec.family.upper()} image model without one. Pick an open_clip backbone in the sidebar, e.g. "
+                f"`{CLIP_OFFLINE}` (works offline, random weights: it exercises the code, its accuracy is chance) or "
+                "`open_clip/ViT-B-32/laion2b_s34b_b79k` (real weights, downloads once where there is a network).",
+                icon=":material/text_fields:")
+        st.button(f"Use {CLIP_OFFLINE}", key="zs_use_clip", on_click=choose_backbone, args=(CLIP_OFFLINE,))
+        return
+    if "random" in b.spec.weights_name:
+        st.warning(f"{sel.backbone} has random weights ({b.spec.weights_name}): the numbers below only show that "
+                   "the pipeline runs; expect chance accuracy.")
+    st.caption("Text prototypes: every class name is put into each prompt template, encoded by the text tower, "
+               "normalised and averaged over templates (CLIP's prompt ensemble). Image prototypes: class means of the "
+               "training images. Both are compared by cosine on the same held-out images; the mix blends them. "
+               "Images use the final CLIP image embedding whatever layer the sidebar selects.")
+    c1, c2 = st.columns([1, 2])
+    names_df = c1.data_editor(pd.DataFrame({"class": classes_all, "name in prompts": [str(c).replace("_", " ")
+                                                                                     for c in classes_all]}),
+                              disabled=["class"], hide_index=True, key="zs_names")
+    templates_txt = c2.text_area("Prompt templates, one per line ({} = class name)", "\n".join(CLIP_TEMPLATES),
+                                 height=200, key="zs_templates", persist_state="session")
+    templates = tuple(t.strip() for t in templates_txt.splitlines() if t.strip())
+    bad = [t for t in templates if t.count("{}") != 1]
+    if not templates or bad:
+        st.error("Every template needs exactly one {} for the class name" + (f"; fix: {bad}" if bad else "."))
+        return
+    names = tuple(str(n).strip() or str(c) for c, n in zip(names_df["class"], names_df["name in prompts"]))
+    mix = st.slider("Mix (0 = text prototypes only, 1 = image prototypes only)", 0.0, 1.0, 0.5, 0.05, key="zs_mix",
+                    persist_state="session")
+    T = _text_prototypes(sel.backbone, b.spec.weights_id, names, templates)  # [K, E]
+    zfs = features(sel, layer=-1)
+    E = zfs["embedding"]
+    ye = np.asarray(zfs.labels)
+    mixes = tuple(sorted({*np.round(np.linspace(0, 1, 11), 2), mix}))
+    try:
+        curve, nmc = zero_shot_mix_curve(E, ye, list(classes_all), T, mixes, test_size=test_size, seed=seed)
+    except ValueError as e:
+        st.error(f"{e}.")
+        return
+    acc = dict(zip(curve["mix"], curve["accuracy"]))
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Text prototypes (zero-shot)", _pct(acc[0.0]))
+    m2.metric("Image prototypes (NMC)", _pct(acc[1.0]))
+    m3.metric(f"Mix {mix:.2f}", _pct(acc[mix]))
+    fig = go.Figure(go.Scatter(x=curve["mix"], y=curve["accuracy"], mode="lines+markers", name="accuracy"))
+    fig.add_hline(y=1 / K, line_dash="dot", line_color="gray", annotation_text=f"chance (1/{K})")
+    fig.add_vline(x=mix, line_dash="dot", line_color="red")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      title=dict(text=f"Held-out accuracy on {int(curve['n_test'].iloc[0])} images", x=0))
+    fig.update_xaxes(title_text="mix (0 = text only, 1 = image only)")
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], tickformat=".0%")
+    st.plotly_chart(fig, key="zs_curve")
+
+
+# ---- Classify an upload ------------------------------------------------------------------------------
+def tab_upload() -> None:
+    files = st.file_uploader("Upload images to classify", accept_multiple_files=True, key="proto_upload",
+                             help="Each is embedded with the selected backbone and compared to the prototypes of "
+                                  "the whole dataset.")
+    if not files:
+        st.info("Upload one or more images: each gets its predicted class (nearest prototype), its distance to "
+                "every prototype and its place in the embedding.")
+        return
+    up = load_uploads([(f.name, f.getvalue()) for f in files])
+    for f in up.failures:
+        st.error(f"Cannot use the uploaded file **{f.name}**: {f.reason}")
+    if not up.records:
+        return
+    ufs = features(sel, dataset=up)
+    show_failures(ufs)
+    if not ufs.records:
+        return
+    classes, P = class_prototypes(X, y)
+    U = ufs["embedding"]  # [M, D]
+    Dm = distances(U, P, metric)  # [M, K]
+    own = distances(X, P, metric)[np.arange(len(y)), np.searchsorted(classes, y)]  # [N] dataset image to its own prototype
+    proj = _pca_map(fid, X)
+    base, pcs, ups = proj.embedding_, proj.transform(P), proj.transform(U)  # [N, 2], [K, 2], [M, 2]
+    palette = _palette(K)
+    for j, rec in enumerate(ufs.records):
+        order = np.argsort(Dm[j])
+        pred = classes[order[0]]
+        with st.container(border=True):
+            c1, c2, c3 = st.columns([1, 2, 2], gap="medium")
+            _show(c1, rec, side=220)
+            c1.markdown(f"**{rec.name}**")
+            c1.success(f"Predicted class: **{pred}**")
+            gap = Dm[j, order[1]] - Dm[j, order[0]]
+            c1.caption(f"runner-up **{classes[order[1]]}**, {gap:.3f} further ({metric})")
+            share = float(np.mean(own >= Dm[j, order[0]]))
+            c1.caption(f"{_pct(share)} of the dataset images lie at least this far from their own prototype"
+                       + (": the upload may belong to none of these classes (NMC always picks one)." if share < 0.05 else "."))
+            fig = go.Figure(go.Bar(x=Dm[j, order], y=classes[order], orientation="h",
+                                   marker_color=["#d62728" if i == 0 else "#9ecae1" for i in range(K)],
+                                   text=[f"{v:.3f}" for v in Dm[j, order]], textposition="auto"))
+            fig.update_layout(height=max(360, 28 * K + 90), margin=dict(l=10, r=10, t=40, b=10),
+                              title=dict(text="Distance to every prototype", x=0))
+            fig.update_xaxes(title_text=DIST_LABEL[metric])
+            fig.update_yaxes(title_text="prototype", autorange="reversed")
+            c2.plotly_chart(fig, key=f"up_bar_{j}")
+            fig = go.Figure()
+            for k, c in enumerate(classes):
+                rows = y == c
+                col = palette[k % len(palette)]
+                fig.add_trace(go.Scattergl(x=base[rows, 0], y=base[rows, 1], mode="markers", name=str(c), legendgroup=str(c),
+                                           marker=dict(size=7, color=col, opacity=0.6),
+                                           text=[r.name for r, m in zip(fs.records, rows) if m],
+                                           hovertemplate="%{text}<extra>" + str(c) + "</extra>"))
+                fig.add_trace(go.Scatter(x=pcs[k:k + 1, 0], y=pcs[k:k + 1, 1], mode="markers", legendgroup=str(c),
+                                         showlegend=False, marker=dict(symbol="diamond", size=13, color=col,
+                                                                       line=dict(width=1.5, color="black")),
+                                         hovertemplate=f"prototype of {c}<extra></extra>"))
+            fig.add_trace(go.Scatter(x=ups[j:j + 1, 0], y=ups[j:j + 1, 1], mode="markers", name="this upload",
+                                     marker=dict(symbol="star", size=20, color="black", line=dict(width=1.5, color="white")),
+                                     hovertemplate=f"{rec.name}<extra>upload</extra>"))
+            fig.update_layout(height=max(360, 28 * K + 90), margin=dict(l=10, r=10, t=40, b=10),
+                              title=dict(text="Where it falls (PCA; diamonds = prototypes)", x=0),
+                              legend=dict(title=dict(text="class"), font=dict(size=11), tracegroupgap=0))
+            fig.update_xaxes(title_text="PC 1")
+            fig.update_yaxes(title_text="PC 2")
+            c3.plotly_chart(fig, key=f"up_map_{j}")
+
+
+SECTIONS = {"Prototypes": tab_prototypes, "Classifiers": tab_classifiers, "Few-shot": tab_few_shot,
+            "Class-incremental": tab_incremental, "TEEN": tab_teen, "Zero-shot": tab_zero_shot,
+            "Classify an upload": tab_upload}
+for name, tab in tabs.items():
+    if tab.open:  # only the open tab computes
+        with tab:
+            SECTIONS[name]()

@@ -1,0 +1,279 @@
+"""Evaluation views built on :mod:`core.prototypes`: the numbers the Prototypes page and
+``backbone-lens evaluate`` show, computed by the same functions for both.
+
+Thin by design: every accuracy comes from ``core.prototypes`` (``evaluate``, ``few_shot_curve``,
+``teen_experiment``, ``zero_shot`` ...); this module only repeats, summarises and tabulates.
+Nothing here imports Streamlit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from core.prototypes import (CLASSIFIERS, EvalResult, Metric, class_prototypes, distances, evaluate,
+                             few_shot_curve, teen_experiment, zero_shot)
+
+__all__ = [
+    "METHOD_LABELS", "classifier_kwargs", "evaluate_all", "train_indices", "eval_summary",
+    "ShotEval", "evaluate_shots", "nearest_wrong_prototypes", "prototype_exemplars",
+    "class_sorted_order", "teen_repeated", "teen_alpha_sweep", "zero_shot_mix_curve",
+]
+
+METHOD_LABELS: dict[str, str] = {
+    "nmc": "NMC (nearest class mean)",
+    "knn": "k-NN (cosine, k=5)",
+    "linear": "linear probe (logistic regression)",
+    "nb": "Gaussian naive Bayes",
+}
+
+
+def classifier_kwargs(method: str, metric: Metric) -> dict[str, Any]:
+    """Keyword arguments for :func:`core.prototypes.make_classifier`: the metric only applies to NMC."""
+    if method not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {method!r}; choose one of {list(CLASSIFIERS)}")
+    return {"metric": metric} if method == "nmc" else {}
+
+
+def evaluate_all(
+    X: ArrayLike, y: ArrayLike, methods: Sequence[str] = CLASSIFIERS, *, metric: Metric = "cosine",
+    test_size: float = 0.3, seed: int = 0,
+) -> list[EvalResult]:
+    """:func:`core.prototypes.evaluate` for each method on the same split (same seed)."""
+    return [evaluate(X, y, m, test_size=test_size, seed=seed, **classifier_kwargs(m, metric)) for m in methods]
+
+
+def train_indices(res: EvalResult, n: int) -> np.ndarray:
+    """Rows of ``X`` the classifier of ``res`` was trained on (``n`` = rows of ``X``).
+
+    ``"split"``: the complement of the test rows; ``"loo"`` and ``"given"``: every row of ``X``
+    (for leave-one-out each fold leaves its own test image out).
+    """
+    if res.protocol == "split":
+        return np.setdiff1d(np.arange(n), res.test_indices)
+    return np.arange(n)
+
+
+def eval_summary(res: EvalResult, **extra: Any) -> dict[str, Any]:
+    """A JSON-ready dict of an :class:`EvalResult` (plus ``extra`` fields first)."""
+    return {
+        **extra,
+        "method": res.method,
+        "protocol": res.protocol,
+        "accuracy": res.accuracy,
+        "n_correct": int(round(res.accuracy * res.n_test)),
+        "n_train": res.n_train,
+        "n_test": res.n_test,
+        "classes": [str(c) for c in res.classes],
+        "confusion": res.confusion.tolist(),
+    }
+
+
+@dataclass(frozen=True)
+class ShotEval:
+    """Accuracy with ``shots`` training images per class, averaged over random draws.
+
+    Attributes:
+        method: classifier name.
+        shots: training images per class.
+        accuracy / accuracy_std: mean and std over draws.
+        draws: number of draws.
+        n_train: training images per draw (``shots * classes``).
+        n_test: test images per draw.
+        protocol: ``"few-shot"`` (the rest of the set is the test set, :func:`few_shot_curve`) or
+            ``"few-shot/given"`` (an explicit test set).
+    """
+
+    method: str
+    shots: int
+    accuracy: float
+    accuracy_std: float
+    draws: int
+    n_train: int
+    n_test: int
+    protocol: str
+
+
+def evaluate_shots(
+    X: ArrayLike, y: ArrayLike, method: str, shots: int, *, draws: int = 10, seed: int = 0,
+    X_test: ArrayLike | None = None, y_test: ArrayLike | None = None, metric: Metric = "cosine",
+) -> ShotEval:
+    """``shots`` random training images per class, ``draws`` times.
+
+    Without a test set this is one point of :func:`core.prototypes.few_shot_curve` (the other
+    images are the test set; cosine NMC). With ``X_test, y_test`` every draw trains on its
+    subset of ``X`` and is scored by :func:`core.prototypes.evaluate` on the test set; the draws
+    of a shot value are seeded by ``(seed, shots)`` as in ``few_shot_curve``.
+
+    Raises:
+        ValueError: some class has too few images for ``shots`` (the message names it), or a
+            Euclidean NMC is asked for without a test set (``few_shot_curve`` is cosine).
+    """
+    y = np.asarray(y)
+    if shots < 1 or draws < 1:
+        raise ValueError(f"shots and draws must be >= 1, got shots={shots}, draws={draws}")
+    kw = classifier_kwargs(method, metric)
+    classes, counts = np.unique(y, return_counts=True)
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    if X_test is None:
+        if kw.get("metric", "cosine") != "cosine":
+            raise ValueError("the few-shot curve uses cosine NMC; give a test set to use a Euclidean NMC with shots")
+        small = classes[counts <= shots]
+        if len(small):
+            raise ValueError(f"shots={shots} leaves no test image in class {str(small[0])!r} ({counts[classes == small[0]][0]} "
+                             f"images); use fewer shots than the smallest class ({counts.min()}) or give a test set")
+        rows = few_shot_curve(X, y, shots=[shots], methods=[method], draws=draws, seed=seed)
+        r = rows[0]
+        return ShotEval(method, shots, r.mean_acc, r.std_acc, r.n_draws, shots * len(classes),
+                        len(y) - shots * len(classes), "few-shot")
+    small = classes[counts < shots]
+    if len(small):
+        raise ValueError(f"class {str(small[0])!r} has only {counts[classes == small[0]][0]} training images, "
+                         f"fewer than shots={shots}")
+    X = np.asarray(X)
+    per_class = [np.flatnonzero(y == c) for c in classes]
+    rng = np.random.default_rng([seed, shots])
+    accs, n_test = [], 0
+    for _ in range(draws):
+        sub = np.concatenate([rng.choice(p, shots, replace=False) for p in per_class])  # [K * shots]
+        res = evaluate(X[sub], y[sub], method, X_test=X_test, y_test=y_test, **kw)
+        accs.append(res.accuracy)
+        n_test = res.n_test
+    return ShotEval(method, shots, float(np.mean(accs)), float(np.std(accs)), draws, shots * len(classes), n_test,
+                    "few-shot/given")
+
+
+def nearest_wrong_prototypes(
+    X: ArrayLike, y_true: ArrayLike, classes: ArrayLike, P: ArrayLike, metric: Metric = "cosine",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each image, the closest prototype of another class.
+
+    Args:
+        X: ``[M, D]`` images.
+        y_true: ``[M]`` their labels (each must be in ``classes``).
+        classes: ``[K]`` prototype labels; P: ``[K, D]`` prototypes.
+        metric: distance.
+
+    Returns:
+        ``(wrong_label [M], d_wrong [M], d_own [M])``.
+    """
+    classes = np.asarray(classes)
+    y_true = np.asarray(y_true)
+    missing = ~np.isin(y_true, classes)
+    if missing.any():
+        raise ValueError(f"label {str(y_true[missing][0])!r} has no prototype")
+    Dm = distances(X, P, metric)  # [M, K]
+    pos = {c: i for i, c in enumerate(classes.tolist())}
+    own = np.array([pos[c] for c in y_true.tolist()], dtype=np.int64)  # [M] column of the true class
+    rows = np.arange(len(Dm))
+    d_own = Dm[rows, own]
+    Dm[rows, own] = np.inf
+    j = np.argmin(Dm, axis=1)
+    return classes[j], Dm[rows, j], d_own
+
+
+def prototype_exemplars(X: ArrayLike, y: ArrayLike, classes: ArrayLike, P: ArrayLike,
+                        metric: Metric = "cosine") -> np.ndarray:
+    """``[K]`` row of ``X`` of each class that lies nearest its class prototype (a picture to stand
+    for a mean that has none)."""
+    y = np.asarray(y)
+    Dm = distances(X, P, metric)  # [N, K]
+    out = []
+    for k, c in enumerate(np.asarray(classes)):
+        rows = np.flatnonzero(y == c)
+        if len(rows) == 0:
+            raise ValueError(f"class {c!r} has no image in X")
+        out.append(int(rows[np.argmin(Dm[rows, k])]))
+    return np.asarray(out)
+
+
+def class_sorted_order(labels: Sequence[str]) -> np.ndarray:
+    """Row order that groups images by class (stable: keeps the input order within a class)."""
+    return np.argsort(np.asarray(labels), kind="stable")
+
+
+def teen_repeated(
+    X: ArrayLike, y: ArrayLike, base_classes: Sequence[Any], k_shot: int = 1, alpha: float = 0.5,
+    tau: float = 16.0, *, draws: int = 10, seed: int = 0, test_size: float = 0.3,
+) -> pd.DataFrame:
+    """:func:`core.prototypes.teen_experiment` over ``draws`` seeds (``seed .. seed+draws-1``): every
+    draw has its own split and shots, shared by the plain and the calibrated prototypes.
+
+    Returns:
+        rows ``prototypes`` (``"plain"`` / ``"TEEN"``), ``classes`` (``"base"`` / ``"new"`` /
+        ``"all"``), ``mean``, ``std`` of the accuracy over draws.
+    """
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    runs = [teen_experiment(X, y, base_classes, k_shot, alpha, tau, seed=seed + d, test_size=test_size)
+            for d in range(draws)]
+    rows = []
+    for key, name in (("plain", "plain"), ("calibrated", "TEEN")):
+        for part in ("base", "new", "all"):
+            a = np.array([r[key][part] for r in runs])
+            rows.append({"prototypes": name, "classes": part, "mean": float(a.mean()), "std": float(a.std())})
+    return pd.DataFrame(rows)
+
+
+def teen_alpha_sweep(
+    X: ArrayLike, y: ArrayLike, base_classes: Sequence[Any], k_shot: int = 1, tau: float = 16.0,
+    alphas: Sequence[float] = tuple(np.round(np.linspace(0, 1, 11), 2)), *, draws: int = 5, seed: int = 0,
+    test_size: float = 0.3,
+) -> pd.DataFrame:
+    """TEEN accuracy as a function of the fusion weight ``alpha`` (``alpha = 1``: no calibration).
+
+    Returns:
+        rows ``alpha``, ``classes`` (base / new / all), ``mean``, ``std``.
+    """
+    rows = []
+    for a in alphas:
+        df = teen_repeated(X, y, base_classes, k_shot, float(a), tau, draws=draws, seed=seed, test_size=test_size)
+        for _, r in df[df.prototypes == "TEEN"].iterrows():
+            rows.append({"alpha": float(a), "classes": r["classes"], "mean": r["mean"], "std": r["std"]})
+    return pd.DataFrame(rows)
+
+
+def zero_shot_mix_curve(
+    image_emb: ArrayLike, y: ArrayLike, classes: Sequence[str], text_protos: ArrayLike,
+    mixes: Sequence[float] = tuple(np.round(np.linspace(0, 1, 11), 2)), *, test_size: float = 0.3, seed: int = 0,
+) -> tuple[pd.DataFrame, EvalResult]:
+    """Accuracy of text prototypes, image prototypes and their blends on one held-out split.
+
+    The split is the one :func:`core.prototypes.evaluate` draws for cosine NMC (same ``test_size``
+    and ``seed`` as the Classifiers view); image prototypes are the class means of its training
+    part, and every blend ``mix_prototypes(text, image, mix)`` is scored on its test part
+    (:func:`core.prototypes.zero_shot`; ``mix = 0``: text only, the zero-shot classifier;
+    ``mix = 1``: image prototypes only, i.e. cosine NMC).
+
+    Args:
+        image_emb: ``[N, D]`` image embeddings in the text tower's space.
+        y: ``[N]`` labels; classes: ``[K]`` the sorted labels, in text-prototype order.
+        text_protos: ``[K, D]`` (e.g. :func:`core.prototypes.prompt_prototypes`).
+
+    Returns:
+        ``(curve, nmc)``: rows ``mix``, ``accuracy``, ``n_test``; and the cosine-NMC evaluation
+        that fixed the split.
+
+    Raises:
+        ValueError: the set is too small for a hold-out split (leave-one-out protocol).
+    """
+    E = np.asarray(image_emb)
+    y = np.asarray(y)
+    classes = np.asarray(classes)
+    if not np.array_equal(classes, np.unique(y)):
+        raise ValueError("classes must be the sorted unique labels of y (the text-prototype order)")
+    nmc = evaluate(E, y, "nmc", test_size=test_size, seed=seed, metric="cosine")
+    if nmc.protocol != "split":
+        raise ValueError("too few images for a hold-out split (needs 20 images and 3 per class); "
+                         "image and mixed prototypes need one")
+    tr, te = train_indices(nmc, len(E)), nmc.test_indices
+    _, P_img = class_prototypes(E[tr], y[tr])  # [K, D] in sorted class order
+    rows = []
+    for m in mixes:
+        pred = classes[zero_shot(E[te], text_protos, P_img, float(m))]
+        rows.append({"mix": float(m), "accuracy": float(np.mean(pred == y[te])), "n_test": len(te)})
+    return pd.DataFrame(rows), nmc

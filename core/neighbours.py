@@ -1,0 +1,112 @@
+"""Nearest neighbours in feature space (cosine) and the table behind the embedding-map export.
+
+Arrays in, arrays (or a DataFrame) out; nothing here imports Streamlit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from core.prototypes import distances
+
+__all__ = ["Neighbours", "cosine_neighbours", "projection_table"]
+
+_CHUNK = 512  # query rows per [chunk, N] similarity block
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The k nearest reference rows of each query, most similar first.
+
+    Attributes:
+        indices: ``[M, k]`` rows of the reference set.
+        similarities: ``[M, k]`` cosine similarities, in ``[-1, 1]``, descending along each row.
+    """
+
+    indices: np.ndarray
+    similarities: np.ndarray
+
+
+def cosine_neighbours(
+    queries: ArrayLike,
+    X: ArrayLike,
+    k: int = 8,
+    exclude: Sequence[int | None] | None = None,
+) -> Neighbours:
+    """The ``k`` most cosine-similar rows of ``X`` for every query.
+
+    Args:
+        queries: ``[M, D]`` query features.
+        X: ``[N, D]`` reference features.
+        k: neighbours per query (capped at the number of eligible rows).
+        exclude: one entry per query: a row of ``X`` to leave out (the query itself when it is a
+            member of ``X``) or ``None``.
+
+    Returns:
+        :class:`Neighbours` with ``[M, k']`` arrays, ``k' = min(k, N - (1 if anything is excluded))``.
+
+    Raises:
+        ValueError: bad shapes, ``k < 1``, or an ``exclude`` entry out of range.
+    """
+    Q = np.asarray(queries)
+    R = np.asarray(X)
+    if Q.ndim != 2 or R.ndim != 2 or Q.shape[1] != R.shape[1]:
+        raise ValueError(f"queries [M, D] and X [N, D] must share D, got {Q.shape} and {R.shape}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if exclude is not None and len(exclude) != len(Q):
+        raise ValueError(f"exclude needs one entry per query ({len(Q)}), got {len(exclude)}")
+    n = len(R)
+    any_excluded = exclude is not None and any(e is not None for e in exclude)
+    kk = min(k, n - (1 if any_excluded else 0))
+    if kk < 1:
+        raise ValueError(f"X has {n} rows: no neighbours left after excluding the query itself")
+    idx = np.empty((len(Q), kk), dtype=np.int64)
+    sim = np.empty((len(Q), kk), dtype=np.float64)
+    for s in range(0, len(Q), _CHUNK):
+        S = 1.0 - distances(Q[s:s + _CHUNK], R, "cosine")  # [m, N] cosine similarities
+        if exclude is not None:
+            for j, e in enumerate(exclude[s:s + _CHUNK]):
+                if e is not None:
+                    if not 0 <= e < n:
+                        raise ValueError(f"exclude entry {e} is not a row of X (0..{n - 1})")
+                    S[j, e] = -np.inf
+        top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]  # [m, kk] unordered
+        order = np.argsort(-np.take_along_axis(S, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)  # [m, kk] most similar first
+        idx[s:s + len(S)] = top
+        sim[s:s + len(S)] = np.take_along_axis(S, top, axis=1)
+    return Neighbours(idx, sim)
+
+
+def projection_table(
+    coords: ArrayLike,
+    names: Sequence[str],
+    paths: Sequence[str | None],
+    labels: Sequence[str],
+    source: Sequence[str] | str = "dataset",
+) -> pd.DataFrame:
+    """The map coordinates as a table: ``name, path, label, source, x, y[, z]``.
+
+    Args:
+        coords: ``[N, 2]`` or ``[N, 3]``.
+        names / paths / labels: one per row (``path`` is empty for uploads held in memory).
+        source: ``"dataset"`` / ``"upload"`` per row, or one value for all.
+    """
+    C = np.asarray(coords, dtype=np.float64)
+    if C.ndim != 2 or C.shape[1] not in (2, 3):
+        raise ValueError(f"coords must be [N, 2] or [N, 3], got shape {C.shape}")
+    n = len(C)
+    src = [source] * n if isinstance(source, str) else list(source)
+    for what, seq in (("names", names), ("paths", paths), ("labels", labels), ("source", src)):
+        if len(seq) != n:
+            raise ValueError(f"{what} has {len(seq)} entries for {n} coordinate rows")
+    df = pd.DataFrame({"name": list(names), "path": ["" if p is None else str(p) for p in paths],
+                       "label": list(labels), "source": src})
+    for j, axis in enumerate("xyz"[: C.shape[1]]):
+        df[axis] = C[:, j]
+    return df
