@@ -1,0 +1,221 @@
+"""Segmentation quality on real ground truth: stamps composited onto real backgrounds.
+
+The bundled stamps (``sample_data/stamps/<class>/*.png``) are photos with an alpha channel that is the
+object mask. Each stamp is pasted (soft alpha) onto a random crop of a bundled scene photo
+(``sample_data/scenes/*.jpg``), so the ground-truth mask is known exactly, and unsupervised masks from
+a backbone are scored by IoU against it at pixel resolution:
+
+* ``pca``: first principal component of the patch tokens, ``score > 0`` (:func:`core.segmentation.pca_foreground`);
+* ``cls_attention``: the head-mean CLS attention of the last block, the patches holding 60 % of the
+  mass (:func:`core.segmentation.attention_foreground`; ViTs only);
+* ``click``: a click on the object (the pixel deepest inside the mask), the cosine similarity of that
+  patch to all patches, thresholded (Otsu's threshold, or a fixed one);
+* ``oracle``: the ground truth itself at patch resolution (majority per patch): the ceiling any patch
+  mask can reach at that grid;
+* ``full``: the whole picture as the mask (IoU = object area fraction): the floor.
+
+Nothing here imports Streamlit.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import distance_transform_edt
+
+from core.attention import cls_rows_to_maps
+from core.backbones.base import Backbone
+from core.images import ImageRecord, decode_alpha, decode_image
+from core.segmentation import (attention_foreground, iou, mask_to_image_size, patch_similarity, pca_foreground,
+                               pixel_to_patch, threshold_mask)
+
+METHODS = ("pca", "cls_attention", "click", "oracle", "full")
+ATTENTION_KEEP = 0.6  # DINO's default mass for attention masks
+
+
+# ---- thresholds -------------------------------------------------------------------------------
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold: the cut maximising the between-class variance of ``values`` (any shape).
+
+    When an empty gap between the two modes makes several cuts equally good, the middle of the gap is
+    returned. A constant input returns its value (everything is ``>=`` it).
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError("otsu_threshold needs a non-empty finite array")
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        return lo
+    hist, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    p = hist / hist.sum()  # [bins]
+    centres = (edges[:-1] + edges[1:]) / 2
+    n0 = np.cumsum(hist)  # values at or below each cut (integers: no round-off at the ends)
+    w0 = n0 / hist.sum()  # weight of the class below each cut
+    mu = np.cumsum(p * centres)
+    w1 = 1.0 - w0
+    valid = (n0 > 0) & (n0 < hist.sum())
+    between = np.zeros_like(w0)
+    between[valid] = (mu[-1] * w0[valid] - mu[valid]) ** 2 / (w0[valid] * w1[valid])
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))  # a plateau when the modes leave a gap
+    return float((edges[best[0] + 1] + edges[best[-1] + 1]) / 2)  # its middle; values >= this are the upper class
+
+
+def interior_point(mask: np.ndarray) -> tuple[float, float]:
+    """``(x, y)`` of the pixel deepest inside a boolean ``[H, W]`` mask (where a user would click)."""
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        raise ValueError("the mask is empty: nothing to click on")
+    d = distance_transform_edt(m)  # [H, W] distance to the background
+    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+    return float(x) + 0.5, float(y) + 0.5
+
+
+def patch_majority(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """A pixel mask ``[H, W]`` reduced to ``[h, w]``: a patch is on when most of its pixels are."""
+    m = np.asarray(mask, dtype=np.float64)
+    H, W = m.shape
+    h, w = grid
+    rows = np.minimum((np.arange(H) * h) // H, h - 1)  # [H] patch row of each pixel row
+    cols = np.minimum((np.arange(W) * w) // W, w - 1)
+    tot = np.zeros((h, w))
+    cnt = np.zeros((h, w))
+    np.add.at(tot, (rows[:, None], cols[None, :]), m)
+    np.add.at(cnt, (rows[:, None], cols[None, :]), 1.0)
+    return tot / np.maximum(cnt, 1) >= 0.5
+
+
+# ---- compositing ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Composite:
+    """A stamp pasted onto a background crop.
+
+    Attributes:
+        image: RGB picture ``canvas x canvas``.
+        mask: ``[H, W]`` bool ground truth (stamp alpha >= 128 where it was pasted).
+        name / label: the stamp's file name and class.
+        scene: the background photo's file name.
+    """
+
+    image: Image.Image
+    mask: np.ndarray
+    name: str
+    label: str
+    scene: str
+
+
+def _rgba(record: ImageRecord) -> Image.Image:
+    data = record.read_bytes()
+    decode_image(data, record.name)  # validates (raises ImageDecodeError with the name and reason)
+    if decode_alpha(data, record.name) is None:
+        raise ValueError(f"{record.name}: has no alpha channel, so it has no object mask to score against")
+    return Image.open(io.BytesIO(data)).convert("RGBA")
+
+
+def composite_stamps(stamps: Sequence[ImageRecord], scene_paths: Sequence[Path], *, canvas: int = 320,
+                     scale: tuple[float, float] = (0.45, 0.75), seed: int = 0) -> list[Composite]:
+    """Paste every stamp onto a crop of a scene (scenes in turn), deterministically from ``seed``.
+
+    The stamp is resized so its longer side is a random fraction ``scale`` of the canvas and placed at a
+    random position fully inside it; the background is a random square crop (at least half the scene's
+    shorter side) resized to ``canvas``. Both are real photos, so the backgrounds carry real clutter
+    (the cat, cup, astronaut and rocket scenes have objects of their own).
+    """
+    if not scene_paths:
+        raise ValueError("composite_stamps needs at least one scene photo")
+    rng = np.random.default_rng(seed)
+    scenes = [(p.name, decode_image(p.read_bytes(), p.name)) for p in scene_paths]
+    out = []
+    for n, rec in enumerate(stamps):
+        stamp = _rgba(rec)
+        sname, scene = scenes[n % len(scenes)]
+        W, H = scene.size
+        side = int(rng.integers(min(W, H) // 2, min(W, H) + 1))
+        x0, y0 = int(rng.integers(0, W - side + 1)), int(rng.integers(0, H - side + 1))
+        bg = scene.crop((x0, y0, x0 + side, y0 + side)).resize((canvas, canvas), Image.BICUBIC).convert("RGBA")
+        f = float(rng.uniform(*scale)) * canvas / max(stamp.size)
+        sw, sh = max(1, round(stamp.width * f)), max(1, round(stamp.height * f))
+        st = stamp.resize((sw, sh), Image.BICUBIC)
+        px, py = int(rng.integers(0, canvas - sw + 1)), int(rng.integers(0, canvas - sh + 1))
+        layer = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
+        layer.paste(st, (px, py))
+        img = Image.alpha_composite(bg, layer).convert("RGB")
+        mask = np.asarray(layer.getchannel("A")) >= 128  # [H, W]
+        out.append(Composite(img, mask, rec.name, rec.label, sname))
+    return out
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+@dataclass
+class QualityReport:
+    """Per-image IoUs of each method on one backbone / input size / block.
+
+    Attributes:
+        ious: ``method -> [n_images]`` (NaN where a method does not apply, e.g. attention on a CNN).
+        grid: the patch grid.
+    """
+
+    backbone: str
+    size: int
+    layer: int
+    grid: tuple[int, int]
+    click_threshold: str
+    ious: dict[str, np.ndarray]
+
+    def mean(self, method: str) -> float:
+        """Mean IoU of ``method`` (NaN when it does not apply to this backbone)."""
+        v = self.ious[method]
+        return float("nan") if np.all(np.isnan(v)) else float(np.nanmean(v))
+
+
+def click_mask(tokens: np.ndarray, query: tuple[int, int], threshold: float | None = None) -> np.ndarray:
+    """Mask of the patches similar to the clicked one: ``sim >= threshold`` (None: Otsu's threshold)."""
+    sim = patch_similarity(tokens, query)  # [h, w]
+    thr = otsu_threshold(sim) if threshold is None else float(threshold)
+    return threshold_mask(sim, thr)
+
+
+def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None = None, layer: int = -1,
+             click_threshold: float | None = None, batch_size: int = 8,
+             progress: Callable[[int, int], None] | None = None) -> QualityReport:
+    """IoU of every method in :data:`METHODS` on ``composites``.
+
+    Args:
+        b: the backbone.
+        composites: from :func:`composite_stamps`.
+        size: input side (None: the spec's).
+        layer: block of the patch tokens used by ``pca`` and ``click`` (attention is always the last block).
+        click_threshold: fixed cosine threshold for ``click``; None uses Otsu's threshold per map.
+        batch_size: images per forward pass.
+        progress: called as ``progress(done, total)``.
+    """
+    size = b.spec.check_size(size or b.spec.input_size)
+    grid = b.spec.grid(size)
+    want = ("patch_tokens", "attention_cls") if b.spec.has_attention else ("patch_tokens",)
+    ious = {m: np.full(len(composites), np.nan) for m in METHODS}
+    for s in range(0, len(composites), batch_size):
+        batch = composites[s:s + batch_size]
+        x = b.preprocess([c.image for c in batch], size)  # [B, 3, S, S]
+        out = b.extract(x, layer, want=want)
+        toks = out["patch_tokens"].float().numpy()  # [B, h, w, D]
+        if toks.shape[1:3] != tuple(grid):
+            raise ValueError(f"{b.spec.name}: tokens on a {toks.shape[1:3]} grid, spec says {grid} at {size} px")
+        for j, c in enumerate(batch):
+            n = s + j
+            img_size = c.image.size  # (W, H)
+            score = lambda m: iou(mask_to_image_size(m, img_size), c.mask)  # noqa: E731
+            ious["pca"][n] = score(pca_foreground(toks[j])[1])
+            if "attention_cls" in out:
+                rows = out["attention_cls"][j, -1].float().numpy().mean(0)  # [h*w] head mean, last block
+                ious["cls_attention"][n] = score(attention_foreground(cls_rows_to_maps(rows, grid), ATTENTION_KEEP))
+            q = pixel_to_patch(interior_point(c.mask), img_size, grid)
+            ious["click"][n] = score(click_mask(toks[j], q, click_threshold))
+            ious["oracle"][n] = score(patch_majority(c.mask, grid))
+            ious["full"][n] = score(np.ones(grid, dtype=bool))
+        if progress is not None:
+            progress(min(s + batch_size, len(composites)), len(composites))
+    thr = "Otsu" if click_threshold is None else f"{click_threshold:g}"
+    return QualityReport(b.spec.name, size, b.resolve_layer(layer), grid, thr, ious)
