@@ -82,6 +82,107 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Metrics table and CKA of several backbones on one labelled folder (core.compare)."""
+    from core.backbones.registry import create_backbone
+    from core.compare import columns, compare_backbones
+    from core.images import load_folder
+    from core.store import FeatureStore
+
+    names = [n.strip() for n in args.backbones.split(",") if n.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"--backbones needs at least two different names separated by commas, got {args.backbones!r}")
+    ds = load_folder(args.images)
+    backbones = [create_backbone(n) for n in names]
+    bars: dict = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name not in bars:  # one bar per backbone, the previous one closed first
+            for bar, _ in bars.values():
+                bar.close()
+            bars[name] = _progress_bar(name)
+        bars[name][1](done, total)
+
+    try:
+        cmp, fsets = compare_backbones(backbones, ds.records, store=FeatureStore(), batch_size=args.batch_size,
+                                       cka_kind=args.cka, progress=progress)
+    finally:
+        for bar, _ in bars.values():
+            bar.close()
+    for f in ds.failures + fsets[0].failures:
+        print(f"skipped {f.name}: {f.reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(cmp.to_json(), indent=2))
+        return 0
+    cols = columns(cmp.shots)
+    fmt = {"params": lambda v: f"{v / 1e6:.1f}M", "dim": str, "images_per_s": lambda v: f"{v:.1f}"}
+    table = [[c.label for c in cols]]
+    for r in cmp.rows:
+        d = r.as_dict()
+        table.append([fmt.get(c.key, lambda v: v if isinstance(v, str) else f"{v:.3f}")(d[c.key]) for c in cols])
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(v.ljust(w) if i < 2 or i == 5 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+    r0 = cmp.rows[0]
+    print(f"\n{r0.n_images} images, {r0.n_classes} classes, accuracies on a '{r0.protocol}' protocol "
+          f"(core.prototypes.evaluate defaults); few-shot: mean and ± std over draws.")
+    w = max(len(n) for n in cmp.backbones)
+    print(f"\n{cmp.cka_kind} CKA of the global embeddings:")
+    print(" " * w + "  " + "  ".join(f"{n:>{max(6, len(n))}}" for n in cmp.backbones))
+    for n, row in zip(cmp.backbones, cmp.cka):
+        print(f"{n:<{w}}  " + "  ".join(f"{v:>{max(6, len(m))}.3f}" for v, m in zip(row, cmp.backbones)))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """Accuracy of one classifier on frozen features (core.prototypes, as on the Prototypes page)."""
+    from core.evaluation import METHOD_LABELS, classifier_kwargs, eval_summary, evaluate_shots
+    from core.prototypes import evaluate
+
+    def labelled(folder: str):
+        _, fs, failures = _features(argparse.Namespace(**{**vars(args), "images": folder}))
+        y = np.asarray(fs.labels)
+        if len(y) == 0 or not all(y):
+            raise ValueError(f"{folder}: evaluate needs labelled images, one subfolder per class (root/<class>/<image>)")
+        return fs["embedding"], y, failures
+
+    X, y, failures = labelled(args.train)
+    Xt = yt = None
+    if args.test:
+        Xt, yt, test_failures = labelled(args.test)
+        failures = failures + test_failures
+        unseen = sorted(set(yt.tolist()) - set(y.tolist()))
+        if unseen:
+            print(f"warning: test classes without training images (always wrong): {', '.join(unseen)}", file=sys.stderr)
+    kw = classifier_kwargs(args.method, args.metric)
+    common = {"backbone": args.backbone, "train": args.train, "test": args.test, "seed": args.seed,
+              "metric": args.metric if kw else None, "n_failed": len(failures)}
+    if args.shots is not None:
+        r = evaluate_shots(X, y, args.method, args.shots, draws=args.draws, seed=args.seed, X_test=Xt, y_test=yt,
+                           metric=args.metric)
+        out = {**common, "method": r.method, "protocol": r.protocol, "accuracy": r.accuracy,
+               "accuracy_std": r.accuracy_std, "shots": r.shots, "draws": r.draws, "n_train": r.n_train,
+               "n_test": r.n_test, "classes": sorted(set(y.tolist()))}
+        how = (f"{r.shots} training images per class, mean ± std over {r.draws} draws, "
+               + ("tested on --test" if Xt is not None else "tested on the other images"))
+        acc = f"{100 * r.accuracy:.1f}% ± {100 * r.accuracy_std:.1f}%"
+    else:
+        res = evaluate(X, y, args.method, test_size=args.test_size, seed=args.seed, X_test=Xt, y_test=yt, **kw)
+        out = eval_summary(res, **common)
+        how = {"split": f"stratified hold-out of {args.test_size:g} per class (seed {args.seed})",
+               "loo": "leave-one-out (fewer than 20 images or a class with fewer than 3)",
+               "given": "trained on --train, tested on --test"}[res.protocol]
+        acc = f"{100 * res.accuracy:.1f}% ({out['n_correct']}/{res.n_test})"
+    if args.json:
+        first = ("method", "backbone", "accuracy", "n_train", "n_test", "protocol")
+        print(json.dumps({**{k: out[k] for k in first}, **out}))
+        return 0
+    print(f"{args.backbone} · {METHOD_LABELS[args.method]}{f', {args.metric}' if kw else ''}: accuracy {acc}")
+    print(f"protocol: {how}; n_train {out['n_train']}, n_test {out['n_test']}, {len(set(y.tolist()))} classes"
+          + (f"; {len(failures)} files skipped" if failures else ""))
+    return 0
+
+
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True, help="registry name (see `backbone-lens backbones`)")
     p.add_argument("--images", required=True, help="folder: root/<class>/<image> or a flat folder")
@@ -108,6 +209,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "compare", help="metrics table and CKA of several backbones on one labelled folder",
+        description="Each backbone at its own input size and default embedding block. --json prints a list with "
+                    "one object per backbone: the table's fields (backbone, dim, params, images_per_s, nmc_accuracy, "
+                    "knn_accuracy, linear_accuracy, nmc_<k>shot_mean/_std, silhouette, ...) plus 'cka' = that "
+                    "backbone's row of the CKA matrix, whose entries follow 'cka_order' (the backbone order, the "
+                    "same in every object), and 'cka_kind'. Missing values are null.")
+    p.add_argument("--backbones", required=True, help="two or more registry names separated by commas, e.g. A,B[,C]")
+    p.add_argument("--images", required=True, help="labelled folder: root/<class>/<image>")
+    p.add_argument("--cka", choices=("linear", "rbf"), default="linear", help="CKA kernel (default linear)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "evaluate", help="accuracy of NMC / k-NN / linear probe / naive Bayes on frozen features",
+        description="The accuracies of the Prototypes page (core.prototypes). Without --test: a stratified hold-out "
+                    "(--test-size per class), or leave-one-out for tiny sets. --shots K: K random training images "
+                    "per class, mean and std over --draws draws. --json prints one object with method, backbone, "
+                    "accuracy, n_train, n_test, protocol, ...")
+    p.add_argument("--backbone", required=True, help="registry name (see `backbone-lens backbones`)")
+    p.add_argument("--train", required=True, help="labelled folder: root/<class>/<image>")
+    p.add_argument("--test", default=None, help="labelled test folder (default: split --train)")
+    p.add_argument("--method", choices=("nmc", "knn", "linear", "nb"), default="nmc",
+                   help="nmc: nearest class mean; knn: cosine k-NN (k=5); linear: logistic-regression probe; "
+                        "nb: Gaussian naive Bayes (default nmc)")
+    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine", help="NMC distance (default cosine)")
+    p.add_argument("--shots", type=int, default=None, help="training images per class (few-shot)")
+    p.add_argument("--draws", type=int, default=10, help="random draws with --shots (default 10)")
+    p.add_argument("--test-size", type=float, default=0.3, help="held-out fraction per class without --test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layer", type=int, default=None, help="block index (negative from the end); default: the spec's")
+    p.add_argument("--size", type=int, default=None, help="input side in pixels; default: the spec's")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
     return ap
 
 
