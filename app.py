@@ -11,4 +11,9 @@ PAGES = [
     st.Page("pages/segmentation.py", title="Segmentation", icon=":material/content_cut:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
 ]
-st.navigation(PAGES).run()
+st.session_state["_shell"] = True
+nav = st.navigation(PAGES)
+deep_link = st.session_state.pop("_deep_link", None)  # see pages.common._ensure_app_shell
+if deep_link:
+    st.switch_page(deep_link)
+nav.run()

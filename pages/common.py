@@ -4,11 +4,13 @@ the feature store, and feature extraction with a progress bar. The only Streamli
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.backbones.base import Backbone
 from core.backbones.registry import create_backbone, list_backbones
@@ -122,16 +124,50 @@ def backbone_picker(page_default: str, *, key: str = "backbone") -> str:
     name = st.sidebar.selectbox("Backbone", options, index=options.index(current), key=f"_w_{key}_{page_default}",
                                 on_change=remember, help="Built-in offline backbones; add a timm/open_clip name below.")
     with st.sidebar.expander("Other backbone (timm / open_clip / local file)"):
-        custom = st.text_input("Name", key="custom_name", placeholder="timm/vit_base_patch16_224.augreg_in21k")
-        if st.button("Use it") and custom:
-            ss.setdefault("custom_backbones", []).append(custom.strip())
-            ss[f"chosen_{key}"] = custom.strip()
-            st.rerun()
+        st.text_input("Name", key="custom_name", placeholder="timm/vit_base_patch16_224.augreg_in21k")
+        st.button("Use it", on_click=_use_custom_backbone, args=(key,))
     return name
+
+
+def _use_custom_backbone(key: str) -> None:
+    name = (st.session_state.get("custom_name") or "").strip()
+    if name:
+        choose_backbone(name, key=key)
+
+
+def choose_backbone(name: str, *, key: str = "backbone") -> None:
+    """Make ``name`` the sidebar's backbone (added to the list if needed).
+
+    Use it as a widget callback (``st.button(..., on_click=choose_backbone, args=(name,))``): it
+    sets the backbone selectboxes' own state, which Streamlit allows only before they are drawn;
+    setting ``index=`` alone would leave the browser showing the previous backbone."""
+    ss = st.session_state
+    if name not in ss.setdefault("custom_backbones", []):
+        ss["custom_backbones"].append(name)
+    ss[f"chosen_{key}"] = name
+    for k in [k for k in ss if str(k).startswith(f"_w_{key}_")]:
+        ss[k] = name
+
+
+def _ensure_app_shell() -> None:
+    """Route a deep link through app.py on a fresh server.
+
+    Until app.py has called ``st.navigation`` once in a server process, Streamlit treats a
+    folder named ``pages/`` as an old-style multipage app and runs ``/embeddings`` straight from
+    ``pages/embeddings.py``, without the shell (wrong page list, narrow layout). Then we remember
+    the page, start from app.py, and app.py switches back to it.
+    """
+    ctx = get_script_run_ctx()
+    if ctx is None or Path(ctx.main_script_path).name != "app.py" or st.session_state.get("_shell"):
+        return
+    page_file = Path(inspect.stack()[2].filename).resolve()
+    st.session_state["_deep_link"] = page_file.relative_to(ROOT).as_posix()
+    st.switch_page("app.py")
 
 
 def sidebar(page_default: str) -> Selection:
     """Render the shared sidebar and return what is selected."""
+    _ensure_app_shell()
     st.sidebar.header("Backbone Lens")
     ds, label = _dataset_sidebar()
     name = backbone_picker(page_default)
@@ -195,3 +231,62 @@ def features(sel: Selection, kinds=("embedding",), backbone: str | None = None, 
 def show_failures(fs: FeatureSet) -> None:
     for f in fs.failures:
         st.warning(f"Skipped **{f.name}**: {f.reason}")
+
+
+# ---- one image to explain: from the dataset or uploaded ------------------------------------------
+@dataclass(frozen=True)
+class PickedImage:
+    """The image a page explains.
+
+    Attributes:
+        name: file name (dataset path or upload name).
+        sha256: of the file's bytes (cache key).
+        image: decoded RGB picture.
+        index: position in the selected dataset, or None for an upload (so class means can leave it out).
+    """
+
+    name: str
+    sha256: str
+    image: "Image.Image"
+    index: int | None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _decode_cached(sha256: str, name: str, _data: bytes):
+    from core.images import decode_image
+
+    return decode_image(_data, name)
+
+
+def pick_image(sel: Selection, key: str) -> PickedImage:
+    """A dataset image (selectbox) or an uploaded one (its own uploader; the upload wins while present).
+    Uploads are validated with :func:`core.images.decode_image`; a bad file stops the page with the
+    file name and the reason."""
+    from core.errors import ImageDecodeError
+    from core.images import sha256_hex
+
+    ds = sel.dataset
+    c1, c2 = st.columns(2)
+    up = c2.file_uploader("Upload an image", key=f"{key}_upload",
+                          help="Any PNG, JPEG, BMP, GIF, TIFF, WebP or PPM picture; it replaces the dataset image while present.")
+    if up is not None:
+        data = up.getvalue()
+        try:
+            img = _decode_cached(sha256_hex(data), up.name, data)
+        except ImageDecodeError as e:
+            st.error(f"Cannot use the uploaded file **{e.name}**: {e.reason}. Remove it to go back to the dataset images.")
+            st.stop()
+        c1.caption(f"Showing the upload **{up.name}** ({img.width}x{img.height}); remove it to pick a dataset image.")
+        return PickedImage(up.name, sha256_hex(data), img, None)
+    if not ds.records:
+        st.info("The dataset is empty: pick another dataset in the sidebar or upload an image.")
+        st.stop()
+    names = [r.name for r in ds.records]
+    i = c1.selectbox("Dataset image", range(len(names)), format_func=lambda i: names[i], key=f"{key}_pick")
+    rec = ds.records[i]
+    try:
+        img = _decode_cached(rec.sha256, rec.name, rec.read_bytes())
+    except (ImageDecodeError, OSError) as e:  # changed or removed since the dataset was listed
+        st.error(f"Cannot read **{rec.name}**: {getattr(e, 'reason', e)}")
+        st.stop()
+    return PickedImage(rec.name, rec.sha256, img, i)
