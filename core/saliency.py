@@ -17,12 +17,11 @@
   picture, scored with the same target the CAM explains.
 
 The backbone's model is shared (cached by the app): nothing here changes it. Gradients flow because
-the *input* is made to require grad (the parameters stay frozen); hooks are always released. A lock
-serialises the calls that hook into the model, since the app serves sessions from threads.
+the *input* is made to require grad (the parameters stay frozen); hooks are always released. The backbone's own lock (``Backbone.lock``) serialises the calls that hook into the model,
+since the app serves sessions from threads.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Literal, Sequence
 
@@ -41,7 +40,6 @@ from core.errors import UnsupportedOperationError
 from core.maps import Baseline, deletion_insertion, prototype_maps, upsample
 
 # Hooks on a shared model (grad-cam's, the attention capture) must not interleave across threads.
-_MODEL_LOCK = threading.RLock()
 
 
 # ---- the Grad-CAM family: a registry of pytorch-grad-cam classes ----------------------------------
@@ -196,7 +194,7 @@ def compute_cam(b: Backbone, x: torch.Tensor, method: str, target: CamTarget) ->
     size = spec.check_size(int(x.shape[-1]))
     cam_class = get_cam_method(method).cam_class
     module = _model_output(b, target)
-    with _MODEL_LOCK:
+    with b.lock:
         cam = cam_class(model=module, target_layers=b.cam_target_layers(),
                         reshape_transform=b.cam_reshape_transform(size))
         try:
@@ -223,7 +221,7 @@ class ClassScore:
 
 def top_classes(b: Backbone, x: torch.Tensor, k: int = 5) -> list[ClassScore]:
     """The head's top-``k`` classes for one image ``x [1, 3, S, S]`` (softmax probabilities)."""
-    with _MODEL_LOCK:
+    with b.lock:
         probs = b.logits(x)[0].float().softmax(-1)  # [C]
     p, idx = probs.topk(min(k, probs.shape[0]))
     names = b.class_names or []
@@ -257,7 +255,7 @@ def vit_attention(b: Backbone, x: torch.Tensor) -> AttentionMaps:
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"x must be one image [1, 3, S, S], got shape {tuple(x.shape)}")
     grid = b.spec.grid(int(x.shape[-1]))
-    with _MODEL_LOCK:
+    with b.lock:
         attn = b.attention(x)[0].float().numpy()  # [L, H, T, T]
     p = b.spec.num_prefix_tokens
     return AttentionMaps(attn, cls_attention_maps(attn, p, grid), p, grid)
@@ -369,7 +367,7 @@ def target_scorer(b: Backbone, target: CamTarget, batch_size: int = 16) -> Calla
         for i in range(0, len(images), batch_size):
             chunk = (np.asarray(images[i:i + batch_size], dtype=np.float32) - mean) / std
             x = torch.from_numpy(chunk).permute(0, 3, 1, 2).contiguous()  # [B, 3, S, S]
-            with _MODEL_LOCK, torch.inference_mode():
+            with b.lock, torch.inference_mode():
                 y = module(x)  # [B, C] or [B, D]
                 if target.kind == "class":
                     s = y.float().softmax(-1)[:, int(target.class_index)]
@@ -405,13 +403,13 @@ def faithfulness(b: Backbone, image: Image.Image, saliency: np.ndarray, target: 
 # ---- one image through one backbone, everything the pages need --------------------------------
 def image_tokens(b: Backbone, x: torch.Tensor, layer: int) -> tuple[np.ndarray, np.ndarray]:
     """``(patch_tokens [h, w, D], embedding [D])`` of one image ``x [1, 3, S, S]`` at block ``layer``."""
-    with _MODEL_LOCK:
+    with b.lock:
         out = b.extract(x, layer, want=("embedding", "patch_tokens"))
     return out["patch_tokens"][0].float().numpy(), out["embedding"][0].float().numpy()
 
 
 def cls_attention_map(b: Backbone, x: torch.Tensor, block: int = -1) -> np.ndarray:
     """Head-mean CLS-to-patch attention of one block for one image ``x [1, 3, S, S]``: ``[h, w]``."""
-    with _MODEL_LOCK:
+    with b.lock:
         rows = b.extract(x, None, want=("attention_cls",))["attention_cls"]  # [1, L, H, h*w]
     return cls_rows_to_maps(rows[0, block].float().numpy().mean(0), b.spec.grid(int(x.shape[-1])))  # [h, w]

@@ -143,3 +143,21 @@ def test_open_clip_random_init_path():
     assert t.shape == (2, 512)
     with pytest.raises(ValueError, match="only takes 224"):
         b.preprocess([scene("cat.jpg")], 448)
+
+
+@pytest.mark.slow
+def test_threads_sharing_a_backbone_get_their_own_results(get_backbone):
+    """The app serves sessions from threads that share one cached model: attention capture (which
+    switches fused attention off and hooks the blocks) must not leak into another thread's forward."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    b = get_backbone("vits14_saliency")
+    x = b.preprocess([scene("cat.jpg")], 224)
+    ref_emb, ref_attn = b.embed(x), b.attention(x)
+    with ThreadPoolExecutor(4) as pool:
+        embs = [pool.submit(b.embed, x) for _ in range(4)]
+        attns = [pool.submit(b.attention, x) for _ in range(4)]
+        for f in embs:
+            torch.testing.assert_close(f.result(), ref_emb)
+        for f in attns:
+            torch.testing.assert_close(f.result(), ref_attn)

@@ -6,6 +6,8 @@ T = num_prefix_tokens + h*w tokens, C classes, M texts.
 from __future__ import annotations
 
 import abc
+import functools
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -14,6 +16,17 @@ from PIL import Image
 
 from core.errors import UnsupportedOperationError
 from core.spec import BackboneSpec
+
+
+def locked(method):
+    """Run a Backbone method under the backbone's lock (see :attr:`Backbone.lock`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Backbone(abc.ABC):
@@ -28,6 +41,12 @@ class Backbone(abc.ABC):
     model: torch.nn.Module
     class_names: list[str] | None = None
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Serialises calls that hook into or toggle the shared model: the app serves several
+        sessions from threads, and attention capture changes the model for one forward."""
+        return self.__dict__.setdefault("_lock", threading.RLock())
+
     # ---- preprocessing -------------------------------------------------------------------
     def preprocess(self, images: Sequence[Image.Image], size: int | None = None) -> torch.Tensor:
         """RGB PIL images -> normalised batch ``[N, 3, S, S]``.
@@ -36,15 +55,11 @@ class Backbone(abc.ABC):
         onto the original picture by plain scaling; mean/std come from the spec.
         """
         s = self.spec.check_size(size or self.spec.input_size)
-        mean = np.asarray(self.spec.mean, dtype=np.float32)
-        std = np.asarray(self.spec.std, dtype=np.float32)
-        arrs = []
-        for im in images:
-            im = im.convert("RGB").resize((s, s), Image.BICUBIC)
-            a = np.asarray(im, dtype=np.float32) / 255.0  # [S, S, 3]
-            arrs.append((a - mean) / std)
-        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()  # [N, 3, S, S]
-        return x
+        arrs = [np.asarray(im.convert("RGB").resize((s, s), Image.BICUBIC)) for im in images]  # uint8 [S, S, 3]
+        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous().float()  # [N, 3, S, S] in 0..255
+        mean = torch.tensor(self.spec.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.spec.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        return x.sub_(mean).div_(std)
 
     # ---- the contract ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -7,7 +7,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from core.backbones.base import Backbone
+from core.backbones.base import Backbone, locked
 from core.errors import UnsupportedOperationError
 from core.spec import BackboneSpec
 
@@ -38,10 +38,12 @@ class ClipBackbone(Backbone):
             description=f"open_clip {arch} ({weights_name}): CLIP image tower plus text tower for zero-shot prototypes.",
         )
 
+    @locked
     @torch.inference_mode()
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(x)
 
+    @locked
     @torch.inference_mode()
     def extract(self, x: torch.Tensor, layer: int | None = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
         unknown = set(want) - set(WANTS)
@@ -93,6 +95,7 @@ class ClipBackbone(Backbone):
             for h in handles:
                 h.remove()
 
+    @locked
     @torch.inference_mode()
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         with self._capture_attention(True) as attn:

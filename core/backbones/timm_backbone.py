@@ -6,7 +6,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from core.backbones.base import Backbone
+from core.backbones.base import Backbone, locked
 from core.errors import UnsupportedOperationError
 from core.spec import BackboneSpec
 
@@ -28,11 +28,13 @@ class TimmBackbone(Backbone):
         self.is_vit = is_timm_vit(model)
 
     # ---- bare forward (benchmarks) -------------------------------------------------------------
+    @locked
     @torch.inference_mode()
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
 
     # ---- one forward, several outputs ----------------------------------------------------------
+    @locked
     @torch.inference_mode()
     def extract(self, x: torch.Tensor, layer: int | None = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
         unknown = set(want) - set(WANTS)
@@ -117,6 +119,7 @@ class TimmBackbone(Backbone):
             for hnd in handles:
                 hnd.remove()
 
+    @locked
     @torch.inference_mode()
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         if not self.spec.has_attention:
