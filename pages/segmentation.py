@@ -94,8 +94,9 @@ with tabs["Click to segment"]:
         if prev:  # the last click on this picture, in displayed pixels
             q = pixel_to_patch((min(prev["x"], prev["width"]), min(prev["y"], prev["height"])),
                                (prev["width"], prev["height"]), grid)
-        else:
-            q = (grid[0] // 2, grid[1] // 2)
+        else:  # before any click: the most object-like patch (highest first-principal-component score)
+            fg_score = pca_foreground(tokens)[0]  # [h, w]
+            q = tuple(int(v) for v in np.unravel_index(np.argmax(fg_score), fg_score.shape))
         sim = patch_similarity(tokens, q)  # [h, w], 1 at the clicked patch
         otsu = otsu_threshold(sim)
         thr = t2.slider("Cosine threshold", -1.0, 1.0, 0.5, 0.01, key="seg_thr", disabled=auto,

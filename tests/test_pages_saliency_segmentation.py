@@ -8,6 +8,7 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.images import decode_alpha
 from core.segmentation import pixel_to_patch
 from tests.conftest import ROOT, SCENES, SCREENSHOTS, STAMPS, wait_idle
 
@@ -87,7 +88,12 @@ def test_segmentation_page_every_tab():
     at = _run(AppTest.from_file(SEGMENTATION, default_timeout=300))
     assert at.title[0].value == "Segmentation"
     text = " ".join(m.value for m in at.markdown)
-    assert "patch (8, 8)" in text  # no click yet: the centre patch of the 16x16 grid
+    # no click yet: the most object-like patch (top first-PC score), which lies on the bird
+    i, j = (int(v) for v in re.search(r"patch \((\d+), (\d+)\)", text).groups())
+    first = sorted((STAMPS / "birds").glob("*.png"))[0]
+    alpha = decode_alpha(first.read_bytes(), first.name)  # [H, W] bool
+    h, w = alpha.shape
+    assert alpha[int((i + 0.5) * h / 16), int((j + 0.5) * w / 16)], (i, j)
     at.toggle(key="seg_auto").set_value(False)
     _run(at)
     at.slider(key="seg_thr").set_value(0.3)
