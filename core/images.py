@@ -35,6 +35,7 @@ import hashlib
 import io
 import os
 import pathlib
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,7 +235,7 @@ def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
 
     try:
         im = ImageOps.exif_transpose(im)
-    except Exception:
+    except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
         pass  # malformed EXIF: keep the stored orientation rather than failing the image
     return im
 
@@ -243,7 +244,7 @@ def _scale_to_uint8(im: Image.Image) -> Image.Image:
     """A 16-bit / 32-bit integer or float single-band image -> 8-bit ``L`` (rules: module doc)."""
     try:
         arr = np.asarray(im)
-    except Exception:
+    except (TypeError, ValueError, OSError):
         arr = np.asarray(im.convert("F" if im.mode == "F" else "I"))
     if arr.ndim != 2:
         raise ValueError(f"unexpected array shape {arr.shape} for mode {im.mode}")

@@ -67,7 +67,8 @@ class ClipBackbone(Backbone):
         if "patch_tokens" in want:
             out["patch_tokens"] = by_idx[tok_idx][0].permute(0, 2, 3, 1).contiguous()  # [N, h, w, D]
         if "attention_cls" in want:
-            out["attention_cls"] = torch.stack([a[:, :, 0, 1:] for a in attn], dim=1)  # [N, L, H, h*w]
+            p = self.spec.num_prefix_tokens
+            out["attention_cls"] = torch.stack([a[:, :, 0, p:] for a in attn], dim=1)  # [N, L, H, h*w]
         return out
 
     @contextlib.contextmanager
@@ -111,8 +112,9 @@ class ClipBackbone(Backbone):
 
     def cam_reshape_transform(self, size: int | None = None):
         h, w = self.spec.grid(size)
+        p = self.spec.num_prefix_tokens
 
         def reshape(t: torch.Tensor) -> torch.Tensor:  # [N, T, D] -> [N, D, h, w]
-            return t[:, 1:].reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
+            return t[:, p:].reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
 
         return reshape
