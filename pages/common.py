@@ -181,7 +181,8 @@ def sidebar(page_default: str) -> Selection:
                                  help=f"Block for embeddings / patch tokens. Default: embedding from block "
                                       f"{backbone.resolve_layer(None)}, patch tokens from the last block.")
     if ds.failures:
-        with st.sidebar.expander(f"⚠ {len(ds.failures)} files skipped"):
+        n = len(ds.failures)
+        with st.sidebar.expander(f"{n} file{'' if n == 1 else 's'} skipped", icon=":material/warning:"):
             for f in ds.failures:
                 st.write(f"**{f.name}**: {f.reason}")
     return Selection(ds, label, name, size, None if layer == "default" else int(layer))
