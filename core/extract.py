@@ -1,16 +1,17 @@
 """Batched feature extraction through the FeatureStore.
 
 ``extract_features`` looks every (image, output) up in the store first; only images with a
-missing output are decoded and run through the model, in batches, with the next batch decoded
-on a worker thread while the current one is in the forward pass. A file that fails to decode is
-reported by name and the rest of the batch goes on.
+missing output are decoded and run through the model, in batches. Where a CPU core is free, the
+next batch is decoded on a worker thread while the current one is in the forward pass. A file
+that fails to decode is reported by name and the rest of the batch goes on.
 """
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ from core.store import FeatureKey, FeatureStore
 
 PREPROCESSING_VERSION = "v1"
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def preprocessing_id(spec: BackboneSpec, size: int) -> str:
@@ -70,6 +73,25 @@ class FeatureSet:
         return self.arrays[kind]
 
 
+def _spare_core() -> bool:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores > torch.get_num_threads()
+
+
+def _in_order(fn: Callable[[T], R], items: Sequence[T], ahead: bool) -> Iterator[R]:
+    """``fn(item)`` for each item, in order; with ``ahead``, the next item's result is computed on
+    a worker thread while the caller works on the current one."""
+    if not ahead:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(fn, items[0]) if items else None
+        for k in range(len(items)):
+            result = pending.result()
+            pending = pool.submit(fn, items[k + 1]) if k + 1 < len(items) else None
+            yield result
+
+
 def feature_layers(backbone: Backbone, kinds: Sequence[str], layer: int | None) -> dict[str, int]:
     """The resolved block index each output kind is taken from (-1: not layer-specific)."""
     out = {}
@@ -93,6 +115,7 @@ def extract_features(
     batch_size: int = 16,
     store: FeatureStore | None = None,
     progress: ProgressFn | None = None,
+    prefetch: bool | None = None,
 ) -> FeatureSet:
     """Features for ``records``, from the store where cached, else computed and stored.
 
@@ -105,6 +128,9 @@ def extract_features(
         batch_size: images per forward pass.
         store: the cache (None: no caching).
         progress: called as ``progress(done, total)`` after the cache look-up and each batch.
+        prefetch: decode the next batch on a worker thread during the forward pass. None: only
+            when a CPU core is left over by torch's threads (on 2 cores with 2 torch threads the
+            thread only competes with the forward: measured 10% slower for MobileNetV2).
     """
     t0 = time.perf_counter()
     spec = backbone.spec
@@ -136,26 +162,23 @@ def extract_features(
                 bad[i] = Failure(records[i].name, f"cannot read file ({e})")
         return ok, (backbone.preprocess(images, size) if images else None), bad
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(load, batches[0]) if batches else None
-        for b in range(len(batches)):
-            ok, x, bad = pending.result()
-            pending = pool.submit(load, batches[b + 1]) if b + 1 < len(batches) else None
-            failures.update(bad)
-            if x is not None:
-                out = backbone.extract(x, layer, want=tuple(kinds))
-                stats.forwards += 1
-                fresh = {}
-                for k in kinds:
-                    arr = out[k].float().cpu().numpy()
-                    for j, i in enumerate(ok):
-                        fresh[keys[i][k]] = arr[j]
-                if store is not None:
-                    store.put_many(fresh)
-                computed.update(fresh)
-            done += len(batches[b])
-            if progress:
-                progress(done, total)
+    ahead = _spare_core() if prefetch is None else prefetch
+    for batch, (ok, x, bad) in zip(batches, _in_order(load, batches, ahead)):
+        failures.update(bad)
+        if x is not None:
+            out = backbone.extract(x, layer, want=tuple(kinds))
+            stats.forwards += 1
+            fresh = {}
+            for k in kinds:
+                arr = out[k].float().cpu().numpy()
+                for j, i in enumerate(ok):
+                    fresh[keys[i][k]] = arr[j]
+            if store is not None:
+                store.put_many(fresh)
+            computed.update(fresh)
+        done += len(batch)
+        if progress:
+            progress(done, total)
 
     keep = [i for i in range(len(records)) if i not in failures]
     arrays = {}

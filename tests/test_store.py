@@ -124,3 +124,14 @@ def test_two_processes_writing_at_once(tmp_path):
     assert len(st) == 2 * 40 * 8
     keys = [FeatureKey("w", "p", 0, "embedding", f"{s}-{i}-{j}") for s in (0, 1) for i in range(40) for j in range(8)]
     assert len(st.get_many(keys)) == len(keys) and st.corrupt_dropped == 0
+
+
+@pytest.mark.slow
+def test_prefetch_thread_and_inline_decoding_agree(get_backbone, stamps):
+    b = get_backbone("efficientnet_lite0")
+    recs = stamps.records[:10]
+    inline = extract_features(b, recs, batch_size=4, prefetch=False)
+    ahead = extract_features(b, recs, batch_size=4, prefetch=True)
+    assert inline.stats.forwards == ahead.stats.forwards == 3
+    np.testing.assert_array_equal(inline["embedding"], ahead["embedding"])
+    assert inline.names == ahead.names == [r.name for r in recs]
