@@ -118,7 +118,9 @@ def page(browser):
     ctx.close()
 
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Browser tests save what they saw here (ignored by git); set BACKBONE_LENS_UPDATE_SCREENSHOTS=1 to
+# refresh the ones README.md shows.
+SCREENSHOTS = ROOT / ("docs/screenshots" if os.environ.get("BACKBONE_LENS_UPDATE_SCREENSHOTS") else "artifacts/screenshots")
 
 
 def wait_idle(page, timeout=120_000):
