@@ -30,9 +30,9 @@ Layer-by-layer features (:func:`layer_features`): for every block, either the ba
 embedding at that block (``pool="embedding"``: the CLS token after the final norm for ViTs, the
 global average pool of the stage for CNNs; the last block uses the model's own head pooling) or
 the mean of the block's patch tokens / feature-map positions (``pool="mean"``). They are defined by
-the Backbone contract (``extract(x, layer)``); timm models compute all blocks in one forward with
-their own ``forward_intermediates`` (tested equal to the contract), other backbones call
-``extract`` once per block.
+the Backbone contract (``extract_layers``, i.e. ``extract(x, layer)`` per block); timm models
+compute all blocks in one forward with their own ``forward_intermediates`` (tested equal to one
+``extract`` per block), other backbones call ``extract`` once per block.
 
 Nothing here imports Streamlit.
 """
@@ -540,63 +540,16 @@ class LayerFeatures:
     size: int
 
 
-def _pool_contract(backbone: Backbone, x: torch.Tensor, layer: int, pool: Pool) -> torch.Tensor:
-    """The definition: one ``extract`` per block."""
-    if pool == "embedding":
-        return backbone.extract(x, layer, want=("embedding",))["embedding"]  # [N, D]
-    return backbone.extract(x, layer, want=("patch_tokens",))["patch_tokens"].mean((1, 2))  # [N, D]
-
-
-@torch.inference_mode()
-def _pool_timm(backbone: Backbone, x: torch.Tensor, layers: list[int], pool: Pool) -> list[torch.Tensor]:
-    """All blocks of a timm model in one forward (its ``forward_intermediates``), pooled exactly as
-    :meth:`TimmBackbone.extract` pools them (tests check equality with :func:`_pool_contract`)."""
-    m = backbone.model
-    last = backbone.spec.num_layers - 1
-    if backbone.is_vit:
-        final, inter = m.forward_intermediates(x, indices=layers, return_prefix_tokens=True, norm=True,
-                                               output_fmt="NLC", intermediates_only=False)
-        out = []
-        for l, (spatial, prefix) in zip(layers, inter):  # spatial [N, h*w, D], prefix [N, P, D]
-            if pool == "mean":
-                out.append(spatial.mean(1))
-            elif l == last:
-                out.append(m.forward_head(final, pre_logits=True))
-            elif getattr(m, "global_pool", "token") == "token" and prefix.shape[1] > 0:
-                out.append(prefix[:, 0])
-            else:
-                out.append(spatial.mean(1))
-        return out
-    stages = [l for l in layers if l < last]  # the last "layer" of a CNN is forward_features' output
-    if stages:
-        final, inter = m.forward_intermediates(x, indices=stages, intermediates_only=False)
-    else:
-        final, inter = m.forward_features(x), []
-    fmaps = dict(zip(stages, inter))  # l -> [N, C, h, w]
-    out = []
-    for l in layers:
-        if l == last:
-            out.append(m.forward_head(final, pre_logits=True) if pool == "embedding" else final.mean((2, 3)))
-        else:
-            out.append(fmaps[l].mean((2, 3)))
-    return out
-
-
 def block_representations(backbone: Backbone, x: torch.Tensor, layers: Sequence[int],
                           pool: Pool = "mean") -> list[np.ndarray]:
     """Pooled representations of a batch ``x [N, 3, S, S]`` at each of ``layers`` -> per layer ``[N, D_l]``."""
     if pool not in LAYER_POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose one of {list(LAYER_POOLS)}")
     idx = [backbone.resolve_layer(l) for l in layers]
-    uniq = sorted(set(idx))
-    from core.backbones.timm_backbone import TimmBackbone
-
-    if isinstance(backbone, TimmBackbone):
-        outs = _pool_timm(backbone, x, uniq, pool)
-    else:
-        outs = [_pool_contract(backbone, x, l, pool) for l in uniq]
-    by_layer = {l: o.float().cpu().numpy() for l, o in zip(uniq, outs)}
-    return [by_layer[l] for l in idx]
+    kind = "embedding" if pool == "embedding" else "patch_tokens"
+    outs = backbone.extract_layers(x, sorted(set(idx)), want=(kind,))  # one forward for timm models
+    by_layer = {l: o[kind] if pool == "embedding" else o[kind].mean((1, 2)) for l, o in outs.items()}  # [N, D_l]
+    return [by_layer[l].float().cpu().numpy() for l in idx]
 
 
 def layer_features(backbone: Backbone, records: Sequence[ImageRecord], *, layers: Sequence[int] | None = None,

@@ -161,3 +161,16 @@ def test_threads_sharing_a_backbone_get_their_own_results(get_backbone):
             torch.testing.assert_close(f.result(), ref_emb)
         for f in attns:
             torch.testing.assert_close(f.result(), ref_attn)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vits14_saliency", "mobilenetv2"])
+def test_extract_layers_in_one_forward_equals_extract_per_block(name, get_backbone):
+    b = get_backbone(name)
+    x = b.preprocess([scene("coffee.jpg"), scene("cat.jpg")])
+    layers = [0, 2, -2, -1]
+    many = b.extract_layers(x, layers, want=("embedding", "patch_tokens"))
+    for l in layers:
+        one = b.extract(x, l, want=("embedding", "patch_tokens"))
+        torch.testing.assert_close(many[l]["embedding"], one["embedding"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(many[l]["patch_tokens"], one["patch_tokens"], rtol=1e-4, atol=1e-5)

@@ -265,7 +265,7 @@ def test_default_saliency_picks_rollout_gradcam_or_prototype(tiny, tiny_fsets, s
 
 # ---- layer-by-layer features ----------------------------------------------------------------------
 class _ContractOnly(Backbone):
-    """Delegates to a TimmBackbone but is not one: forces the one-extract-per-block path."""
+    """Delegates extract to a TimmBackbone but keeps the base class's extract_layers: one extract per block."""
 
     def __init__(self, inner):
         self.inner, self.spec, self.model = inner, inner.spec, inner.model

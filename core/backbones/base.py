@@ -79,6 +79,11 @@ class Backbone(abc.ABC):
                 ``[N, C]`` (models with a head).
         """
 
+    def extract_layers(self, x: torch.Tensor, layers: Sequence[int], *,
+                       want: Sequence[str] = ("embedding",)) -> dict[int, dict[str, torch.Tensor]]:
+        """``{layer: extract(x, layer, want)}`` for several blocks; timm models do it in one forward."""
+        return {l: self.extract(x, l, want=want) for l in layers}
+
     def embed(self, x: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """Global image embedding ``[N, D]``."""
         return self.extract(x, layer, want=("embedding",))["embedding"]

@@ -44,55 +44,67 @@ class TimmBackbone(Backbone):
             self.logits(x)  # raises the explanatory error
         if "attention_cls" in want and not self.spec.has_attention:
             self.attention(x)  # raises the explanatory error
-        if self.is_vit:
-            return self._extract_vit(x, layer, want)
-        return self._extract_cnn(x, layer, want)
-
-    def _extract_vit(self, x, layer, want) -> dict[str, torch.Tensor]:
-        m, out = self.model, {}
         emb_idx = self.resolve_layer(layer)
         tok_idx = self.resolve_layer(-1 if layer is None else layer)
-        h, w = m.patch_embed.dynamic_feat_size(x.shape[-2:]) if getattr(m, "dynamic_img_size", False) else m.patch_embed.grid_size
+        need = sorted({i for i, k in ((emb_idx, "embedding"), (tok_idx, "patch_tokens")) if k in want}) or [tok_idx]
         with self._capture_attention(enabled="attention_cls" in want) as attn:
-            final, inter = m.forward_intermediates(
-                x, indices=sorted({emb_idx, tok_idx}), return_prefix_tokens=True, norm=True,
-                output_fmt="NLC", intermediates_only=False,
-            )
-        by_idx = dict(zip(sorted({emb_idx, tok_idx}), inter))  # idx -> (spatial [N, h*w, D], prefix [N, P, D])
+            final, blocks = self._forward_blocks(x, need)
+        out = {}
         if "embedding" in want:
-            spatial, prefix = by_idx[emb_idx]
-            if emb_idx == self.spec.num_layers - 1:
-                out["embedding"] = m.forward_head(final, pre_logits=True)  # the model's own pooling
-            elif getattr(m, "global_pool", "token") == "token" and prefix.shape[1] > 0:
-                out["embedding"] = prefix[:, 0]  # normed CLS of that block
-            else:
-                out["embedding"] = spatial.mean(1)
+            out["embedding"] = self._pooled(final, *blocks[emb_idx], emb_idx)
         if "patch_tokens" in want:
-            spatial, _ = by_idx[tok_idx]
-            out["patch_tokens"] = spatial.reshape(spatial.shape[0], h, w, -1)  # [N, h, w, D]
+            out["patch_tokens"] = blocks[tok_idx][0]
         if "logits" in want:
-            out["logits"] = m.forward_head(final)
+            out["logits"] = self.model.forward_head(final)
         if "attention_cls" in want:
-            p = m.num_prefix_tokens
+            p = self.model.num_prefix_tokens
             out["attention_cls"] = torch.stack([a[:, :, 0, p:] for a in attn], dim=1)  # [N, L, H, h*w]
         return out
 
-    def _extract_cnn(self, x, layer, want) -> dict[str, torch.Tensor]:
-        m, out = self.model, {}
-        idx = self.resolve_layer(-1 if layer is None else layer)
-        last = self.spec.num_layers - 1  # the last index is forward_features (the final feature map)
-        feats = m.forward_features(x)  # [N, C, h, w]
-        if idx == last:
-            fmap = feats
-        else:
-            fmap = m.forward_intermediates(x, indices=[idx], intermediates_only=True)[0]
-        if "embedding" in want:
-            out["embedding"] = m.forward_head(feats, pre_logits=True) if idx == last else fmap.mean((2, 3))
-        if "patch_tokens" in want:
-            out["patch_tokens"] = fmap.permute(0, 2, 3, 1).contiguous()  # [N, h, w, C]
-        if "logits" in want:
-            out["logits"] = m.forward_head(feats)
+    @locked
+    @torch.inference_mode()
+    def extract_layers(self, x: torch.Tensor, layers: Sequence[int], *,
+                       want: Sequence[str] = ("embedding",)) -> dict[int, dict[str, torch.Tensor]]:
+        """Embeddings / patch tokens at several blocks from ONE forward (``forward_intermediates``)."""
+        if set(want) - {"embedding", "patch_tokens"}:
+            raise ValueError(f"extract_layers gives embedding and patch_tokens, not {sorted(set(want))}")
+        idx = sorted({self.resolve_layer(l) for l in layers})
+        final, blocks = self._forward_blocks(x, idx)
+        out = {}
+        for l in layers:
+            i = self.resolve_layer(l)
+            tokens, prefix = blocks[i]
+            out[l] = {k: self._pooled(final, tokens, prefix, i) if k == "embedding" else tokens for k in want}
         return out
+
+    def _forward_blocks(self, x: torch.Tensor, idx: list[int]) -> tuple[torch.Tensor, dict]:
+        """One forward: the final features and, per block index, ``(tokens [N, h, w, D], prefix)``
+        (prefix ``[N, P, D]`` for ViTs, None for CNNs, whose last index is the final feature map)."""
+        m = self.model
+        if self.is_vit:
+            h, w = m.patch_embed.dynamic_feat_size(x.shape[-2:]) if getattr(m, "dynamic_img_size", False) else m.patch_embed.grid_size
+            final, inter = m.forward_intermediates(x, indices=idx, return_prefix_tokens=True, norm=True,
+                                                   output_fmt="NLC", intermediates_only=False)
+            # spatial [N, h*w, D] -> [N, h, w, D]; prefix [N, P, D] (CLS + registers, the model's own count)
+            return final, {i: (s.reshape(s.shape[0], h, w, -1), p) for i, (s, p) in zip(idx, inter)}
+        last = self.spec.num_layers - 1
+        stages = [i for i in idx if i < last]
+        if stages:
+            final, inter = m.forward_intermediates(x, indices=stages, intermediates_only=False)
+        else:
+            final, inter = m.forward_features(x), []
+        maps = {**dict(zip(stages, inter)), last: final}  # idx -> [N, C, h, w]
+        return final, {i: (maps[i].permute(0, 2, 3, 1).contiguous(), None) for i in idx}
+
+    def _pooled(self, final: torch.Tensor, tokens: torch.Tensor, prefix: torch.Tensor | None, idx: int) -> torch.Tensor:
+        """The global embedding ``[N, D]`` at block ``idx``: the model's own head pooling at the last
+        block; before it, the normed CLS token of token-pooled ViTs, else the mean of the tokens."""
+        m = self.model
+        if idx == self.spec.num_layers - 1:
+            return m.forward_head(final, pre_logits=True)
+        if prefix is not None and prefix.shape[1] > 0 and getattr(m, "global_pool", "token") == "token":
+            return prefix[:, 0]
+        return tokens.mean((1, 2))
 
     # ---- attention ------------------------------------------------------------------------------
     @contextlib.contextmanager
