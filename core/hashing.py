@@ -28,14 +28,21 @@ def file_sha256(path: str | os.PathLike, sidecar_dir: Path | None = None) -> str
                 return rec["sha256"]
         except (OSError, ValueError, KeyError):
             pass  # no or stale memo: hash below
+    digest = _hash_file(path)
+    if memo is not None:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "sha256": digest}))
+            os.replace(tmp, memo)
+        except OSError:
+            pass  # a read-only cache only costs hashing the file again next time
+    return digest
+
+
+def _hash_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    digest = h.hexdigest()
-    if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "sha256": digest}))
-        os.replace(tmp, memo)
-    return digest
+    return h.hexdigest()

