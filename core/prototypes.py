@@ -30,10 +30,11 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 
+from core.vectors import l2_normalize
+
 Metric = Literal["cosine", "euclidean"]
 Protocol = Literal["split", "loo", "given"]
 METRICS: tuple[str, ...] = ("cosine", "euclidean")
-_EPS = 1e-12
 
 # The 7 prompt templates of CLIP's ImageNet prompt-engineering notebook, plus the plain one.
 CLIP_TEMPLATES: tuple[str, ...] = (
@@ -78,12 +79,6 @@ def _check_metric(metric: str) -> None:
         raise ValueError(f"unknown metric {metric!r}; choose one of {list(METRICS)}")
 
 
-def _l2n(X: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in float64 (zero rows stay zero)."""
-    X = np.asarray(X, dtype=np.float64)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), _EPS)
-
-
 # ---- prototypes and distances -----------------------------------------------------------------------
 def class_prototypes(X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Class means of the features.
@@ -122,7 +117,7 @@ def distances(A: ArrayLike, B: ArrayLike, metric: Metric = "cosine") -> np.ndarr
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"feature dims differ: A has D={A.shape[1]}, B has D={B.shape[1]}")
     if metric == "cosine":
-        return 1.0 - _l2n(A) @ _l2n(B).T  # [N, K]
+        return 1.0 - l2_normalize(A) @ l2_normalize(B).T  # [N, K]
     A64, B64 = A.astype(np.float64), B.astype(np.float64)
     sq = (A64 * A64).sum(1)[:, None] + (B64 * B64).sum(1)[None, :] - 2.0 * (A64 @ B64.T)  # [N, K]
     return np.sqrt(np.maximum(sq, 0.0))
@@ -331,7 +326,7 @@ def _loo_predict(X: np.ndarray, y: np.ndarray, method: str, **kw: Any) -> np.nda
         alone = n_c == 1
         P_own = (n_c[:, None] * P[y_idx].astype(np.float64) - X) / np.maximum(n_c - 1.0, 1.0)[:, None]  # [N, D]
         if metric == "cosine":
-            d_own = 1.0 - np.sum(_l2n(X) * _l2n(P_own), axis=1)
+            d_own = 1.0 - np.sum(l2_normalize(X) * l2_normalize(P_own), axis=1)
         else:
             d_own = np.linalg.norm(X.astype(np.float64) - P_own, axis=1)
         rows = np.arange(len(X))
@@ -656,12 +651,12 @@ def teen_calibrate(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if not (np.isfinite(tau) and tau >= 0):
         raise ValueError(f"tau must be a finite number >= 0, got {tau}")
-    Pb_n, Pn_n = _l2n(Pb), _l2n(Pn)
+    Pb_n, Pn_n = l2_normalize(Pb), l2_normalize(Pn)
     logits = tau * (Pn_n @ Pb_n.T)  # [K, B] scaled cosine similarities
     W = np.exp(logits - logits.max(axis=1, keepdims=True))
     W /= W.sum(axis=1, keepdims=True)  # [K, B] softmax over base classes
     if normalize:
-        shift = _l2n(W @ Pb_n)  # [K, D]
+        shift = l2_normalize(W @ Pb_n)  # [K, D]
         return alpha * Pn_n + (1.0 - alpha) * shift
     return alpha * Pn + (1.0 - alpha) * (W @ Pb)
 
@@ -766,8 +761,8 @@ def prompt_prototypes(
         E = _as_features(encode_text([t.format(c) for c in classes]), "encode_text output")  # [K, D]
         if len(E) != len(classes):
             raise ValueError(f"encode_text returned {len(E)} rows for {len(classes)} texts")
-        acc = _l2n(E) if acc is None else acc + _l2n(E)
-    return _l2n(acc / len(templates))
+        acc = l2_normalize(E) if acc is None else acc + l2_normalize(E)
+    return l2_normalize(acc / len(templates))
 
 
 def mix_prototypes(text_protos: ArrayLike, image_protos: ArrayLike, mix: float = 0.5) -> np.ndarray:
@@ -787,7 +782,7 @@ def mix_prototypes(text_protos: ArrayLike, image_protos: ArrayLike, mix: float =
         raise ValueError(f"text_protos {T.shape} and image_protos {I.shape} must have the same shape [K, D]")
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"mix must be in [0, 1], got {mix}")
-    return _l2n((1.0 - mix) * _l2n(T) + mix * _l2n(I))
+    return l2_normalize((1.0 - mix) * l2_normalize(T) + mix * l2_normalize(I))
 
 
 def zero_shot(

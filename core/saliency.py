@@ -38,8 +38,7 @@ from core.attention import HeadFusion, cls_attention_maps, cls_rows_to_maps, rol
 from core.backbones.base import Backbone
 from core.errors import UnsupportedOperationError
 from core.maps import Baseline, deletion_insertion, prototype_maps, upsample
-
-# Hooks on a shared model (grad-cam's, the attention capture) must not interleave across threads.
+from core.vectors import l2_normalize
 
 
 # ---- the Grad-CAM family: a registry of pytorch-grad-cam classes ----------------------------------
@@ -283,11 +282,6 @@ class Prototypes:
             raise ValueError(f"no prototype for class {name!r}; classes: {', '.join(self.classes)}") from None
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def class_prototypes(embeddings: np.ndarray, labels: Sequence[str], exclude: Collection[int] = ()) -> Prototypes:
     """Class means of ``embeddings [N, D]`` by ``labels``, scaled to unit length.
 
@@ -316,7 +310,7 @@ def class_prototypes(embeddings: np.ndarray, labels: Sequence[str], exclude: Col
                          "pick a folder-per-class dataset or give uploads class names")
     classes, means = class_means(E[keep], lab[keep])  # [K], [K, D]
     counts = [int((lab[keep] == c).sum()) for c in classes]
-    return Prototypes([str(c) for c in classes], _unit(means).astype(np.float32), counts)
+    return Prototypes([str(c) for c in classes], l2_normalize(means).astype(np.float32), counts)
 
 
 @dataclass(frozen=True)
@@ -349,7 +343,7 @@ def explain_by_prototypes(patch_tokens: np.ndarray, embedding: np.ndarray, proto
         embedding: ``[D]`` global embedding of the image at that block (it picks ``a`` and ``b``).
         protos: from :func:`class_prototypes`.
     """
-    sims = (_unit(protos.vectors) @ _unit(np.asarray(embedding).reshape(-1))).astype(np.float32)  # [K]
+    sims = (l2_normalize(protos.vectors) @ l2_normalize(np.asarray(embedding).reshape(-1))).astype(np.float32)  # [K]
     a, b = (int(i) for i in np.argsort(-sims, kind="stable")[:2])
     return PrototypeExplanation(protos, sims, a, b, prototype_maps(patch_tokens, protos.vectors, (a, b)))
 

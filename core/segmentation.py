@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 from sklearn.cluster import KMeans
 
+from core.vectors import l2_normalize
+
 _EPS = 1e-8
 
 
@@ -24,12 +26,6 @@ def _as_grid_tokens(tokens: np.ndarray | torch.Tensor, name: str = "tokens") -> 
     if t.ndim != 3:
         raise ValueError(f"{name} must be [h, w, D] patch tokens of one image, got shape {t.shape}")
     return t
-
-
-def _l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Unit-normalise the last axis (float64 for stable cosines)."""
-    x = x.astype(np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _EPS)
 
 
 # ---- similarity --------------------------------------------------------------------------------
@@ -48,7 +44,7 @@ def patch_similarity(tokens: np.ndarray | torch.Tensor, query: tuple[int, int]) 
     i, j = (int(q) for q in query)
     if not (0 <= i < h and 0 <= j < w):
         raise ValueError(f"query patch {(i, j)} outside the {h}x{w} grid; map pixels with pixel_to_patch")
-    tn = _l2_normalize(t)  # [h, w, D]
+    tn = l2_normalize(t, _EPS)  # [h, w, D]
     return (tn @ tn[i, j]).astype(np.float32)  # [h, w]
 
 
@@ -70,7 +66,7 @@ def cross_similarity(query_token: np.ndarray | torch.Tensor, tokens: np.ndarray 
         raise ValueError(f"tokens must be [M, h, w, D] (stack images of one grid size), got shape {t.shape}")
     if t.shape[-1] != q.shape[0]:
         raise ValueError(f"query dim {q.shape[0]} != token dim {t.shape[-1]}: use the same backbone and layer")
-    return (_l2_normalize(t) @ _l2_normalize(q)).astype(np.float32)  # [M, h, w]
+    return (l2_normalize(t, _EPS) @ l2_normalize(q, _EPS)).astype(np.float32)  # [M, h, w]
 
 
 def pixel_to_patch(xy: tuple[float, float], image_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
@@ -160,7 +156,7 @@ def _kmeans(x: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
     if not 1 <= k <= x.shape[0]:
         raise ValueError(f"k must be in [1, {x.shape[0]}] (number of patches), got {k}")
     km = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
-    return km.fit_predict(_l2_normalize(x)).astype(np.int64)  # [P]
+    return km.fit_predict(l2_normalize(x, _EPS)).astype(np.int64)  # [P]
 
 
 def kmeans_parts(tokens: np.ndarray | torch.Tensor, k: int, seed: int = 0, n_init: int = 3) -> np.ndarray:
