@@ -2,11 +2,9 @@
 are reported and skipped, concurrent writers do not corrupt the store."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from core.extract import extract_features
 from core.images import ImageRecord, load_folder
 from core.store import FeatureKey, FeatureStore
-from tests.conftest import STAMPS
+from tests.conftest import ROOT, STAMPS
 
 
 def test_roundtrip_and_checksum(tmp_path):
@@ -41,7 +39,7 @@ conn.execute("BEGIN IMMEDIATE")
 conn.execute("INSERT INTO features VALUES ('half', '<f4', '3', 'x', zeroblob(12), 0)")
 os.kill(os.getpid(), signal.SIGKILL)
 """
-    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT)
     assert r.returncode == -9
     st = FeatureStore(path)
     assert len(st) == 0
@@ -101,25 +99,27 @@ def test_bad_files_are_reported_and_the_rest_goes_on(get_backbone, tmp_path):
     assert fs["embedding"].shape == (4, 1280) and fs.names == [r.name for r in ds.records]
 
 
-def _writer(path: str, seed: int, n: int) -> None:
-    st = FeatureStore(path)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        st.put_many({FeatureKey("w", "p", 0, "embedding", f"{seed}-{i}-{j}"): rng.normal(size=256).astype(np.float32)
-                     for j in range(8)})
-        st.get_many([FeatureKey("w", "p", 0, "embedding", f"{1 - seed}-{i}-0")])
+_WRITER = """
+import sys, numpy as np
+from core.store import FeatureKey, FeatureStore
+path, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+st = FeatureStore(path)
+rng = np.random.default_rng(seed)
+for i in range(n):
+    st.put_many({FeatureKey("w", "p", 0, "embedding", f"{seed}-{i}-{j}"): rng.normal(size=256).astype(np.float32)
+                 for j in range(8)})
+    st.get_many([FeatureKey("w", "p", 0, "embedding", f"{1 - seed}-{i}-0")])
+"""
 
 
 def test_two_processes_writing_at_once(tmp_path):
+    # plain interpreters, not multiprocessing: spawn re-runs whatever __main__ is, and after the
+    # AppTest tests that can be a page script
     path = str(tmp_path / "f.sqlite")
     FeatureStore(path)
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(path, s, 40)) for s in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, path, str(s), "40"], cwd=ROOT) for s in (0, 1)]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        assert p.wait(120) == 0
     st = FeatureStore(path)
     assert len(st) == 2 * 40 * 8
     keys = [FeatureKey("w", "p", 0, "embedding", f"{s}-{i}-{j}") for s in (0, 1) for i in range(40) for j in range(8)]
