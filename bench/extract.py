@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from core.backbones.registry import create_backbone
-from core.extract import _spare_core, extract_features
-from core.images import load_folder
-from core.store import FeatureStore
+from core.models.registry import create_backbone
+from core.models.extract import _spare_core, extract_features
+from core.io.images import load_folder
+from core.io.store import FeatureStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from core import render
-from core.backbones.registry import create_backbone
-from core.images import decode_image
-from core.quality import otsu_threshold
-from core.saliency import vit_attention
-from core.segmentation import cross_similarity, patch_similarity, pixel_to_patch, threshold_mask
+from core.models.registry import create_backbone
+from core.io.images import decode_image
+from core.segment.quality import otsu_threshold
+from core.explain.saliency import vit_attention
+from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch, threshold_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENES = ROOT / "sample_data" / "scenes"

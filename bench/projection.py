@@ -4,7 +4,7 @@ settings against plain umap-learn defaults.
 Speed: each (method, N) runs in a fresh Python process that projects the same data twice:
 "cold" is the first call (includes ``import umap`` and numba JIT / cache loading), "warm" the
 second. Quality: trustworthiness (k=10, cosine, on the original embeddings) of 2,000 points
-embedded by plain ``umap.UMAP(metric="cosine")`` and by ``core.projection`` at both of its UMAP
+embedded by plain ``umap.UMAP(metric="cosine")`` and by ``core.projection.projectors`` at both of its UMAP
 epoch settings; PCA and t-SNE for reference.
 
 Data: ``--embeddings file.npz`` (key ``embeddings``, ``[n0, D]``) replicated with noise to N rows,
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.projection import ProjectionParams, project
+from core.projection.projectors import ProjectionParams, project
 
 TRUST_N = 2_000
 TRUST_K = 10

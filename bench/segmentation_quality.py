@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.backbones.registry import create_backbone
-from core.images import load_folder
-from core.quality import composite_stamps, evaluate
+from core.models.registry import create_backbone
+from core.io.images import load_folder
+from core.segment.quality import composite_stamps, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("pca", "cls_attention", "click", "oracle", "full")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import BackboneLensError
-from core.paths import ENV_VAR
+from core.io.paths import ENV_VAR
 
 
 def _progress_bar(desc: str):
@@ -28,10 +28,10 @@ def _progress_bar(desc: str):
 
 def _features(args, kinds=("embedding",)):
     """Load the dataset and extract (or reload) its features with a progress bar."""
-    from core.backbones.registry import create_backbone
-    from core.extract import extract_features
-    from core.images import load_folder
-    from core.store import FeatureStore
+    from core.models.registry import create_backbone
+    from core.models.extract import extract_features
+    from core.io.images import load_folder
+    from core.io.store import FeatureStore
 
     ds = load_folder(args.images)
     backbone = create_backbone(args.backbone)
@@ -48,7 +48,7 @@ def _features(args, kinds=("embedding",)):
 
 
 def cmd_backbones(args) -> int:
-    from core.backbones.registry import ONLINE_PATTERNS, list_backbones
+    from core.models.registry import ONLINE_PATTERNS, list_backbones
 
     rows = [(e.name, "yes" if e.offline and e.is_available() else "no (install: scripts/setup.sh)" if e.offline else "no", e.summary)
             for e in list_backbones()]
@@ -83,11 +83,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    """Metrics table and CKA of several backbones on one labelled folder (core.compare)."""
-    from core.backbones.registry import create_backbone
-    from core.compare import columns, compare_backbones
-    from core.images import load_folder
-    from core.store import FeatureStore
+    """Metrics table and CKA of several backbones on one labelled folder (core.compare.comparison)."""
+    from core.models.registry import create_backbone
+    from core.compare.comparison import columns, compare_backbones
+    from core.io.images import load_folder
+    from core.io.store import FeatureStore
 
     names = [n.strip() for n in args.backbones.split(",") if n.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
@@ -125,7 +125,7 @@ def cmd_compare(args) -> int:
         print("  ".join(v.ljust(w) if i < 2 or i == 5 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
     r0 = cmp.rows[0]
     print(f"\n{r0.n_images} images, {r0.n_classes} classes, accuracies on a '{r0.protocol}' protocol "
-          f"(core.prototypes.evaluate defaults); few-shot: mean and ± std over draws.")
+          f"(core.classify.evaluation.evaluate defaults); few-shot: mean and ± std over draws.")
     w = max(len(n) for n in cmp.backbones)
     print(f"\n{cmp.cka_kind} CKA of the global embeddings:")
     print(" " * w + "  " + "  ".join(f"{n:>{max(6, len(n))}}" for n in cmp.backbones))
@@ -135,9 +135,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """Accuracy of one classifier on frozen features (core.prototypes, as on the Prototypes page)."""
-    from core.evaluation import METHOD_LABELS, classifier_kwargs, eval_summary, evaluate_shots
-    from core.prototypes import evaluate
+    """Accuracy of one classifier on frozen features (core.classify.prototypes, as on the Prototypes page)."""
+    from core.classify.tables import METHOD_LABELS, classifier_kwargs, eval_summary, evaluate_shots
+    from core.classify.evaluation import evaluate
 
     def labelled(folder: str):
         _, fs, failures = _features(argparse.Namespace(**{**vars(args), "images": folder}))
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "evaluate", help="accuracy of NMC / k-NN / linear probe / naive Bayes on frozen features",
-        description="The accuracies of the Prototypes page (core.prototypes). Without --test: a stratified hold-out "
+        description="The accuracies of the Prototypes page (core.classify.prototypes). Without --test: a stratified hold-out "
                     "(--test-size per class), or leave-one-out for tiny sets. --shots K: K random training images "
                     "per class, mean and std over --draws draws. --json prints one object with method, backbone, "
                     "accuracy, n_train, n_test, protocol, ...")

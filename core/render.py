@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from core.segmentation import mask_to_image_size
+from core.segment.similarity import mask_to_image_size
 
 _BG = (255, 255, 255)
 _FG = (20, 20, 20)
@@ -184,7 +184,7 @@ def _lut(cmap: str) -> np.ndarray:
 
 
 def fast_overlay(base: Image.Image, heat: np.ndarray | torch.Tensor, scale: ColorScale, alpha: float = 0.5) -> Image.Image:
-    """:func:`core.maps.overlay` for interactive redraws: the map is quantised to the colour map's 256
+    """:func:`core.explain.maps.overlay` for interactive redraws: the map is quantised to the colour map's 256
     levels *before* the bilinear stretch, so the stretch, colouring and blending all run in Pillow (about
     10x faster than the float path on small maps). Colours differ from ``overlay`` by at most a couple of
     levels (tested); ``base`` is drawn at its own size.
@@ -267,7 +267,7 @@ def mask_panel(image: Image.Image, mask: np.ndarray | torch.Tensor, *, alpha: fl
                title: str = "", max_side: int = 448, marker=None) -> Image.Image:
     """A boolean mask ``[h, w]`` (or ``[H, W]``) tinted over the picture, with a 2-px outline.
 
-    The mask is stretched by nearest neighbour (:func:`core.segmentation.mask_to_image_size`), so the
+    The mask is stretched by nearest neighbour (:func:`core.segment.similarity.mask_to_image_size`), so the
     blocky edge shows the true resolution of the features.
     """
     base = fit(image, max_side)

@@ -12,12 +12,12 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core.backbones.base import Backbone
-from core.backbones.registry import create_backbone, list_backbones
+from core.models.base import Backbone
+from core.models.registry import create_backbone, list_backbones
 from core.errors import BackboneLensError
-from core.extract import FeatureSet, extract_features
-from core.images import Dataset, load_folder, load_uploads
-from core.store import FeatureStore
+from core.models.extract import FeatureSet, extract_features
+from core.io.images import Dataset, load_folder, load_uploads
+from core.io.store import FeatureStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_STAMPS = ROOT / "sample_data" / "stamps"
@@ -254,17 +254,17 @@ class PickedImage:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _decode_cached(sha256: str, name: str, _data: bytes):
-    from core.images import decode_image
+    from core.io.images import decode_image
 
     return decode_image(_data, name)
 
 
 def pick_image(sel: Selection, key: str) -> PickedImage:
     """A dataset image (selectbox) or an uploaded one (its own uploader; the upload wins while present).
-    Uploads are validated with :func:`core.images.decode_image`; a bad file stops the page with the
+    Uploads are validated with :func:`core.io.images.decode_image`; a bad file stops the page with the
     file name and the reason."""
     from core.errors import ImageDecodeError
-    from core.images import sha256_hex
+    from core.io.images import sha256_hex
 
     ds = sel.dataset
     c1, c2 = st.columns(2)

@@ -1,6 +1,6 @@
-"""Compare: two to four backbones on the same images, one click. A metrics table (core.compare, whose
-accuracies are core.prototypes.evaluate / few_shot_curve), CKA between the backbones and block by block
-(core.cka), then one column per backbone with shared controls: the embedding map, the saliency map each
+"""Compare: two to four backbones on the same images, one click. A metrics table (core.compare.comparison, whose
+accuracies are core.classify.evaluation.evaluate / few_shot_curve), CKA between the backbones and block by block
+(core.compare.cka), then one column per backbone with shared controls: the embedding map, the saliency map each
 backbone supports, the click-to-segment mask of the same point, the nearest neighbours; and where the
 backbones' NMC predictions disagree."""
 from __future__ import annotations
@@ -16,16 +16,16 @@ from PIL import ImageDraw
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import render
-from core.compare import (LAYER_POOLS, Comparison, Speed, best_per_column, build_comparison, cka_between, columns,
+from core.compare.comparison import (LAYER_POOLS, Comparison, Speed, best_per_column, build_comparison, cka_between, columns,
                           default_saliency, layer_cka_between, layer_features, measure_speed)
 from core.errors import BackboneLensError
-from core.images import thumbnail
-from core.neighbours import cosine_neighbours
-from core.projection import ProjectionParams, available_methods, project
-from core.quality import otsu_threshold
+from core.io.images import thumbnail
+from core.geometry.neighbours import cosine_neighbours
+from core.projection.projectors import ProjectionParams, available_methods, project
+from core.segment.quality import otsu_threshold
 from core.render import ColorScale
-from core.saliency import class_prototypes, image_tokens
-from core.segmentation import patch_similarity, pixel_to_patch, threshold_mask
+from core.explain.saliency import class_prototypes, image_tokens
+from core.segment.similarity import patch_similarity, pixel_to_patch, threshold_mask
 from pages.common import (CLASS_DEFAULT, PATCH_DEFAULT, features, get_backbone, load_backbone_or_stop,
                           offline_backbone_names, show_failures, sidebar)
 from pages.compare_views import (OTHER, SAME, NEUTRAL, captioned_thumb, cka_heatmap, class_colours,
@@ -198,7 +198,7 @@ else:
                                                                      pinned=c.key == "backbone") for c in cols},
                      key="cmp_table")
         r0 = cmp.rows[0]
-        st.caption(f"{r0.n_images} images, {r0.n_classes} classes. Accuracies: `core.prototypes.evaluate` defaults "
+        st.caption(f"{r0.n_images} images, {r0.n_classes} classes. Accuracies: `core.classify.evaluation.evaluate` defaults "
                    f"({'a stratified 30 % hold-out per class, seed 0' if r0.protocol == 'split' else r0.protocol}"
                    "), the same split for every backbone; few-shot: NMC with k images per class, mean and ± std over "
                    "10 draws; silhouette: cosine distance. Green: best in the column (params: fewest). Click a header "

@@ -3,9 +3,9 @@
 lasso-select a group for their thumbnails; place your own images in the fitted map.
 
 Plotly hover labels cannot hold images, so hover shows the file name and class and the pictures
-appear beside the plot on click/selection. UMAP and t-SNE fit on a worker thread (core.background)
+appear beside the plot on click/selection. UMAP and t-SNE fit on a worker thread (core.projection.jobs)
 keyed by (features, method, parameters): PCA is shown meanwhile and the map swaps in by itself; a
-second visit is instant. The maths lives in core.projection and core.neighbours.
+second visit is instant. The maths lives in core.projection.projectors and core.geometry.neighbours.
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ import streamlit as st
 from PIL import Image
 
 from core import render
-from core.background import JobPool
+from core.projection.jobs import JobPool
 from core.errors import ImageDecodeError
-from core.images import ImageRecord, load_uploads, thumbnail
-from core.neighbours import cosine_neighbours, projection_table
-from core.projection import Projector, ProjectionParams, make_projector
+from core.io.images import ImageRecord, load_uploads, thumbnail
+from core.geometry.neighbours import cosine_neighbours, projection_table
+from core.projection.projectors import Projector, ProjectionParams, make_projector
 from pages.common import CLASS_DEFAULT, features, show_failures, sidebar
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}

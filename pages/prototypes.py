@@ -5,7 +5,7 @@ exemplar-free class-incremental learning (NMC / SimpleCIL); TEEN calibration of 
 prototypes; CLIP text prototypes (zero-shot); and classifying an uploaded image.
 
 Each tab computes only while it is open, and every result is cached by (features, parameters).
-The maths lives in core.prototypes (and core.evaluation for repeats and tables).
+The maths lives in core.classify.prototypes (and core.classify.tables for repeats and tables).
 """
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.errors import ImageDecodeError
-from core.evaluation import (METHOD_LABELS, class_sorted_order, evaluate_all, nearest_wrong_prototypes,
+from core.classify.tables import (METHOD_LABELS, class_sorted_order, evaluate_all, nearest_wrong_prototypes,
                              prototype_exemplars, teen_alpha_sweep, teen_repeated, train_indices,
                              zero_shot_mix_curve)
-from core.images import ImageRecord, load_uploads, thumbnail
-from core.projection import ProjectionParams, make_projector
-from core.prototypes import (CLASSIFIERS, CLIP_TEMPLATES, METRICS, class_incremental, class_prototypes, distances,
-                             few_shot_curve, per_class_margin, prompt_prototypes)
+from core.io.images import ImageRecord, load_uploads, thumbnail
+from core.projection.projectors import ProjectionParams, make_projector
+from core.classify.classifiers import CLASSIFIERS
+from core.classify.evaluation import few_shot_curve
+from core.classify.incremental import class_incremental
+from core.classify.prototypes import class_prototypes, per_class_margin
+from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
+from core.geometry.vectors import METRICS, distances
 from pages.common import CLASS_DEFAULT, choose_backbone, features, get_backbone, show_failures, sidebar
 
 TABS = ["Prototypes", "Classifiers", "Few-shot", "Class-incremental", "TEEN", "Zero-shot", "Classify an upload"]

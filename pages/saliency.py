@@ -1,6 +1,6 @@
 """Saliency: what in one picture drives a backbone. Attention per block and head and its rollout (ViTs),
 the Grad-CAM family (pytorch-grad-cam), prototype maps ("why this class"), and deletion / insertion
-scores to compare maps by a number. The maths lives in core.saliency / core.attention / core.maps."""
+scores to compare maps by a number. The maths lives in core.explain.saliency / core.explain.attention / core.explain.maps."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ import streamlit as st
 from core import render
 from core.errors import UnsupportedOperationError
 from core.render import ColorScale
-from core.saliency import (CAM_METHODS, CamTarget, cam_layer_names, class_prototypes, compute_cam,
+from core.explain.saliency import (CAM_METHODS, CamTarget, cam_layer_names, class_prototypes, compute_cam,
                            explain_by_prototypes, faithfulness, image_tokens, top_classes, vit_attention)
 from pages.common import PATCH_DEFAULT, Selection, features, get_backbone, pick_image, sidebar
 

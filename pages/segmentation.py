@@ -1,6 +1,6 @@
 """Segmentation from frozen patch tokens: click a point to segment by similarity (in this picture and
 in others), k-means parts, a PCA / CLS-attention foreground, and co-segmentation of several pictures.
-The maths lives in core.segmentation; figures in core.render."""
+The maths lives in core.segment.similarity; figures in core.render."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,10 +9,10 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import render
 from core.errors import ImageDecodeError
-from core.quality import otsu_threshold
+from core.segment.quality import otsu_threshold
 from core.render import ColorScale
-from core.saliency import cls_attention_map, image_tokens
-from core.segmentation import (attention_foreground, common_foreground, cosegment, cross_similarity, kmeans_parts,
+from core.explain.saliency import cls_attention_map, image_tokens
+from core.segment.similarity import (attention_foreground, common_foreground, cosegment, cross_similarity, kmeans_parts,
                                mask_png_bytes, mask_to_image_size, patch_similarity, pca_foreground, pixel_to_patch,
                                threshold_mask)
 from pages.common import PATCH_DEFAULT, PickedImage, get_backbone, pick_image, sidebar

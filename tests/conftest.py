@@ -34,7 +34,7 @@ _BACKBONES: dict = {}
 @pytest.fixture(scope="session")
 def get_backbone():
     """``get_backbone(name)``: each backbone is built once per test session."""
-    from core.backbones.registry import create_backbone
+    from core.models.registry import create_backbone
 
     def get(name: str):
         if name not in _BACKBONES:
@@ -46,13 +46,13 @@ def get_backbone():
 
 @pytest.fixture(scope="session")
 def stamps():
-    from core.images import load_folder
+    from core.io.images import load_folder
 
     return load_folder(STAMPS)
 
 
 def scene(name: str):
-    from core.images import decode_image
+    from core.io.images import decode_image
 
     return decode_image((SCENES / name).read_bytes(), name)
 

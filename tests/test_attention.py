@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.attention import attention_rollout, cls_attention_maps, cls_rows_to_maps, rollout_cls_map
+from core.explain.attention import attention_rollout, cls_attention_maps, cls_rows_to_maps, rollout_cls_map
 
 
 def _random_attention(rng: np.random.Generator, L: int, H: int, T: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.backbones.registry import create_backbone, list_backbones, register_backbone
+from core.models.registry import create_backbone, list_backbones, register_backbone
 from core.errors import UnknownBackboneError, UnsupportedOperationError, WeightsUnavailableError
 from tests.conftest import scene
 
@@ -110,9 +110,9 @@ def test_cnn_attention_is_a_clear_error(get_backbone):
 @pytest.mark.slow
 def test_vit_first_principal_component_separates_stamps_from_background(get_backbone, stamps):
     """The patch tokens' first PC splits the object from its (white) background: IoU with the
-    stamp's alpha mask, sign fixed by the border heuristic of core.segmentation."""
-    from core.images import decode_alpha
-    from core.segmentation import iou, mask_to_image_size, pca_foreground
+    stamp's alpha mask, sign fixed by the border heuristic of core.segment.similarity."""
+    from core.io.images import decode_alpha
+    from core.segment.similarity import iou, mask_to_image_size, pca_foreground
 
     b = get_backbone("vits14_saliency")
     recs = [r for r in stamps.records][::4]  # 12 stamps, every class

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.cka import cka_matrix, layer_cka, linear_cka, rbf_cka
+from core.compare.cka import cka_matrix, layer_cka, linear_cka, rbf_cka
 
 
 def _hsic_cka(K: np.ndarray, L: np.ndarray) -> float:

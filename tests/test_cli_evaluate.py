@@ -1,5 +1,5 @@
 """`backbone-lens evaluate`: the accuracies of the Prototypes page from a shell, computed by the same
-core.prototypes functions (checked against them here on the real offline backbone)."""
+core.classify.prototypes functions (checked against them here on the real offline backbone)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.prototypes import evaluate, few_shot_curve
+from core.classify.evaluation import evaluate, few_shot_curve
 from tests.conftest import SCENES, STAMPS
 
 EXE = shutil.which("backbone-lens", path=str(Path(sys.executable).parent)) or "backbone-lens"
@@ -21,9 +21,9 @@ EXE = shutil.which("backbone-lens", path=str(Path(sys.executable).parent)) or "b
 
 @pytest.fixture(scope="module")
 def stamp_features(get_backbone):
-    from core.extract import extract_features
-    from core.images import load_folder
-    from core.store import FeatureStore
+    from core.models.extract import extract_features
+    from core.io.images import load_folder
+    from core.io.store import FeatureStore
 
     fs = extract_features(get_backbone("mobilenetv2"), load_folder(STAMPS).records, store=FeatureStore())
     return fs["embedding"], np.asarray(fs.labels)

@@ -1,4 +1,4 @@
-"""core.compare: the metrics are core.prototypes' (one implementation), CKA, agreement, speed, nearest
+"""core.compare.comparison: the metrics are core.classify.prototypes' (one implementation), CKA, agreement, speed, nearest
 neighbours, saliency choice, layer-by-layer features (timm's one-pass path equals the contract), and the
 `backbone-lens compare` command. Tiny random-init timm models keep the fast tests fast; the real offline
 backbones run in the tests marked slow."""
@@ -15,11 +15,11 @@ import pytest
 import torch
 from sklearn.metrics import silhouette_score
 
-from core import compare as C
-from core.backbones.base import Backbone
-from core.cka import cka_matrix, layer_cka, linear_cka
-from core.extract import ExtractStats, FeatureSet, extract_features
-from core.prototypes import evaluate, few_shot_curve
+from core.compare import comparison as C
+from core.models.base import Backbone
+from core.compare.cka import cka_matrix, layer_cka, linear_cka
+from core.models.extract import ExtractStats, FeatureSet, extract_features
+from core.classify.evaluation import evaluate, few_shot_curve
 from tests.conftest import STAMPS
 
 TINY_VIT, TINY_CNN, TINY_HEADLESS = "tiny_vit_test", "tiny_cnn_test", "tiny_cnn_headless_test"
@@ -30,8 +30,8 @@ def tiny_backbone(name: str) -> Backbone:
     """A seeded random-init timm test model: a 6-block ViT, a CNN with a head, or a CNN without one."""
     import timm
 
-    from core.backbones.timm_backbone import TimmBackbone, timm_spec_fields
-    from core.spec import BackboneSpec
+    from core.models.timm_backbone import TimmBackbone, timm_spec_fields
+    from core.models.spec import BackboneSpec
 
     arch, kw = {TINY_VIT: ("test_vit", {}), TINY_CNN: ("test_efficientnet", {}),
                 TINY_HEADLESS: ("test_efficientnet", {"num_classes": 0})}[name]
@@ -46,7 +46,7 @@ def tiny_backbone(name: str) -> Backbone:
 @contextlib.contextmanager
 def tiny_registered():
     """The tiny backbones in the registry (as offline ones) for the duration, then removed again."""
-    from core.backbones import registry
+    from core.models import registry
 
     registry._ensure_builtins()
     with pytest.MonkeyPatch.context() as mp:
@@ -75,14 +75,14 @@ def _clusters(n_classes: int = 8, per_class: int = 6, dim: int = 16, seed: int =
 
 
 def _fs(name: str, X: np.ndarray, labels, stats: ExtractStats | None = None) -> FeatureSet:
-    from core.images import ImageRecord
+    from core.io.images import ImageRecord
 
     recs = [ImageRecord(hashlib.sha256(str(i).encode()).hexdigest(), f"img{i}.png", str(l), None, b"")
             for i, l in enumerate(labels)]
     return FeatureSet(name, 224, {"embedding": -1}, recs, {"embedding": X}, [], stats or ExtractStats())
 
 
-# ---- metrics: one implementation, the one in core.prototypes ------------------------------------------
+# ---- metrics: one implementation, the one in core.classify.prototypes ------------------------------------------
 def test_feature_metrics_equal_prototypes_evaluate_and_few_shot_curve():
     X, y = _clusters()
     fm = C.feature_metrics(X, y)
@@ -105,8 +105,8 @@ def test_feature_metrics_equal_prototypes_evaluate_and_few_shot_curve():
 
 
 def test_feature_metrics_equal_the_prototypes_page_defaults():
-    """The Prototypes page calls core.evaluation.evaluate_all (cosine, 30 % hold-out, seed 0 by default)."""
-    from core.evaluation import evaluate_all
+    """The Prototypes page calls core.classify.tables.evaluate_all (cosine, 30 % hold-out, seed 0 by default)."""
+    from core.classify.tables import evaluate_all
 
     X, y = _clusters(seed=4)
     fm = C.feature_metrics(X, y)
@@ -244,7 +244,7 @@ def test_speed_from_stats_else_a_timed_forward(tiny, stamps):
 
 # ---- saliency: the method each backbone supports --------------------------------------------------------
 def test_default_saliency_picks_rollout_gradcam_or_prototype(tiny, tiny_fsets, stamps):
-    from core.saliency import class_prototypes
+    from core.explain.saliency import class_prototypes
 
     img = stamps.records[0].decode()
     vit = C.default_saliency(tiny[TINY_VIT], img)

@@ -22,8 +22,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import core.hashing
-from core.backbones import dinov2_onnx as d
+import core.io.hashing
+from core.models import dinov2_onnx as d
 from core.errors import WeightsUnavailableError
 
 
@@ -248,7 +248,7 @@ def test_load_or_convert_caches(onnx_path, state_dict, tmp_path, monkeypatch):
     mtime = path.stat().st_mtime_ns
     monkeypatch.setattr(d, "convert_onnx_to_timm_state_dict",
                         lambda *a: pytest.fail("converted twice"))
-    monkeypatch.setattr(core.hashing, "_hash_file", lambda *a: pytest.fail("hashed twice"))
+    monkeypatch.setattr(core.io.hashing, "_hash_file", lambda *a: pytest.fail("hashed twice"))
     assert d.load_or_convert(tmp_path) == (path, sha)
     assert path.stat().st_mtime_ns == mtime
     (memo,) = (tmp_path / "hashes").glob("sha256-*.json")

@@ -1,4 +1,4 @@
-"""Tests for core.images: decoding rules, typed failures, folder / upload loading. Pure CPU, fast."""
+"""Tests for core.io.images: decoding rules, typed failures, folder / upload loading. Pure CPU, fast."""
 from __future__ import annotations
 
 import base64
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from core.errors import ImageDecodeError
-from core.images import (
+from core.io.images import (
     Dataset,
     Failure,
     ImageRecord,
@@ -492,7 +492,7 @@ def test_thumbnail_and_data_uri():
 
 
 def test_core_images_does_not_import_streamlit():
-    import core.images as mod
+    import core.io.images as mod
 
     src = Path(mod.__file__).read_text()
     assert "streamlit" not in src.replace("Nothing here imports Streamlit", "")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.maps import deletion_insertion, normalize01, overlay, prototype_maps, upsample
+from core.explain.maps import deletion_insertion, normalize01, overlay, prototype_maps, upsample
 
 
 def test_normalize01() -> None:

@@ -1,5 +1,5 @@
 """The Compare page: an AppTest smoke test of every section with three tiny backbones (its table equals
-core.prototypes.evaluate), and the real app in headless Chromium with two offline backbones, whose
+core.classify.evaluation.evaluate), and the real app in headless Chromium with two offline backbones, whose
 screenshot is docs/screenshots/compare.png."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.extract import extract_features
-from core.prototypes import evaluate
+from core.models.extract import extract_features
+from core.classify.evaluation import evaluate
 from tests.conftest import ROOT, SCREENSHOTS, STAMPS, wait_idle
 from tests.test_compare import TINY_CNN, TINY_HEADLESS, TINY_VIT, tiny_backbone, tiny_registered
 
@@ -38,7 +38,7 @@ def test_compare_page_apptest_every_section(stamps):
                                                      "Agreement of the NMC predictions"]
         assert [s.value for s in at.subheader] == names  # one column per backbone
 
-        table = at.dataframe[0].value  # the metrics table, the numbers of core.prototypes.evaluate
+        table = at.dataframe[0].value  # the metrics table, the numbers of core.classify.evaluation.evaluate
         assert list(table["backbone"]) == names
         for n, (_, row) in zip(names, table.iterrows()):
             fs = extract_features(tiny_backbone(n), stamps.records)

@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.background import JobPool
-from core.evaluation import (evaluate_shots, nearest_wrong_prototypes, prototype_exemplars, teen_repeated,
+from core.projection.jobs import JobPool
+from core.classify.tables import (evaluate_shots, nearest_wrong_prototypes, prototype_exemplars, teen_repeated,
                              train_indices, zero_shot_mix_curve)
-from core.neighbours import cosine_neighbours, projection_table
-from core.prototypes import class_prototypes, distances, evaluate, few_shot_curve, teen_experiment
+from core.geometry.neighbours import cosine_neighbours, projection_table
+from core.classify.evaluation import evaluate, few_shot_curve
+from core.classify.prototypes import class_prototypes
+from core.classify.teen import teen_experiment
+from core.geometry.vectors import distances
 from tests.conftest import ROOT, SCENES, SCREENSHOTS, wait_idle
 
 EMBEDDINGS = str(ROOT / "pages" / "embeddings.py")
@@ -175,13 +178,13 @@ def test_prototypes_page_every_tab():
     _run(at)
     table = at.dataframe[0].value
     assert list(table.protocol) == ["split"] * 4 and list(table.n_test) == [16] * 4
-    from core.backbones.registry import create_backbone
-    from core.extract import extract_features
-    from core.images import load_folder
+    from core.models.registry import create_backbone
+    from core.models.extract import extract_features
+    from core.io.images import load_folder
 
     fs = extract_features(create_backbone("mobilenetv2"), load_folder(ROOT / "sample_data" / "stamps").records)
     ref = [evaluate(fs["embedding"], fs.labels, m).accuracy for m in ("nmc", "knn", "linear", "nb")]
-    assert np.allclose(table.accuracy, ref)  # the page shows core.prototypes.evaluate's numbers
+    assert np.allclose(table.accuracy, ref)  # the page shows core.classify.evaluation.evaluate's numbers
     assert any("Misclassified by NMC" in s.value for s in at.subheader)
 
     for tab in ("Few-shot", "Class-incremental", "TEEN"):

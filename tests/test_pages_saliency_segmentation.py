@@ -8,8 +8,8 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.images import decode_alpha
-from core.segmentation import pixel_to_patch
+from core.io.images import decode_alpha
+from core.segment.similarity import pixel_to_patch
 from tests.conftest import ROOT, SCENES, SCREENSHOTS, STAMPS, wait_idle
 
 SALIENCY = str(ROOT / "pages" / "saliency.py")

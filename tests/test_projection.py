@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import core.projection as projection
-from core.projection import (
+import core.projection.projectors as projection
+from core.projection.projectors import (
     ProjectionParams,
     Projector,
     available_methods,

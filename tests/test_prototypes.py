@@ -8,22 +8,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 
-from core.prototypes import (
-    CLASSIFIERS,
-    NearestMeanClassifier,
-    class_incremental,
-    class_prototypes,
-    distances,
-    evaluate,
-    few_shot_curve,
-    make_classifier,
-    mix_prototypes,
-    per_class_margin,
-    prompt_prototypes,
-    teen_calibrate,
-    teen_experiment,
-    zero_shot,
-)
+from core.classify.classifiers import CLASSIFIERS, make_classifier
+from core.classify.evaluation import evaluate, few_shot_curve
+from core.classify.incremental import class_incremental
+from core.classify.prototypes import NearestMeanClassifier, class_prototypes, per_class_margin
+from core.classify.teen import teen_calibrate, teen_experiment
+from core.classify.zeroshot import mix_prototypes, prompt_prototypes, zero_shot
+from core.geometry.vectors import distances
 
 
 def _blobs(n_per: int = 20, k: int = 5, d: int = 16, spread: float = 2.5, seed: int = 0, str_labels: bool = True):

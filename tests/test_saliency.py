@@ -1,4 +1,4 @@
-"""core.saliency and core.render: rollout on REAL attention against the formula, Grad-CAM maps against
+"""core.explain.saliency and core.render: rollout on REAL attention against the formula, Grad-CAM maps against
 pytorch-grad-cam used directly (and Grad-CAM against its formula), prototypes, faithfulness, and that
 the shared model is left as it was. Fast tests use a tiny random ViT with register tokens."""
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from core import render
-from core.backbones.timm_backbone import TimmBackbone, timm_spec_fields
+from core.models.timm_backbone import TimmBackbone, timm_spec_fields
 from core.errors import UnsupportedOperationError
-from core.saliency import (CAM_METHODS, CamMethod, CamTarget, EmbeddingSimilarityTarget, class_prototypes,
+from core.explain.saliency import (CAM_METHODS, CamMethod, CamTarget, EmbeddingSimilarityTarget, class_prototypes,
                            compute_cam, explain_by_prototypes, faithfulness, register_cam_method, top_classes,
                            vit_attention)
-from core.spec import BackboneSpec
+from core.models.spec import BackboneSpec
 from tests.conftest import scene
 
 REFERENCE_CAMS = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "EigenCAM": EigenCAM, "LayerCAM": LayerCAM}
@@ -137,7 +137,7 @@ def test_class_prototypes_leave_one_out() -> None:
 def test_fast_overlay_matches_core_overlay() -> None:
     from PIL import Image
 
-    from core.maps import overlay
+    from core.explain.maps import overlay
 
     rng = np.random.default_rng(0)
     base = Image.fromarray(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8), "RGB")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.segmentation import (
+from core.segment.similarity import (
     attention_foreground,
     common_foreground,
     cosegment,

@@ -1,13 +1,13 @@
 """Segmentation with the real offline backbones: a clicked patch's similarity map peaks at that patch,
 shapes at 224 and 448, and a quality floor on real ground truth (stamp alpha masks composited onto the
-bundled scene photos; see core.quality and bench/segmentation_quality.py for the full table)."""
+bundled scene photos; see core.segment.quality and bench/segmentation_quality.py for the full table)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.quality import (METHODS, composite_stamps, evaluate, interior_point, otsu_threshold, patch_majority)
-from core.segmentation import cross_similarity, patch_similarity, pixel_to_patch
+from core.segment.quality import (METHODS, composite_stamps, evaluate, interior_point, otsu_threshold, patch_majority)
+from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch
 from tests.conftest import SCENES, scene
 
 # Measured with the subset below (every 3rd stamp: 16 composites, seed 0, 224 px, last block, Otsu for

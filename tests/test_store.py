@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from core.extract import extract_features
-from core.images import ImageRecord, load_folder
-from core.store import FeatureKey, FeatureStore
+from core.models.extract import extract_features
+from core.io.images import ImageRecord, load_folder
+from core.io.store import FeatureKey, FeatureStore
 from tests.conftest import ROOT, STAMPS
 
 
@@ -32,7 +32,7 @@ def test_crash_mid_write_leaves_no_entry(tmp_path):
     path = tmp_path / "f.sqlite"
     code = f"""
 import os, signal, numpy as np
-from core.store import FeatureStore
+from core.io.store import FeatureStore
 st = FeatureStore({str(path)!r})
 conn = st._conn()
 conn.execute("BEGIN IMMEDIATE")
@@ -101,7 +101,7 @@ def test_bad_files_are_reported_and_the_rest_goes_on(get_backbone, tmp_path):
 
 _WRITER = """
 import sys, numpy as np
-from core.store import FeatureKey, FeatureStore
+from core.io.store import FeatureKey, FeatureStore
 path, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 st = FeatureStore(path)
 rng = np.random.default_rng(seed)

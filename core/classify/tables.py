@@ -1,7 +1,7 @@
-"""Evaluation views built on :mod:`core.prototypes`: the numbers the Prototypes page and
+"""Evaluation views built on :mod:`core.classify.prototypes`: the numbers the Prototypes page and
 ``backbone-lens evaluate`` show, computed by the same functions for both.
 
-Thin by design: every accuracy comes from ``core.prototypes`` (``evaluate``, ``few_shot_curve``,
+Thin by design: every accuracy comes from ``core.classify.prototypes`` (``evaluate``, ``few_shot_curve``,
 ``teen_experiment``, ``zero_shot`` ...); this module only repeats, summarises and tabulates.
 Nothing here imports Streamlit.
 """
@@ -14,8 +14,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from core.prototypes import (CLASSIFIERS, EvalResult, Metric, class_prototypes, distances, evaluate,
-                             few_shot_curve, teen_experiment, zero_shot)
+from core.classify.classifiers import CLASSIFIERS
+from core.classify.evaluation import EvalResult, evaluate, few_shot_curve
+from core.classify.prototypes import class_prototypes
+from core.classify.teen import teen_experiment
+from core.classify.zeroshot import zero_shot
+from core.geometry.vectors import Metric, distances
 
 __all__ = [
     "METHOD_LABELS", "classifier_kwargs", "evaluate_all", "train_indices", "eval_summary",
@@ -32,7 +36,7 @@ METHOD_LABELS: dict[str, str] = {
 
 
 def classifier_kwargs(method: str, metric: Metric) -> dict[str, Any]:
-    """Keyword arguments for :func:`core.prototypes.make_classifier`: the metric only applies to NMC."""
+    """Keyword arguments for :func:`core.classify.prototypes.make_classifier`: the metric only applies to NMC."""
     if method not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {method!r}; choose one of {list(CLASSIFIERS)}")
     return {"metric": metric} if method == "nmc" else {}
@@ -42,7 +46,7 @@ def evaluate_all(
     X: ArrayLike, y: ArrayLike, methods: Sequence[str] = CLASSIFIERS, *, metric: Metric = "cosine",
     test_size: float = 0.3, seed: int = 0,
 ) -> list[EvalResult]:
-    """:func:`core.prototypes.evaluate` for each method on the same split (same seed)."""
+    """:func:`core.classify.evaluation.evaluate` for each method on the same split (same seed)."""
     return [evaluate(X, y, m, test_size=test_size, seed=seed, **classifier_kwargs(m, metric)) for m in methods]
 
 
@@ -103,9 +107,9 @@ def evaluate_shots(
 ) -> ShotEval:
     """``shots`` random training images per class, ``draws`` times.
 
-    Without a test set this is one point of :func:`core.prototypes.few_shot_curve` (the other
+    Without a test set this is one point of :func:`core.classify.evaluation.few_shot_curve` (the other
     images are the test set; cosine NMC). With ``X_test, y_test`` every draw trains on its
-    subset of ``X`` and is scored by :func:`core.prototypes.evaluate` on the test set; the draws
+    subset of ``X`` and is scored by :func:`core.classify.evaluation.evaluate` on the test set; the draws
     of a shot value are seeded by ``(seed, shots)`` as in ``few_shot_curve``.
 
     Raises:
@@ -200,7 +204,7 @@ def teen_repeated(
     X: ArrayLike, y: ArrayLike, base_classes: Sequence[Any], k_shot: int = 1, alpha: float = 0.5,
     tau: float = 16.0, *, draws: int = 10, seed: int = 0, test_size: float = 0.3,
 ) -> pd.DataFrame:
-    """:func:`core.prototypes.teen_experiment` over ``draws`` seeds (``seed .. seed+draws-1``): every
+    """:func:`core.classify.prototypes.teen_experiment` over ``draws`` seeds (``seed .. seed+draws-1``): every
     draw has its own split and shots, shared by the plain and the calibrated prototypes.
 
     Returns:
@@ -243,16 +247,16 @@ def zero_shot_mix_curve(
 ) -> tuple[pd.DataFrame, EvalResult]:
     """Accuracy of text prototypes, image prototypes and their blends on one held-out split.
 
-    The split is the one :func:`core.prototypes.evaluate` draws for cosine NMC (same ``test_size``
+    The split is the one :func:`core.classify.evaluation.evaluate` draws for cosine NMC (same ``test_size``
     and ``seed`` as the Classifiers view); image prototypes are the class means of its training
     part, and every blend ``mix_prototypes(text, image, mix)`` is scored on its test part
-    (:func:`core.prototypes.zero_shot`; ``mix = 0``: text only, the zero-shot classifier;
+    (:func:`core.classify.prototypes.zero_shot`; ``mix = 0``: text only, the zero-shot classifier;
     ``mix = 1``: image prototypes only, i.e. cosine NMC).
 
     Args:
         image_emb: ``[N, D]`` image embeddings in the text tower's space.
         y: ``[N]`` labels; classes: ``[K]`` the sorted labels, in text-prototype order.
-        text_protos: ``[K, D]`` (e.g. :func:`core.prototypes.prompt_prototypes`).
+        text_protos: ``[K, D]`` (e.g. :func:`core.classify.prototypes.prompt_prototypes`).
 
     Returns:
         ``(curve, nmc)``: rows ``mix``, ``accuracy``, ``n_test``; and the cosine-NMC evaluation

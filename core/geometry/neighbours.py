@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from core.prototypes import distances
+from core.geometry.vectors import distances
 
 __all__ = ["Neighbours", "cosine_neighbours", "projection_table"]
 

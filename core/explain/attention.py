@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from core.maps import normalize01
+from core.explain.maps import normalize01
 
 HeadFusion = Literal["mean", "max", "min"]
 

@@ -19,7 +19,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from core.paths import cache_dir
+from core.io.paths import cache_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (

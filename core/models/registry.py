@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from core.backbones.base import Backbone
+from core.models.base import Backbone
 from core.errors import UnknownBackboneError
 
 
@@ -60,10 +60,10 @@ def create_backbone(name: str, **kwargs) -> Backbone:
     if name in _REGISTRY:
         return _REGISTRY[name].factory(**kwargs)
     if name.startswith("timm/"):
-        from core.backbones.online import create_timm
+        from core.models.online import create_timm
         return create_timm(name, **kwargs)
     if name.startswith("open_clip/"):
-        from core.backbones.online import create_open_clip
+        from core.models.online import create_open_clip
         return create_open_clip(name, **kwargs)
     known = ", ".join(sorted(_REGISTRY))
     raise UnknownBackboneError(
@@ -72,4 +72,4 @@ def create_backbone(name: str, **kwargs) -> Backbone:
 
 
 def _ensure_builtins() -> None:
-    import core.backbones.offline  # noqa: F401  (registers the built-in backbones on import)
+    import core.models.offline  # noqa: F401  (registers the built-in backbones on import)

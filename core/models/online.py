@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from core.errors import UnknownBackboneError, WeightsUnavailableError
-from core.hashing import file_sha256
-from core.paths import cache_dir
-from core.spec import BackboneSpec
+from core.io.hashing import file_sha256
+from core.io.paths import cache_dir
+from core.models.spec import BackboneSpec
 
 HUB_HOST = ("huggingface.co", 443)
 PROBE_TIMEOUT_S = 3.0
@@ -65,7 +65,7 @@ def create_timm(name: str, input_size: int | None = None):
     """``timm/<model>`` (hub weights) or ``timm/<model>@<file>`` (local checkpoint)."""
     import timm
 
-    from core.backbones.timm_backbone import TimmBackbone, timm_spec_fields
+    from core.models.timm_backbone import TimmBackbone, timm_spec_fields
 
     arch, path = _split_file(name[len("timm/"):])
     base = arch.split(".")[0]
@@ -104,7 +104,7 @@ def create_open_clip(name: str):
     """``open_clip/<arch>/<tag>`` (hub), ``open_clip/<arch>@<file>`` or ``open_clip/<arch>/random``."""
     import open_clip
 
-    from core.backbones.clip_backbone import ClipBackbone
+    from core.models.clip_backbone import ClipBackbone
 
     rest = name[len("open_clip/"):]
     arch, path = _split_file(rest)

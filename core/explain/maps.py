@@ -229,7 +229,7 @@ def deletion_insertion(
     if sal.shape != (H, W):
         raise ValueError(
             f"saliency shape {sal.shape} != image size {(H, W)}; upsample a patch-level map with "
-            "core.maps.upsample(map, (H, W)) first"
+            "core.explain.maps.upsample(map, (H, W)) first"
         )
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

@@ -7,9 +7,9 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from core.backbones.base import Backbone, locked
+from core.models.base import Backbone, locked
 from core.errors import UnsupportedOperationError
-from core.spec import BackboneSpec
+from core.models.spec import BackboneSpec
 
 WANTS = ("embedding", "patch_tokens", "attention_cls")
 

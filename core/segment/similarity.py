@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from sklearn.cluster import KMeans
 
-from core.vectors import l2_normalize
+from core.geometry.vectors import l2_normalize
 
 _EPS = 1e-8
 

@@ -5,9 +5,9 @@ object mask. Each stamp is pasted (soft alpha) onto a random crop of a bundled s
 (``sample_data/scenes/*.jpg``), so the ground-truth mask is known exactly, and unsupervised masks from
 a backbone are scored by IoU against it at pixel resolution:
 
-* ``pca``: first principal component of the patch tokens, ``score > 0`` (:func:`core.segmentation.pca_foreground`);
+* ``pca``: first principal component of the patch tokens, ``score > 0`` (:func:`core.segment.similarity.pca_foreground`);
 * ``cls_attention``: the head-mean CLS attention of the last block, the patches holding 60 % of the
-  mass (:func:`core.segmentation.attention_foreground`; ViTs only);
+  mass (:func:`core.segment.similarity.attention_foreground`; ViTs only);
 * ``click``: a click on the object (the pixel deepest inside the mask), the cosine similarity of that
   patch to all patches, thresholded (Otsu's threshold, or a fixed one);
 * ``oracle``: the ground truth itself at patch resolution (majority per patch): the ceiling any patch
@@ -27,10 +27,10 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
-from core.attention import cls_rows_to_maps
-from core.backbones.base import Backbone
-from core.images import ImageRecord, decode_alpha, decode_image
-from core.segmentation import (attention_foreground, iou, mask_to_image_size, patch_similarity, pca_foreground,
+from core.explain.attention import cls_rows_to_maps
+from core.models.base import Backbone
+from core.io.images import ImageRecord, decode_alpha, decode_image
+from core.segment.similarity import (attention_foreground, iou, mask_to_image_size, patch_similarity, pca_foreground,
                                pixel_to_patch, threshold_mask)
 
 METHODS = ("pca", "cls_attention", "click", "oracle", "full")

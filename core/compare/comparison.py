@@ -1,10 +1,10 @@
 """Several backbones on the same images: one metrics row per backbone, CKA between them, layer-by-layer
 CKA, NMC agreement, and the saliency method each backbone supports (nearest neighbours come from
-:mod:`core.neighbours`).
+:mod:`core.geometry.neighbours`).
 
-Every accuracy comes from :mod:`core.prototypes` (``evaluate`` and ``few_shot_curve``, called with
+Every accuracy comes from :mod:`core.classify.prototypes` (``evaluate`` and ``few_shot_curve``, called with
 their own defaults), so the table shows exactly what the Prototypes page and ``evaluate`` give for
-the same features and split. CKA comes from :mod:`core.cka`.
+the same features and split. CKA comes from :mod:`core.compare.cka`.
 
 Definitions used in the table:
 
@@ -17,10 +17,10 @@ Definitions used in the table:
   a short timed run of preprocessing + forward on a few images instead (after one warm-up image,
   fastest of two runs).
   ``speed_source`` says which one a row used.
-* ``nmc/knn/linear_accuracy``: :func:`core.prototypes.evaluate` with its defaults (stratified hold-out
+* ``nmc/knn/linear_accuracy``: :func:`core.classify.evaluation.evaluate` with its defaults (stratified hold-out
   of 30 % per class with seed 0, or leave-one-out for tiny sets); the same split for every backbone,
   since the split depends only on the labels and the seed.
-* ``nmc_{k}shot_mean / _std``: :func:`core.prototypes.few_shot_curve` for NMC (its defaults: 10
+* ``nmc_{k}shot_mean / _std``: :func:`core.classify.evaluation.few_shot_curve` for NMC (its defaults: 10
   draws, seed 0); mean and standard deviation over draws; NaN when some class has too few images
   for ``k`` training shots plus one test image.
 * ``silhouette``: :func:`sklearn.metrics.silhouette_score` of the class labels in feature space,
@@ -47,12 +47,12 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from core.backbones.base import Backbone
-from core.cka import cka_matrix, layer_cka
-from core.extract import FeatureSet, extract_features
-from core.images import ImageRecord
-from core.prototypes import EvalResult, evaluate, few_shot_curve
-from core.store import FeatureStore
+from core.models.base import Backbone
+from core.compare.cka import cka_matrix, layer_cka
+from core.models.extract import FeatureSet, extract_features
+from core.io.images import ImageRecord
+from core.classify.evaluation import EvalResult, evaluate, few_shot_curve
+from core.io.store import FeatureStore
 
 CkaKind = Literal["linear", "rbf"]
 Pool = Literal["embedding", "mean"]
@@ -100,8 +100,8 @@ def columns(shots: Sequence[int] = DEFAULT_SHOTS) -> list[Column]:
                "extraction: timed while the features were computed; timed forward: features came from the "
                f"cache, so {TIMED_FORWARD_IMAGES} images were run through preprocessing + forward "
                f"(fastest of {TIMED_FORWARD_REPEATS} runs)"),
-        Column("nmc_accuracy", "NMC acc.", "higher", "nearest class mean (cosine), core.prototypes.evaluate"),
-        Column("knn_accuracy", "k-NN acc.", "higher", "k-nearest neighbours (cosine, k=5), core.prototypes.evaluate"),
+        Column("nmc_accuracy", "NMC acc.", "higher", "nearest class mean (cosine), core.classify.evaluation.evaluate"),
+        Column("knn_accuracy", "k-NN acc.", "higher", "k-nearest neighbours (cosine, k=5), core.classify.evaluation.evaluate"),
         Column("linear_accuracy", "linear acc.", "higher", "logistic regression on L2-normalised features"),
     ]
     for k in shots:
@@ -189,7 +189,7 @@ class FeatureMetrics:
     """Everything the table computes from one backbone's features ``X`` and labels ``y``.
 
     Attributes:
-        evals: ``{"nmc", "knn", "linear"}`` -> :class:`core.prototypes.EvalResult`.
+        evals: ``{"nmc", "knn", "linear"}`` -> :class:`core.classify.evaluation.EvalResult`.
         few_shot: ``{k: (mean, std, n_draws)}`` NMC accuracy with k shots (NaN, NaN, 0 if skipped).
         silhouette: see :func:`silhouette`.
     """
@@ -207,8 +207,8 @@ def feature_metrics(X: ArrayLike, y: ArrayLike, *, shots: Sequence[int] = DEFAUL
         X: features ``[N, D]``.
         y: labels ``[N]``.
         shots: training images per class for the few-shot columns.
-        test_size / seed: passed to :func:`core.prototypes.evaluate` (and ``seed`` to
-            :func:`core.prototypes.few_shot_curve`) only when given, so the library's own defaults
+        test_size / seed: passed to :func:`core.classify.evaluation.evaluate` (and ``seed`` to
+            :func:`core.classify.evaluation.few_shot_curve`) only when given, so the library's own defaults
             apply otherwise.
         draws: passed to ``few_shot_curve`` when given.
     """
@@ -424,7 +424,7 @@ def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet],
     Args:
         backbones / fsets / speeds: one each per backbone, same order; the feature sets hold the
             same labelled images (``"embedding"``).
-        cka_kind / sigma_frac: see :func:`core.cka.cka_matrix`.
+        cka_kind / sigma_frac: see :func:`core.compare.cka.cka_matrix`.
         shots: few-shot columns.
         **metric_kw: ``test_size``, ``seed``, ``draws`` for :func:`feature_metrics`.
 
@@ -493,13 +493,13 @@ def default_saliency(backbone: Backbone, image, size: int | None = None, prototy
     the head's top class, else Grad-CAM of the cosine similarity to the nearest class prototype.
 
     Args:
-        backbone: the model (not changed; see :mod:`core.saliency`).
+        backbone: the model (not changed; see :mod:`core.explain.saliency`).
         image: an RGB ``PIL.Image``.
         size: input side (None: the spec's).
-        prototypes: :class:`core.saliency.Prototypes` of the *final* embeddings, needed only for
+        prototypes: :class:`core.explain.saliency.Prototypes` of the *final* embeddings, needed only for
             backbones with neither attention nor a classifier head.
     """
-    from core.saliency import CamTarget, compute_cam, top_classes, vit_attention
+    from core.explain.saliency import CamTarget, compute_cam, top_classes, vit_attention
 
     size = backbone.spec.check_size(size or backbone.spec.input_size)
     x = backbone.preprocess([image], size)  # [1, 3, S, S]
@@ -555,7 +555,7 @@ def block_representations(backbone: Backbone, x: torch.Tensor, layers: Sequence[
 def layer_features(backbone: Backbone, records: Sequence[ImageRecord], *, layers: Sequence[int] | None = None,
                    pool: Pool = "mean", size: int | None = None, batch_size: int = 16,
                    progress: ProgressFn | None = None) -> LayerFeatures:
-    """Every block's pooled representation of ``records`` (for :func:`core.cka.layer_cka`).
+    """Every block's pooled representation of ``records`` (for :func:`core.compare.cka.layer_cka`).
 
     Args:
         backbone: the model.

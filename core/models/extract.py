@@ -16,11 +16,11 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
-from core.backbones.base import Backbone
+from core.models.base import Backbone
 from core.errors import ImageDecodeError
-from core.images import Failure, ImageRecord, decode_image
-from core.spec import BackboneSpec
-from core.store import FeatureKey, FeatureStore
+from core.io.images import Failure, ImageRecord, decode_image
+from core.models.spec import BackboneSpec
+from core.io.store import FeatureKey, FeatureStore
 
 PREPROCESSING_VERSION = "v1"
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
@@ -121,7 +121,7 @@ def extract_features(
 
     Args:
         backbone: the model.
-        records: images (from :func:`core.images.load_folder` / ``load_uploads``).
+        records: images (from :func:`core.io.images.load_folder` / ``load_uploads``).
         kinds: outputs wanted, see :meth:`Backbone.extract`.
         layer: block for embedding / patch tokens (None: the spec's defaults).
         size: square input side (None: the spec's input size).

@@ -34,7 +34,7 @@ from numpy.typing import ArrayLike
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from core.prototypes import distances
+from core.geometry.vectors import distances
 
 Metric = Literal["cosine", "euclidean"]
 METRICS: tuple[str, ...] = ("cosine", "euclidean")

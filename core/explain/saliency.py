@@ -1,7 +1,7 @@
 """Saliency for any Backbone: ViT attention, the Grad-CAM family, prototype maps, faithfulness.
 
 * Attention: every block's softmax attention from :meth:`Backbone.attention`, reshaped to CLS-to-patch
-  maps and rolled out with :mod:`core.attention` (grid and prefix count from the spec).
+  maps and rolled out with :mod:`core.explain.attention` (grid and prefix count from the spec).
 * Grad-CAM family: the maintained ``pytorch-grad-cam`` package does the work. A method is a registry
   entry naming its ``BaseCAM`` subclass (grad-cam's own template method), the target layers and the
   ViT reshape come from the backbone (:meth:`Backbone.cam_target_layers`,
@@ -10,10 +10,10 @@
   the global embedding to a reference vector (a class prototype, a CLIP text embedding) for any
   backbone (:class:`EmbeddingSimilarityTarget`).
 * Prototype maps: cosine of each patch token to the predicted class's prototype and the runner-up's
-  (:func:`core.maps.prototype_maps`), with prototypes = class means of the embeddings of the same
+  (:func:`core.explain.maps.prototype_maps`), with prototypes = class means of the embeddings of the same
   block, so tokens and prototypes live in one space (ViT: the normed CLS token and the normed patch
   tokens of a block; CNN: the globally pooled feature map and its positions).
-* Faithfulness: deletion / insertion (:func:`core.maps.deletion_insertion`) on the model's input
+* Faithfulness: deletion / insertion (:func:`core.explain.maps.deletion_insertion`) on the model's input
   picture, scored with the same target the CAM explains.
 
 The backbone's model is shared (cached by the app): nothing here changes it. Gradients flow because
@@ -34,11 +34,11 @@ from pytorch_grad_cam import (EigenCAM, EigenGradCAM, GradCAM, GradCAMPlusPlus, 
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from core.attention import HeadFusion, cls_attention_maps, cls_rows_to_maps, rollout_cls_map
-from core.backbones.base import Backbone
+from core.explain.attention import HeadFusion, cls_attention_maps, cls_rows_to_maps, rollout_cls_map
+from core.models.base import Backbone
 from core.errors import UnsupportedOperationError
-from core.maps import Baseline, deletion_insertion, prototype_maps, upsample
-from core.vectors import l2_normalize
+from core.explain.maps import Baseline, deletion_insertion, prototype_maps, upsample
+from core.geometry.vectors import l2_normalize
 
 
 # ---- the Grad-CAM family: a registry of pytorch-grad-cam classes ----------------------------------
@@ -285,7 +285,7 @@ class Prototypes:
 def class_prototypes(embeddings: np.ndarray, labels: Sequence[str], exclude: Collection[int] = ()) -> Prototypes:
     """Class means of ``embeddings [N, D]`` by ``labels``, scaled to unit length.
 
-    The means are :func:`core.prototypes.class_prototypes` (plain means, as the Prototypes page's
+    The means are :func:`core.classify.prototypes.class_prototypes` (plain means, as the Prototypes page's
     nearest-mean classifier uses), so the class picked here is the one that classifier picks.
 
     Args:
@@ -297,7 +297,7 @@ def class_prototypes(embeddings: np.ndarray, labels: Sequence[str], exclude: Col
     Raises:
         ValueError: fewer than two classes.
     """
-    from core.prototypes import class_prototypes as class_means
+    from core.classify.prototypes import class_prototypes as class_means
 
     E = np.asarray(embeddings, dtype=np.float32)
     if E.ndim != 2 or E.shape[0] != len(labels):
@@ -380,7 +380,7 @@ def model_view(image: Image.Image, size: int) -> np.ndarray:
 
 def faithfulness(b: Backbone, image: Image.Image, saliency: np.ndarray, target: CamTarget, size: int,
                  steps: int = 10, baseline: Baseline = "blur") -> dict[str, np.ndarray | float]:
-    """Deletion / insertion curves and AUCs of one map (see :func:`core.maps.deletion_insertion`).
+    """Deletion / insertion curves and AUCs of one map (see :func:`core.explain.maps.deletion_insertion`).
 
     The most salient pixels of the model's input picture are removed (deletion: a lower AUC is better)
     or restored (insertion: higher is better) in ``steps`` steps; the score is :func:`target_scorer`'s,

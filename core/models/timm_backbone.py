@@ -6,9 +6,9 @@ from typing import Iterator, Sequence
 
 import torch
 
-from core.backbones.base import Backbone, locked
+from core.models.base import Backbone, locked
 from core.errors import UnsupportedOperationError
-from core.spec import BackboneSpec
+from core.models.spec import BackboneSpec
 
 WANTS = ("embedding", "patch_tokens", "attention_cls", "logits")
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from core.errors import UnsupportedOperationError
-from core.spec import BackboneSpec
+from core.models.spec import BackboneSpec
 
 
 def locked(method):

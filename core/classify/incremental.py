@@ -1,0 +1,127 @@
+"""Exemplar-free class-incremental learning on a frozen backbone: prototypes are added task by task
+and never revisited (NMC / SimpleCIL)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from core.classify.evaluation import Protocol, _stratified_split
+from core.classify.prototypes import NearestMeanClassifier
+from core.geometry.vectors import Metric, as_features, as_labels
+
+# ---- class-incremental learning ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class IncrementalResult:
+    """Outcome of :func:`class_incremental`.
+
+    Attributes:
+        task_classes: the labels of each task, in order.
+        step_accuracies: ``[T]`` accuracy on the test images of all classes seen after step t.
+        task_accuracy: ``[T, T]`` accuracy on task j's test images after step t (NaN for j > t).
+        n_seen_classes: ``[T]`` number of classes with a prototype after step t.
+        average_incremental_accuracy: mean of ``step_accuracies``.
+        final_accuracy: ``step_accuracies[-1]``.
+        protocol: ``"split"`` or ``"given"``.
+    """
+
+    task_classes: list[np.ndarray]
+    step_accuracies: np.ndarray
+    task_accuracy: np.ndarray
+    n_seen_classes: np.ndarray
+    average_incremental_accuracy: float
+    final_accuracy: float
+    protocol: Protocol
+
+
+def class_incremental(
+    X: ArrayLike,
+    y: ArrayLike,
+    n_tasks: int,
+    class_order: Sequence[Any] | None = None,
+    test_size: float = 0.3,
+    seed: int = 0,
+    *,
+    metric: Metric = "cosine",
+    X_test: ArrayLike | None = None,
+    y_test: ArrayLike | None = None,
+) -> IncrementalResult:
+    """Exemplar-free class-incremental learning with NMC / SimpleCIL prototypes.
+
+    Classes (``class_order`` or sorted) are cut into ``n_tasks`` consecutive groups
+    (``np.array_split``). At step t the prototypes of task t's classes are added from their
+    training images only (old prototypes are never updated, no exemplars kept); the model is then
+    tested on the test images of all classes seen so far.
+
+    Args:
+        X: features ``[N, D]``; training images (all of them when ``X_test`` is given).
+        y: labels ``[N]``.
+        n_tasks: number of tasks, ``1 <= n_tasks <= K``.
+        class_order: a permutation of the classes; default sorted.
+        test_size: per-class hold-out fraction when no test set is given.
+        seed: seed of the split.
+        metric: NMC metric.
+        X_test / y_test: optional explicit test set.
+
+    Returns:
+        an :class:`IncrementalResult`.
+    """
+    X = as_features(X)
+    y = as_labels(y, len(X))
+    classes = np.unique(y)
+    if class_order is None:
+        order = classes
+    else:
+        order = np.asarray(class_order)
+        if len(order) != len(classes) or len(np.unique(order)) != len(order) or not np.all(np.isin(order, classes)):
+            raise ValueError(f"class_order must be a permutation of the {len(classes)} classes in y, "
+                             f"got {order.tolist()}")
+    if not 1 <= n_tasks <= len(classes):
+        raise ValueError(f"n_tasks must be between 1 and the number of classes ({len(classes)}), got {n_tasks}")
+
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    if X_test is not None:
+        Xtr, ytr = X, y
+        Xte = as_features(X_test, "X_test")
+        yte = as_labels(y_test, len(Xte), "y_test")
+        if Xte.shape[1] != X.shape[1]:
+            raise ValueError(f"X_test has D={Xte.shape[1]} but X has D={X.shape[1]}")
+        protocol: Protocol = "given"
+    else:
+        tr, te = _stratified_split(np.searchsorted(classes, y), test_size, np.random.default_rng(seed))
+        Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
+        protocol = "split"
+
+    tasks = [np.asarray(g) for g in np.array_split(order, n_tasks)]
+    task_of_test = np.full(len(yte), -1)  # [T_test] task index, -1 for classes not in any task
+    for j, g in enumerate(tasks):
+        task_of_test[np.isin(yte, g)] = j
+
+    clf = NearestMeanClassifier(metric=metric)
+    step_acc = np.empty(n_tasks)
+    task_acc = np.full((n_tasks, n_tasks), np.nan)
+    n_seen = np.empty(n_tasks, dtype=int)
+    for t, g in enumerate(tasks):
+        m = np.isin(ytr, g)
+        clf.partial_fit(Xtr[m], ytr[m])
+        seen = (task_of_test >= 0) & (task_of_test <= t)
+        if not seen.any():
+            raise ValueError(f"no test images for the classes of tasks 0..{t}")
+        correct = clf.predict(Xte[seen]) == yte[seen]
+        step_acc[t] = correct.mean()
+        for j in range(t + 1):
+            in_j = task_of_test[seen] == j
+            task_acc[t, j] = correct[in_j].mean() if in_j.any() else np.nan
+        n_seen[t] = len(clf.classes_)
+    return IncrementalResult(
+        task_classes=tasks,
+        step_accuracies=step_acc,
+        task_accuracy=task_acc,
+        n_seen_classes=n_seen,
+        average_incremental_accuracy=float(step_acc.mean()),
+        final_accuracy=float(step_acc[-1]),
+        protocol=protocol,
+    )

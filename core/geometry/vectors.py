@@ -1,0 +1,70 @@
+"""Vectors and distances shared by every numeric view: input checks for feature matrices, L2
+normalisation and pairwise distances (cosine / Euclidean)."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+Metric = Literal["cosine", "euclidean"]
+METRICS: tuple[str, ...] = ("cosine", "euclidean")
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Unit-normalise the last axis in float64 (stable cosines); rows of norm below ``eps`` stay ~0."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+# ---- input checks ----------------------------------------------------------------------------------
+def as_features(X: ArrayLike, name: str = "X") -> np.ndarray:
+    """Validate a feature matrix ``[N, D]`` (finite, numeric, non-empty)."""
+    a = np.asarray(X)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D feature array [N, D], got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {a.shape}); it needs at least one row and one feature")
+    if not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+def as_labels(y: ArrayLike, n: int, name: str = "y") -> np.ndarray:
+    """Validate labels ``[N]`` matching ``n`` feature rows."""
+    a = np.asarray(y)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D label array [N], got shape {a.shape}")
+    if len(a) != n:
+        raise ValueError(f"{name} has {len(a)} labels but the features have {n} rows")
+    return a
+
+
+def check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {list(METRICS)}")
+
+
+# ---- prototypes and distances -----------------------------------------------------------------------
+def distances(A: ArrayLike, B: ArrayLike, metric: Metric = "cosine") -> np.ndarray:
+    """Pairwise distances between rows, computed in float64.
+
+    Args:
+        A: ``[N, D]``.
+        B: ``[K, D]`` (e.g. prototypes).
+        metric: ``"cosine"`` (``1 - cos``, in ``[0, 2]``) or ``"euclidean"``.
+
+    Returns:
+        ``[N, K]`` float64 distances.
+    """
+    check_metric(metric)
+    A, B = as_features(A, "A"), as_features(B, "B")
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"feature dims differ: A has D={A.shape[1]}, B has D={B.shape[1]}")
+    if metric == "cosine":
+        return 1.0 - l2_normalize(A) @ l2_normalize(B).T  # [N, K]
+    A64, B64 = A.astype(np.float64), B.astype(np.float64)
+    sq = (A64 * A64).sum(1)[:, None] + (B64 * B64).sum(1)[None, :] - 2.0 * (A64 @ B64.T)  # [N, K]
+    return np.sqrt(np.maximum(sq, 0.0))
