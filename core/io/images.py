@@ -234,10 +234,9 @@ def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
             raise ImageDecodeError(name, f"truncated or corrupt image data ({_describe(e)})") from e
 
     try:
-        im = ImageOps.exif_transpose(im)
+        return ImageOps.exif_transpose(im)
     except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
-        pass  # malformed EXIF: keep the stored orientation rather than failing the image
-    return im
+        return im  # malformed EXIF: keep the stored orientation rather than failing the image
 
 
 def _scale_to_uint8(im: Image.Image) -> Image.Image:
@@ -250,7 +249,7 @@ def _scale_to_uint8(im: Image.Image) -> Image.Image:
         raise ValueError(f"unexpected array shape {arr.shape} for mode {im.mode}")
 
     if np.issubdtype(arr.dtype, np.integer):
-        lo, hi = int(arr.min()), int(arr.max())
+        lo, hi = float(arr.min()), float(arr.max())
         if lo >= 0 and hi <= 65535:  # 16-bit data (I;16*, or I widened from a 16-bit file)
             out = (arr.astype(np.uint32) * 255 + 32767) // 65535
             return Image.fromarray(out.astype(np.uint8))
@@ -465,7 +464,10 @@ def load_folder(
             failures.append(Failure(name, f"could not read the file ({_describe(e)})"))
         else:
             res = _validate(data, name, label, path, keep_data=False, max_pixels=max_pixels)
-            (records if isinstance(res, ImageRecord) else failures).append(res)
+            if isinstance(res, ImageRecord):
+                records.append(res)
+            else:
+                failures.append(res)
         if progress is not None:
             progress(i + 1, total)
     failures.sort(key=lambda f: f.name)
@@ -489,7 +491,10 @@ def load_uploads(
     failures: list[Failure] = []
     for i, (name, data) in enumerate(items):
         res = _validate(bytes(data), name, label, None, keep_data=True, max_pixels=max_pixels)
-        (records if isinstance(res, ImageRecord) else failures).append(res)
+        if isinstance(res, ImageRecord):
+            records.append(res)
+        else:
+            failures.append(res)
         if progress is not None:
             progress(i + 1, len(items))
     return Dataset(records=records, failures=failures, root=None)

@@ -82,8 +82,9 @@ class FeatureStore:
         conn = self._conn()
         for i in range(0, len(strs), 500):
             chunk = strs[i:i + 500]
+            marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT key, dtype, shape, checksum, data FROM features WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT key, dtype, shape, checksum, data FROM features WHERE key IN ({marks})", chunk
             ).fetchall()
             for key, dtype, shape, checksum, data in rows:
                 arr = self._decode(dtype, shape, checksum, data)

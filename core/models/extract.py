@@ -16,11 +16,11 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
-from core.models.base import Backbone
 from core.errors import ImageDecodeError
 from core.io.images import Failure, ImageRecord, decode_image
-from core.models.spec import BackboneSpec
 from core.io.store import FeatureKey, FeatureStore
+from core.models.base import Backbone
+from core.models.spec import BackboneSpec
 
 PREPROCESSING_VERSION = "v1"
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
@@ -87,6 +87,7 @@ def _in_order(fn: Callable[[T], R], items: Sequence[T], ahead: bool) -> Iterator
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(fn, items[0]) if items else None
         for k in range(len(items)):
+            assert pending is not None  # submitted for item k in the previous step
             result = pending.result()
             pending = pool.submit(fn, items[k + 1]) if k + 1 < len(items) else None
             yield result

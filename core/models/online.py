@@ -25,7 +25,8 @@ RANDOM_TAG = "random"
 
 
 def _hub_offline_env() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "BACKBONE_LENS_OFFLINE"))
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes")
+               for v in ("HF_HUB_OFFLINE", "BACKBONE_LENS_OFFLINE"))
 
 
 def ensure_hub_reachable(what: str) -> None:
@@ -127,7 +128,8 @@ def create_open_clip(name: str):
     else:
         if tag not in open_clip.list_pretrained_tags_by_model(arch):
             raise WeightsUnavailableError(
-                f"open_clip has no pretrained tag {tag!r} for {arch}; known: {open_clip.list_pretrained_tags_by_model(arch)}")
+                f"open_clip has no pretrained tag {tag!r} for {arch}; "
+                f"known: {open_clip.list_pretrained_tags_by_model(arch)}")
         ensure_hub_reachable(f"open_clip weights {arch}/{tag}")
         try:
             model = open_clip.create_model(arch, pretrained=tag)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from core.models.base import Backbone
 from core.errors import UnknownBackboneError
+from core.models.base import Backbone
 
 
 @dataclass(frozen=True)

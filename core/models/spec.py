@@ -1,7 +1,7 @@
 """The frozen description of one set of backbone weights (cf. timm's PretrainedCfg)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 Source = Literal["offline", "timm", "open_clip", "local"]

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
-from core.models.base import Backbone, locked
 from core.errors import UnsupportedOperationError
+from core.models.base import Backbone, locked
 from core.models.spec import BackboneSpec
 
 WANTS = ("embedding", "patch_tokens", "attention_cls", "logits")
@@ -22,7 +22,7 @@ class TimmBackbone(Backbone):
     """Wraps a timm model that this object built and owns (it is put in eval mode here)."""
 
     def __init__(self, model: torch.nn.Module, spec: BackboneSpec, class_names: list[str] | None = None):
-        self.model = model.eval().requires_grad_(False)
+        self.model: Any = model.eval().requires_grad_(False)
         self.spec = spec
         self.class_names = class_names
         self.is_vit = is_timm_vit(model)
@@ -36,7 +36,8 @@ class TimmBackbone(Backbone):
     # ---- one forward, several outputs ----------------------------------------------------------
     @locked
     @torch.inference_mode()
-    def extract(self, x: torch.Tensor, layer: int | None = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
+    def extract(self, x: torch.Tensor, layer: int | None = None, *,
+                want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
         unknown = set(want) - set(WANTS)
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {WANTS}")
@@ -51,7 +52,8 @@ class TimmBackbone(Backbone):
             final, blocks = self._forward_blocks(x, need)
         out = {}
         if "embedding" in want:
-            out["embedding"] = self._pooled(final, *blocks[emb_idx], emb_idx)
+            tokens, prefix = blocks[emb_idx]
+            out["embedding"] = self._pooled(final, tokens, prefix, emb_idx)
         if "patch_tokens" in want:
             out["patch_tokens"] = blocks[tok_idx][0]
         if "logits" in want:
@@ -68,13 +70,13 @@ class TimmBackbone(Backbone):
         """Embeddings / patch tokens at several blocks from ONE forward (``forward_intermediates``)."""
         if set(want) - {"embedding", "patch_tokens"}:
             raise ValueError(f"extract_layers gives embedding and patch_tokens, not {sorted(set(want))}")
-        idx = sorted({self.resolve_layer(l) for l in layers})
+        idx = sorted({self.resolve_layer(i) for i in layers})
         final, blocks = self._forward_blocks(x, idx)
         out = {}
-        for l in layers:
-            i = self.resolve_layer(l)
+        for layer in layers:
+            i = self.resolve_layer(layer)
             tokens, prefix = blocks[i]
-            out[l] = {k: self._pooled(final, tokens, prefix, i) if k == "embedding" else tokens for k in want}
+            out[layer] = {k: self._pooled(final, tokens, prefix, i) if k == "embedding" else tokens for k in want}
         return out
 
     def _forward_blocks(self, x: torch.Tensor, idx: list[int]) -> tuple[torch.Tensor, dict]:
@@ -82,7 +84,8 @@ class TimmBackbone(Backbone):
         (prefix ``[N, P, D]`` for ViTs, None for CNNs, whose last index is the final feature map)."""
         m = self.model
         if self.is_vit:
-            h, w = m.patch_embed.dynamic_feat_size(x.shape[-2:]) if getattr(m, "dynamic_img_size", False) else m.patch_embed.grid_size
+            dynamic = getattr(m, "dynamic_img_size", False)
+            h, w = m.patch_embed.dynamic_feat_size(x.shape[-2:]) if dynamic else m.patch_embed.grid_size
             final, inter = m.forward_intermediates(x, indices=idx, return_prefix_tokens=True, norm=True,
                                                    output_fmt="NLC", intermediates_only=False)
             # spatial [N, h*w, D] -> [N, h, w, D]; prefix [N, P, D] (CLS + registers, the model's own count)
@@ -150,8 +153,9 @@ class TimmBackbone(Backbone):
         if self.is_vit:
             return [m.blocks[-1].norm1]
         for name in ("bn2", "conv_head"):
-            if isinstance(getattr(m, name, None), torch.nn.Module) and not isinstance(getattr(m, name), torch.nn.Identity):
-                return [getattr(m, name)]
+            mod = getattr(m, name, None)
+            if isinstance(mod, torch.nn.Module) and not isinstance(mod, torch.nn.Identity):
+                return [mod]
         return [m.get_submodule(m.feature_info[-1]["module"])]
 
     def cam_reshape_transform(self, size: int | None = None):
@@ -166,7 +170,7 @@ class TimmBackbone(Backbone):
         return reshape
 
 
-def timm_spec_fields(model: torch.nn.Module, *, input_size: int | None = None) -> dict:
+def timm_spec_fields(model: Any, *, input_size: int | None = None) -> dict[str, Any]:
     """Spec fields read from a built timm model and its pretrained config (never hard-coded)."""
     cfg = model.pretrained_cfg
     vit = is_timm_vit(model)
