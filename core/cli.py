@@ -27,8 +27,9 @@ def _progress_bar(desc: str):
     return bar, update
 
 
-def _features(args, kinds=("embedding",)):
-    """Load the dataset and extract (or reload) its features with a progress bar."""
+def _features(args, kinds=("embedding",), keep: bool = True):
+    """Load the dataset and extract (or reload) its features with a progress bar (``keep=False``:
+    fill the store only, holding no arrays)."""
     from core.io.images import load_folder
     from core.io.store import FeatureStore
     from core.models.extract import extract_features
@@ -39,7 +40,8 @@ def _features(args, kinds=("embedding",)):
     bar, update = _progress_bar(f"{args.backbone}")
     try:
         fs = extract_features(backbone, ds.records, kinds=kinds, layer=args.layer, size=args.size,
-                              batch_size=args.batch_size, store=FeatureStore(), progress=update)
+                              batch_size=args.batch_size, store=FeatureStore(), progress=update, keep=keep,
+                              half_tokens=getattr(args, "tokens_float16", False))
     finally:
         bar.close()
     failures = ds.failures + fs.failures
@@ -74,10 +76,30 @@ def cmd_backbones(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    ds, fs, failures = _features(args, kinds=tuple(args.kinds.split(",")))
+    if args.engine == "ray":
+        return _extract_ray(args)
+    ds, fs, failures = _features(args, kinds=tuple(args.kinds.split(",")), keep=False)
     s = fs.stats
     print(f"{args.backbone}: {len(fs.records)} images ({s.n_cached} cached, {s.n_computed} extracted), "
           f"{len(failures)} failed, {s.seconds:.1f} s")
+    return 0
+
+
+def _extract_ray(args) -> int:
+    from core.models.ray_engine import RayExtractConfig, extract_with_ray
+
+    if not args.out:
+        raise ValueError("--engine ray writes Parquet shards: give the directory with --out SHARDS_DIR")
+    cfg = RayExtractConfig(
+        backbone=args.backbone, images=args.images, out=args.out, kinds=tuple(args.kinds.split(",")),
+        layer=args.layer, size=args.size, batch_size=args.batch_size, address=args.ray_address,
+        workers=args.workers, gpus_per_worker=args.gpus_per_worker, half_tokens=args.tokens_float16)
+    res = extract_with_ray(cfg)
+    for f in res.failures:
+        print(f"skipped {f.name}: {f.reason}", file=sys.stderr)
+    print(f"{args.backbone}: {res.n_images} images ({res.n_skipped} already in shards or the cache, "
+          f"{res.n_written} extracted into {res.shards_written} new shards), {len(res.failures)} failed, "
+          f"{res.seconds:.1f} s -> {args.out}")
     return 0
 
 
@@ -215,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="fill the feature cache for a folder of images")
     _add_feature_args(p)
     p.add_argument("--kinds", default="embedding", help="comma list of embedding,patch_tokens,attention_cls,logits")
+    p.add_argument("--tokens-float16", action="store_true", help="store patch tokens as float16 (half the bytes)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process, into the feature cache; ray: a Ray Data job writing Parquet "
+                        "shards to --out (import them with `backbone-lens import`)")
+    p.add_argument("--out", default=None, help="--engine ray: the shards directory")
+    p.add_argument("--ray-address", default=None,
+                   help="--engine ray: omitted = a local Ray on this machine; 'auto' or ray://host:port = a cluster")
+    p.add_argument("--workers", type=int, default=None, help="--engine ray: model actors (default: one per 2 CPUs)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="--engine ray: GPUs per model actor")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("export", help="write embeddings, paths and labels to an .npz")

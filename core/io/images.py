@@ -45,6 +45,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import ImageDecodeError
+from core.io.hashing import FileFacts, FileIndex
+from core.io.paths import cache_dir
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -65,6 +67,9 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
 DEFAULT_MAX_PIXELS = 64_000_000
+FILE_INDEX_NAME = "files.sqlite"
+VALIDATION_DRAFT = 256
+DRAFT_FACTOR = 2  # decode_image(draft=S): reduced-size JPEG decode only when the short side >= 2 S
 
 # Pillow plugin names allowed when opening (MPO = multi-picture JPEG written by many cameras,
 # DIB = the BMP plugin's headerless variant).
@@ -191,7 +196,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
+def _open_loaded(data: bytes, name: str, max_pixels: int, draft: int | None = None) -> Image.Image:
     """Open, size-check, fully load and EXIF-transpose; the result keeps its original mode."""
     if not data:
         raise ImageDecodeError(name, "the file is empty (0 bytes)")
@@ -227,6 +232,10 @@ def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
                 f"exceeds the limit of {max_pixels:,}",
             )
         try:
+            if draft is not None and im.format == "JPEG" and min(w, h) >= DRAFT_FACTOR * draft:
+                # JPEG's reduced-size decode (DCT scaling by 1/2, 1/4 or 1/8), keeping both sides
+                # >= draft; it still reads the whole stream, so truncation is still detected.
+                im.draft(im.mode, (draft, draft))
             im.load()  # full pixel decode: detects truncation and corrupt data
         except Image.DecompressionBombError as e:
             raise ImageDecodeError(name, f"image is too large (possible decompression bomb): {e}") from e
@@ -291,19 +300,23 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                 draft: int | None = None) -> Image.Image:
     """Decode image bytes to a fully loaded RGB ``PIL.Image`` (rules in the module docstring).
 
     Args:
         data: the file's bytes.
         name: display name, used in error messages.
         max_pixels: refuse images with more pixels than this (checked from the header).
+        draft: the side the caller will resize to. A JPEG at least ``DRAFT_FACTOR`` times larger
+            on its short side is decoded at a reduced size (both sides still >= ``draft``): the
+            pixels then differ slightly from a full decode (DCT-domain downscaling).
 
     Raises:
         ImageDecodeError: empty file, not an image / unsupported format, too large, truncated or
             corrupt data, or a colour mode that cannot be converted to RGB.
     """
-    im = _open_loaded(data, name, max_pixels)
+    im = _open_loaded(data, name, max_pixels, draft)
     try:
         rgb = _to_rgb(im)
     except Exception as e:
@@ -385,7 +398,8 @@ def _validate(
     data: bytes, name: str, label: str, path: Path | None, keep_data: bool, max_pixels: int
 ) -> ImageRecord | Failure:
     try:
-        decode_image(data, name, max_pixels=max_pixels)
+        # a large JPEG is checked through its reduced-size decode, which still reads every byte
+        decode_image(data, name, max_pixels=max_pixels, draft=VALIDATION_DRAFT)
     except ImageDecodeError as e:
         return Failure(name, e.reason)
     return ImageRecord(
@@ -397,30 +411,11 @@ def _validate(
     )
 
 
-def load_folder(
-    root: str | os.PathLike,
-    *,
-    labelled: bool | None = None,
-    recursive: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: Callable[[int, int], None] | None = None,
-) -> Dataset:
-    """Load and validate every image file under ``root``.
-
-    Layout: when ``root`` has subfolders holding images it is a folder-per-class tree
-    (``root/<class>/.../<image>``; the label is the first-level folder name, also for images nested
-    deeper). Otherwise it is a flat, unlabelled folder. ``labelled`` forces either reading.
-    In a class tree, image files lying directly in ``root`` are reported as failures ("not inside a
-    class folder") rather than silently dropped. Unlabelled with ``recursive=True`` takes images from
-    all subfolders too.
-
-    Candidates are files with an image extension (``IMAGE_EXTENSIONS``, any case); other files,
-    hidden files / folders (``.name``) and ``__MACOSX`` folders are ignored. Every candidate is read,
-    hashed and fully decoded; one that fails becomes a :class:`Failure` and the rest go on.
-    Records are sorted by (label, name); names are POSIX paths relative to ``root``.
-
-    Args:
-        progress: called as ``progress(done, total)`` after each file.
+def list_image_files(
+    root: str | os.PathLike, *, labelled: bool | None = None, recursive: bool = True,
+) -> tuple[list[tuple[str, str, Path]], list[Failure]]:
+    """The image files under ``root`` as ``(label, name, path)`` sorted by (label, name), without
+    reading them, plus the strays of a class tree (layout rules: :func:`load_folder`).
 
     Raises:
         FileNotFoundError / NotADirectoryError: ``root`` is missing or not a folder.
@@ -454,22 +449,85 @@ def load_folder(
         for p in _iter_candidates(root, recursive):
             jobs.append(("", p.relative_to(root).as_posix(), p))
     jobs.sort(key=lambda j: (j[0], j[1]))
+    return jobs, failures
 
+
+def load_folder(
+    root: str | os.PathLike,
+    *,
+    labelled: bool | None = None,
+    recursive: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Callable[[int, int], None] | None = None,
+    use_index: bool = True,
+    index: FileIndex | None = None,
+) -> Dataset:
+    """Load and validate every image file under ``root``.
+
+    Layout: when ``root`` has subfolders holding images it is a folder-per-class tree
+    (``root/<class>/.../<image>``; the label is the first-level folder name, also for images nested
+    deeper). Otherwise it is a flat, unlabelled folder. ``labelled`` forces either reading.
+    In a class tree, image files lying directly in ``root`` are reported as failures ("not inside a
+    class folder") rather than silently dropped. Unlabelled with ``recursive=True`` takes images from
+    all subfolders too.
+
+    Candidates are files with an image extension (``IMAGE_EXTENSIONS``, any case); other files,
+    hidden files / folders (``.name``) and ``__MACOSX`` folders are ignored. Every candidate is read,
+    hashed and fully decoded; one that fails becomes a :class:`Failure` and the rest go on.
+    Records are sorted by (label, name); names are POSIX paths relative to ``root``.
+
+    What was learnt about each file (sha256, decoded or why not) is kept in a :class:`FileIndex`
+    keyed by (absolute path, size, mtime): re-opening an unchanged folder lists and stats the files
+    but reads none of them.
+
+    Args:
+        progress: called as ``progress(done, total)`` after each file.
+        use_index: consult and update the file index (default ``<cache>/files.sqlite``).
+        index: a specific :class:`FileIndex` (implies ``use_index``).
+
+    Raises:
+        FileNotFoundError / NotADirectoryError: ``root`` is missing or not a folder.
+    """
+    root = Path(root).expanduser()
+    jobs, failures = list_image_files(root, labelled=labelled, recursive=recursive)
     records: list[ImageRecord] = []
     total = len(jobs)
+    own_index = index is None and use_index
+    if own_index:
+        index = FileIndex(cache_dir() / FILE_INDEX_NAME)
+    root_abs = str(root.resolve())
+    known = index.under(root_abs) if index is not None else {}
+    fresh: dict[str, FileFacts] = {}
     for i, (label, name, path) in enumerate(jobs):
+        abs_path = os.path.join(root_abs, name)
         try:
-            data = path.read_bytes()
+            st = os.stat(abs_path)
+            facts = known.get(abs_path)
+            if facts is not None and facts.matches(st, max_pixels):  # unchanged since last read
+                res: ImageRecord | Failure = (ImageRecord(sha256=facts.sha256, name=name, label=label, path=path)
+                                              if facts.failure is None else Failure(name, facts.failure))
+            else:
+                data = path.read_bytes()
+                res = _validate(data, name, label, path, keep_data=False, max_pixels=max_pixels)
+                fresh[abs_path] = FileFacts(st.st_size, st.st_mtime_ns, sha256_hex(data), max_pixels,
+                                            None if isinstance(res, ImageRecord) else res.reason)
+                del data
         except OSError as e:
             failures.append(Failure(name, f"could not read the file ({_describe(e)})"))
         else:
-            res = _validate(data, name, label, path, keep_data=False, max_pixels=max_pixels)
             if isinstance(res, ImageRecord):
                 records.append(res)
             else:
                 failures.append(res)
+        if index is not None and len(fresh) >= 1000:
+            index.put_many(fresh)
+            fresh = {}
         if progress is not None:
             progress(i + 1, total)
+    if index is not None:
+        index.put_many(fresh)
+        if own_index:
+            index.close()
     failures.sort(key=lambda f: f.name)
     return Dataset(records=records, failures=failures, root=root)
 

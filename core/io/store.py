@@ -15,11 +15,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from core.io.paths import cache_dir
+
+_CHUNK = 500  # keys per SELECT (SQLite's bound-parameter limit is 999 on old builds)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -80,8 +82,8 @@ class FeatureStore:
         bad: list[str] = []
         strs = list(by_str)
         conn = self._conn()
-        for i in range(0, len(strs), 500):
-            chunk = strs[i:i + 500]
+        for i in range(0, len(strs), _CHUNK):
+            chunk = strs[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
                 f"SELECT key, dtype, shape, checksum, data FROM features WHERE key IN ({marks})", chunk
@@ -98,8 +100,64 @@ class FeatureStore:
                 conn.executemany("DELETE FROM features WHERE key = ?", [(k,) for k in bad])
         return out
 
+    def contains(self, keys: Sequence[FeatureKey]) -> list[bool]:
+        """Whether each key has an entry (an index look-up: no array is read or checked)."""
+        strs = [str(k) for k in keys]
+        found: set[str] = set()
+        conn = self._conn()
+        for i in range(0, len(strs), _CHUNK):
+            chunk = strs[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in conn.execute(f"SELECT key FROM features WHERE key IN ({marks})", chunk))
+        return [s in found for s in strs]
+
+    def read_rows(self, keys: Sequence[FeatureKey], dtype: np.dtype | None = None) -> tuple[np.ndarray, list[int]]:
+        """The arrays of ``keys`` stacked into one array ``[len(keys), *shape]``, read in chunks.
+
+        Memory: the result plus one chunk of blobs; no per-key dict of arrays. Every entry must
+        have the shape of the first valid one. ``dtype`` (default: the first entry's) is the
+        result's dtype; entries stored in another dtype are cast.
+
+        Returns:
+            ``(array, missing)``: ``missing`` lists the positions with no valid entry (absent, or
+            corrupt: those are deleted, counted in :attr:`corrupt_dropped`); their rows are zero.
+        """
+        out: np.ndarray | None = None
+        missing: list[int] = []
+        bad: list[str] = []
+        conn = self._conn()
+        for i in range(0, len(keys), _CHUNK):
+            chunk = [str(k) for k in keys[i:i + _CHUNK]]
+            marks = ",".join("?" * len(chunk))
+            rows = {r[0]: r[1:] for r in conn.execute(
+                f"SELECT key, dtype, shape, checksum, data FROM features WHERE key IN ({marks})", chunk)}
+            for j, key in enumerate(chunk):
+                row = rows.get(key)
+                arr = None
+                if row is not None:
+                    dtype_s, shape_s, checksum, data = row
+                    arr = self._decode(dtype_s, shape_s, checksum, data, copy=False)
+                if arr is None:
+                    missing.append(i + j)
+                    if row is not None:
+                        bad.append(key)
+                    continue
+                if out is None:
+                    out = np.zeros((len(keys), *arr.shape), dtype or arr.dtype)
+                if arr.shape != out.shape[1:]:
+                    raise ValueError(f"cached entry {key} has shape {arr.shape}, the others {out.shape[1:]}")
+                out[i + j] = arr
+            del rows
+        if bad:
+            self.corrupt_dropped += len(bad)
+            with _transaction(conn):
+                conn.executemany("DELETE FROM features WHERE key = ?", [(k,) for k in bad])
+        if out is None:
+            out = np.zeros((len(keys), 0), dtype or np.float32)
+        return out, missing
+
     @staticmethod
-    def _decode(dtype: str, shape: str, checksum: str, data: bytes) -> np.ndarray | None:
+    def _decode(dtype: str, shape: str, checksum: str, data: bytes, copy: bool = True) -> np.ndarray | None:
         try:
             dims = tuple(int(s) for s in shape.split(",") if s)
             dt = np.dtype(dtype)
@@ -107,7 +165,8 @@ class FeatureStore:
             return None
         if _checksum(data) != checksum or len(data) != dt.itemsize * int(np.prod(dims, dtype=np.int64)):
             return None
-        return np.frombuffer(data, dtype=dt).reshape(dims).copy()
+        arr = np.frombuffer(data, dtype=dt).reshape(dims)
+        return arr.copy() if copy else arr
 
     def put_many(self, items: Mapping[FeatureKey, np.ndarray]) -> None:
         """Write all entries in one transaction (all or nothing)."""
