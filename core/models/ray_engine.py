@@ -139,6 +139,13 @@ class _Embedder:
 
 def _init_ray(address: str | None) -> bool:
     """Connect to Ray; returns True when this call started a local instance (to stop at the end)."""
+    if address is None:
+        # Ray resolves 127.0.0.1 to the machine's routable address unless clustering is off, in
+        # which case it keeps every service on the loopback interface (its single-machine mode).
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time; the env var covers child processes
     import ray
 
     if ray.is_initialized():
@@ -147,6 +154,7 @@ def _init_ray(address: str | None) -> bool:
     from core.io.paths import ENV_VAR, cache_dir
 
     env = {ENV_VAR: str(cache_dir()), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env.update({k: os.environ[k] for k in (_KILL_AFTER_ENV, _KILL_MARKER_ENV) if k in os.environ})
     if address is None:
         repo = str(Path(__file__).resolve().parents[2])
         pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
