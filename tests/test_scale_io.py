@@ -125,3 +125,12 @@ def test_read_rows_reports_missing_entries(tmp_path):
     st.put_many({keys[0]: np.ones(4, np.float32), keys[2]: np.full(4, 2, np.float32)})
     arr, missing = st.read_rows(keys)
     assert missing == [1] and arr.shape == (3, 4) and arr[2, 0] == 2 and st.contains(keys) == [True, False, True]
+
+
+def test_decoding_on_worker_processes_gives_the_same_features(tiny_cnn, tmp_path):
+    recs = load_folder(_tree(tmp_path / "ds", 10), use_index=False).records
+    (tmp_path / "ds" / "c0" / "0.jpg").write_bytes(b"gone bad")  # fails on the worker, reported by name
+    inline = extract_features(tiny_cnn, recs, store=None, batch_size=4, decode_workers=0, prefetch=False)
+    procs = extract_features(tiny_cnn, recs, store=None, batch_size=4, decode_workers=2)
+    np.testing.assert_array_equal(procs["embedding"], inline["embedding"])
+    assert [f.name for f in procs.failures] == [f.name for f in inline.failures] == ["c0/0.jpg"]

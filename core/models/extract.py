@@ -7,14 +7,16 @@ that fails to decode is reported by name and the rest of the batch goes on.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
+from PIL import Image
 
 from core.errors import ImageDecodeError
 from core.io.images import Failure, ImageRecord, decode_image
@@ -73,9 +75,34 @@ class FeatureSet:
         return self.arrays[kind]
 
 
-def _spare_core() -> bool:
+def _free_cores() -> int:
+    """CPU cores this process may use beyond torch's intra-op threads."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores > torch.get_num_threads()
+    return max(0, cores - torch.get_num_threads())
+
+
+def _spare_core() -> bool:
+    return _free_cores() > 0
+
+
+def _decode_resized(record: ImageRecord, size: int) -> np.ndarray | Failure:
+    """Worker-process job: the image decoded and resized exactly as ``Backbone.preprocess`` does,
+    ``uint8 [S, S, 3]`` (preprocess then leaves it at S x S), or why it failed."""
+    try:
+        im = decode_image(record.read_bytes(), record.name, draft=size)
+    except ImageDecodeError as e:
+        return Failure(e.name, e.reason)
+    except OSError as e:
+        return Failure(record.name, f"cannot read file ({e})")
+    return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor | None:
+    """A fork-based pool (fork never re-runs the caller's main module, as spawn would for a page
+    script); None where fork is unavailable."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
 
 
 def _in_order(fn: Callable[[T], R], items: Sequence[T], ahead: bool) -> Iterator[R]:
@@ -124,6 +151,7 @@ def extract_features(
     prefetch: bool | None = None,
     keep: bool = True,
     half_tokens: bool = False,
+    decode_workers: int | None = None,
 ) -> FeatureSet:
     """Features for ``records``, from the store where cached, else computed and stored.
 
@@ -142,9 +170,13 @@ def extract_features(
         progress: called as ``progress(done, total)`` after the cache look-up and each batch.
         prefetch: decode the next batch on a worker thread during the forward pass. None: only
             when a CPU core is left over by torch's threads (on 2 cores with 2 torch threads the
-            thread only competes with the forward: measured 10% slower for MobileNetV2).
+            thread only competes with the forward: measured 10% slower for MobileNetV2), and on
+            worker processes (``decode_workers``) where two or more cores are left over.
+        decode_workers: processes decoding the next batch during the forward (None: the cores
+            torch leaves free, used when there are at least 2; 0: none). Same pixels as inline.
         keep: return the arrays (False: fill the store only; ``FeatureSet.arrays`` is empty).
-        half_tokens: store patch tokens as float16 (half the bytes; read back as float16).
+        half_tokens: store patch tokens as float16 (half the bytes) and return them as float16.
+            Without it, tokens are returned as float32 whatever the stored dtype.
     """
     t0 = time.perf_counter()
     spec = backbone.spec
@@ -165,7 +197,6 @@ def extract_features(
         progress(done, n)
 
     def compute(todo: list[int]) -> None:
-        nonlocal done
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
 
         def load(batch: list[int]) -> tuple[list[int], torch.Tensor | None, dict[int, Failure]]:
@@ -180,8 +211,35 @@ def extract_features(
                     bad[i] = Failure(records[i].name, f"cannot read file ({e})")
             return ok, (backbone.preprocess(images, size) if images else None), bad
 
-        ahead = _spare_core() if prefetch is None else prefetch
-        for batch, (ok, x, bad) in zip(batches, _in_order(load, batches, ahead)):
+        n_proc = (_free_cores() if decode_workers is None else decode_workers) if prefetch is None else 0
+        pool = _process_pool(n_proc) if n_proc >= 2 and len(todo) > batch_size else None
+        if pool is not None:
+            def submit(batch: list[int]) -> list[Future]:
+                return [pool.submit(_decode_resized, records[i], size) for i in batch]
+
+            def pooled() -> Iterator[tuple[list[int], torch.Tensor | None, dict[int, Failure]]]:
+                pending = submit(batches[0]) if batches else []
+                for k, batch in enumerate(batches):
+                    results = [f.result() for f in pending]
+                    pending = submit(batches[k + 1]) if k + 1 < len(batches) else []  # decode ahead
+                    ok = [i for i, r in zip(batch, results) if not isinstance(r, Failure)]
+                    bad = {i: r for i, r in zip(batch, results) if isinstance(r, Failure)}
+                    imgs = [Image.fromarray(r) for r in results if not isinstance(r, Failure)]
+                    yield ok, (backbone.preprocess(imgs, size) if imgs else None), bad
+
+            loaded: Iterator[tuple[list[int], torch.Tensor | None, dict[int, Failure]]] = pooled()
+        else:
+            loaded = _in_order(load, batches, _spare_core() if prefetch is None else prefetch)
+        try:
+            run_batches(batches, loaded)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+
+    def run_batches(batches: list[list[int]],
+                    loaded: Iterator[tuple[list[int], torch.Tensor | None, dict[int, Failure]]]) -> None:
+        nonlocal done
+        for batch, (ok, x, bad) in zip(batches, loaded):
             failures.update(bad)
             if x is not None:
                 out = backbone.extract(x, layer, want=tuple(kinds))
@@ -216,7 +274,8 @@ def extract_features(
             arrays = {}
             for k in kinds:
                 keys = _keys(spec, prep, layers, k, [records[i] for i in keep_idx])
-                arrays[k], missing = store.read_rows(keys)
+                half = half_tokens and k == "patch_tokens"
+                arrays[k], missing = store.read_rows(keys, np.dtype(np.float16 if half else np.float32))
                 redo.update(keep_idx[m] for m in missing)
             if not redo or attempt == 1:
                 break
