@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -173,7 +174,8 @@ def extract_features(
             thread only competes with the forward: measured 10% slower for MobileNetV2), and on
             worker processes (``decode_workers``) where two or more cores are left over.
         decode_workers: processes decoding the next batch during the forward (None: the cores
-            torch leaves free, used when there are at least 2; 0: none). Same pixels as inline.
+            torch leaves free, used when there are at least 2 and the caller is the main thread;
+            0: none). Same pixels as inline.
         keep: return the arrays (False: fill the store only; ``FeatureSet.arrays`` is empty).
         half_tokens: store patch tokens as float16 (half the bytes) and return them as float16.
             Without it, tokens are returned as float32 whatever the stored dtype.
@@ -211,7 +213,10 @@ def extract_features(
                     bad[i] = Failure(records[i].name, f"cannot read file ({e})")
             return ok, (backbone.preprocess(images, size) if images else None), bad
 
-        n_proc = (_free_cores() if decode_workers is None else decode_workers) if prefetch is None else 0
+        # auto: processes only from the main thread (forking a threaded server, e.g. Streamlit's
+        # script threads, can copy a held lock into the child)
+        auto = _free_cores() if threading.current_thread() is threading.main_thread() else 0
+        n_proc = (auto if decode_workers is None else decode_workers) if prefetch is None else 0
         pool = _process_pool(n_proc) if n_proc >= 2 and len(todo) > batch_size else None
         if pool is not None:
             def submit(batch: list[int]) -> list[Future]:

@@ -216,6 +216,35 @@ def _in_store(root: Path, paths: list[str], spec_weights_id: str, prep: str, lay
     return {p for (p, _), good in zip(cand, ok) if good}
 
 
+def embed_images(ds: Any, backbone: str, *, root: str, labelled: bool = True, kinds: Sequence[str] = ("embedding",),
+                 layer: int | None = None, size: int | None = None, batch_size: int = 16,
+                 workers: int | None = None, gpus_per_worker: float = 0.0) -> Any:
+    """The actor-pool stage on any Ray dataset with ``bytes`` and ``path`` columns (e.g. from
+    ``ray.data.read_binary_files(..., include_paths=True, filesystem=pyarrow.fs.S3FileSystem())``);
+    returns a dataset of shard rows (:mod:`core.io.shards`). ``root``: the dataset root the labels
+    are read under (``<root>/<class>/...``; ``labelled=False``: no labels).
+
+    Args:
+        size: input side (None: the backbone's own input size).
+        workers: model actors (None: one per 2 CPUs of the cluster).
+        gpus_per_worker: GPUs reserved per actor (the model runs on CUDA when > 0).
+    """
+    import ray
+
+    if size is None:
+        from core.models.registry import create_backbone
+
+        size = create_backbone(backbone).spec.input_size
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    workers = workers or max(1, cpus // 2)
+    per_actor = max(1, cpus // workers - 1) if gpus_per_worker == 0 else 1
+    return ds.map_batches(
+        _Embedder, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1, num_gpus=gpus_per_worker or None,
+        fn_constructor_kwargs=dict(backbone=backbone, kinds=tuple(kinds), layer=layer, size=size, root=root,
+                                   labelled=labelled, use_gpu=gpus_per_worker > 0, cpus=per_actor))
+
+
 def extract_with_ray(cfg: RayExtractConfig) -> RayExtractResult:
     """Run the Ray Data job described in the module docstring; returns what it did."""
     import ray
@@ -250,17 +279,10 @@ def extract_with_ray(cfg: RayExtractConfig) -> RayExtractResult:
     if todo:
         started = _init_ray(cfg.address)
         try:
-            cpus = int(ray.cluster_resources().get("CPU", 1))
-            workers = cfg.workers or max(1, cpus // 2)
-            per_actor = max(1, cpus // workers - 1) if cfg.gpus_per_worker == 0 else 1
             ds = ray.data.read_binary_files(todo, include_paths=True)
-            ds = ds.map_batches(
-                _Embedder, batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
-                num_cpus=1, num_gpus=cfg.gpus_per_worker or None,
-                fn_constructor_kwargs=dict(backbone=cfg.backbone, kinds=kinds, layer=cfg.layer, size=size,
-                                           root=str(root), labelled=labelled, use_gpu=cfg.gpus_per_worker > 0,
-                                           cpus=per_actor))
-            ds.write_parquet(str(out))
+            embed_images(ds, cfg.backbone, root=str(root), labelled=labelled, kinds=kinds, layer=cfg.layer,
+                         size=size, batch_size=cfg.batch_size, workers=cfg.workers,
+                         gpus_per_worker=cfg.gpus_per_worker).write_parquet(str(out))
         finally:
             if started:
                 ray.shutdown()
