@@ -364,6 +364,19 @@ def _is_candidate(filename: str) -> bool:
     return not _is_hidden(filename) and os.path.splitext(filename)[1].lower() in IMAGE_EXTENSIONS
 
 
+def _iter_candidate_strings(directory: str, recursive: bool) -> Iterator[tuple[str, str]]:
+    """``(folder, file name)`` of the candidates :func:`_iter_candidates` yields, as strings."""
+    if not recursive:
+        for p in _iter_candidates(Path(directory), recursive=False):
+            yield str(p.parent), p.name
+        return
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d) and d not in _SKIP_DIRS)
+        for fn in sorted(filenames):
+            if _is_candidate(fn):
+                yield dirpath, fn
+
+
 def _iter_candidates(directory: Path, recursive: bool) -> Iterator[Path]:
     """Image-extension files under ``directory`` (hidden files/dirs and ``__MACOSX`` skipped).
 
@@ -430,13 +443,21 @@ def list_image_files(
     if labelled is None:
         labelled = bool(class_dirs)
 
-    # (label, name, path) jobs, plus top-level strays in a class tree
+    # (label, name, path) jobs, plus top-level strays in a class tree; names by string slicing, one
+    # Path per file (pathlib parsing dominated listing 100,000 files)
     jobs: list[tuple[str, str, Path]] = []
     failures: list[Failure] = []
+    cut = len(str(root).rstrip(os.sep)) + 1
+
+    def rel(p: Path | str) -> str:
+        name = str(p)[cut:]
+        return name if os.sep == "/" else name.replace(os.sep, "/")
+
     if labelled:
         for d in class_dirs:
-            for p in _iter_candidates(d, recursive):
-                jobs.append((d.name, p.relative_to(root).as_posix(), p))
+            for dirpath, fn in _iter_candidate_strings(str(d), recursive):
+                full = os.path.join(dirpath, fn)
+                jobs.append((d.name, rel(full), Path(full)))
         for p in _iter_candidates(root, recursive=False):
             failures.append(
                 Failure(
@@ -446,8 +467,9 @@ def list_image_files(
                 )
             )
     else:
-        for p in _iter_candidates(root, recursive):
-            jobs.append(("", p.relative_to(root).as_posix(), p))
+        for dirpath, fn in _iter_candidate_strings(str(root), recursive):
+            full = os.path.join(dirpath, fn)
+            jobs.append(("", rel(full), Path(full)))
     jobs.sort(key=lambda j: (j[0], j[1]))
     return jobs, failures
 

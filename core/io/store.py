@@ -9,7 +9,9 @@ is treated as corrupt, deleted and recomputed by the caller.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import sqlite3
 import threading
 import time
@@ -47,7 +49,23 @@ class FeatureKey:
     image_sha256: str
 
     def __str__(self) -> str:
-        return f"{self.weights_id}|{self.preprocessing}|L{self.layer}|{self.kind}|{self.image_sha256}"
+        return self.prefix(self.weights_id, self.preprocessing, self.layer, self.kind) + self.image_sha256
+
+    @staticmethod
+    def prefix(weights_id: str, preprocessing: str, layer: int, kind: str) -> str:
+        """The key string of every image of one (weights, preprocessing, layer, kind) up to the sha256:
+        ``prefix(...) + sha256 == str(FeatureKey(..., sha256))`` (building many keys as strings is cheaper)."""
+        return f"{weights_id}|{preprocessing}|L{layer}|{kind}|"
+
+
+@functools.lru_cache(maxsize=64)
+def _dims(shape: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in shape.split(",") if s)
+
+
+@functools.lru_cache(maxsize=16)
+def _dtype(name: str) -> np.dtype:
+    return np.dtype(name)
 
 
 def _checksum(data: bytes) -> str:
@@ -100,7 +118,7 @@ class FeatureStore:
                 conn.executemany("DELETE FROM features WHERE key = ?", [(k,) for k in bad])
         return out
 
-    def contains(self, keys: Sequence[FeatureKey]) -> list[bool]:
+    def contains(self, keys: Sequence[FeatureKey | str]) -> list[bool]:
         """Whether each key has an entry (an index look-up: no array is read or checked)."""
         strs = [str(k) for k in keys]
         found: set[str] = set()
@@ -111,7 +129,8 @@ class FeatureStore:
             found.update(r[0] for r in conn.execute(f"SELECT key FROM features WHERE key IN ({marks})", chunk))
         return [s in found for s in strs]
 
-    def read_rows(self, keys: Sequence[FeatureKey], dtype: np.dtype | None = None) -> tuple[np.ndarray, list[int]]:
+    def read_rows(self, keys: Sequence[FeatureKey | str],
+                  dtype: np.dtype | None = None) -> tuple[np.ndarray, list[int]]:
         """The arrays of ``keys`` stacked into one array ``[len(keys), *shape]``, read in chunks.
 
         Memory: the result plus one chunk of blobs; no per-key dict of arrays. Every entry must
@@ -143,7 +162,7 @@ class FeatureStore:
                         bad.append(key)
                     continue
                 if out is None:
-                    out = np.zeros((len(keys), *arr.shape), dtype or arr.dtype)
+                    out = np.empty((len(keys), *arr.shape), dtype or arr.dtype)
                 if arr.shape != out.shape[1:]:
                     raise ValueError(f"cached entry {key} has shape {arr.shape}, the others {out.shape[1:]}")
                 out[i + j] = arr
@@ -154,16 +173,18 @@ class FeatureStore:
                 conn.executemany("DELETE FROM features WHERE key = ?", [(k,) for k in bad])
         if out is None:
             out = np.zeros((len(keys), 0), dtype or np.float32)
+        elif missing:
+            out[missing] = 0
         return out, missing
 
     @staticmethod
     def _decode(dtype: str, shape: str, checksum: str, data: bytes, copy: bool = True) -> np.ndarray | None:
         try:
-            dims = tuple(int(s) for s in shape.split(",") if s)
-            dt = np.dtype(dtype)
+            dims = _dims(shape)
+            dt = _dtype(dtype)
         except (ValueError, TypeError):
             return None
-        if _checksum(data) != checksum or len(data) != dt.itemsize * int(np.prod(dims, dtype=np.int64)):
+        if len(data) != dt.itemsize * math.prod(dims) or _checksum(data) != checksum:
             return None
         arr = np.frombuffer(data, dtype=dt).reshape(dims)
         return arr.copy() if copy else arr

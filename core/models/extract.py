@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -134,11 +134,6 @@ def feature_layers(backbone: Backbone, kinds: Sequence[str], layer: int | None) 
     return out
 
 
-def _keys(spec: BackboneSpec, prep: str, layers: dict[str, int], kind: str,
-          records: Sequence[ImageRecord]) -> list[FeatureKey]:
-    return [FeatureKey(spec.weights_id, prep, layers[kind], kind, r.sha256) for r in records]
-
-
 def extract_features(
     backbone: Backbone,
     records: Sequence[ImageRecord],
@@ -186,11 +181,26 @@ def extract_features(
     layers = feature_layers(backbone, kinds, layer)
     prep = preprocessing_id(spec, size)
     n = len(records)
-    if store is not None:
-        have = [all(c) for c in zip(*(store.contains(_keys(spec, prep, layers, k, records)) for k in kinds))]
+    prefix = {k: FeatureKey.prefix(spec.weights_id, prep, layers[k], k) for k in kinds}
+    dtypes = {k: np.dtype(np.float16 if half_tokens and k == "patch_tokens" else np.float32) for k in kinds}
+
+    def skeys(k: str, idx: Iterable[int]) -> list[str]:
+        return [prefix[k] + records[i].sha256 for i in idx]
+
+    arrays: dict[str, np.ndarray] = {}
+    if store is not None and keep:
+        # one pass: read what is cached (in chunks, into one array per kind); the rest is computed,
+        # written, and read into the same arrays below
+        missing: set[int] = set()
+        for k in kinds:
+            arrays[k], miss = store.read_rows(skeys(k, range(n)), dtypes[k])
+            missing.update(miss)
+        todo = sorted(missing)
+    elif store is not None:
+        have = [all(c) for c in zip(*(store.contains(skeys(k, range(n))) for k in kinds))]
+        todo = [i for i in range(n) if not have[i]]
     else:
-        have = [False] * n
-    todo = [i for i in range(n) if not have[i]]
+        todo = list(range(n))
     stats = ExtractStats(n_images=n)
     failures: dict[int, Failure] = {}
     held: dict[str, dict[int, np.ndarray]] = {k: {} for k in kinds}  # only without a store
@@ -271,28 +281,23 @@ def extract_features(
 
     compute(todo)
     keep_idx = [i for i in range(n) if i not in failures]
-    arrays: dict[str, np.ndarray] = {}
     if keep and store is not None:
-        # read back chunk by chunk; an entry found corrupt on the way is recomputed once
-        for attempt in range(2):
-            redo: set[int] = set()
-            arrays = {}
-            for k in kinds:
-                keys = _keys(spec, prep, layers, k, [records[i] for i in keep_idx])
-                half = half_tokens and k == "patch_tokens"
-                arrays[k], missing = store.read_rows(keys, np.dtype(np.float16 if half else np.float32))
-                redo.update(keep_idx[m] for m in missing)
-            if not redo or attempt == 1:
+        fresh_idx = [i for i in todo if i not in failures]
+        for k in kinds:
+            if not fresh_idx:
                 break
-            done -= len(redo)
-            compute(sorted(redo))
-            keep_idx = [i for i in range(n) if i not in failures]
-        if redo:
-            raise RuntimeError(f"{len(redo)} features could not be read back from {store.path}")
+            rows, still = store.read_rows(skeys(k, fresh_idx), dtypes[k])
+            if still:
+                raise RuntimeError(f"{len(still)} features just written could not be read back from {store.path}")
+            if arrays[k].shape[1:] != rows.shape[1:]:  # nothing of this kind was cached: no row shape yet
+                arrays[k] = np.zeros((n, *rows.shape[1:]), dtypes[k])
+            arrays[k][fresh_idx] = rows
+        if failures:
+            arrays = {k: a[keep_idx] for k, a in arrays.items()}
     elif keep:
         for k in kinds:
-            rows = [held[k][i] for i in keep_idx]
-            arrays[k] = np.stack(rows) if rows else np.zeros((0,), np.float32)
+            kept = [held[k][i] for i in keep_idx]
+            arrays[k] = np.stack(kept) if kept else np.zeros((0,), np.float32)
     stats.n_failed = len(failures)
     stats.n_cached = n - stats.n_computed - stats.n_failed
     stats.seconds = time.perf_counter() - t0
