@@ -145,20 +145,24 @@ def bench_engines(args: argparse.Namespace) -> None:
 
 
 _OPEN_SCRIPT = """
-import sys, time
-t0 = time.perf_counter()
+import os, sys, time
 from core.io.images import load_folder
 from core.io.store import FeatureStore
 from core.models.extract import extract_features
 from core.models.registry import create_backbone
 b = create_backbone(sys.argv[2])
-t1 = time.perf_counter()
+clock = lambda: (time.perf_counter(), time.process_time())
+t0 = clock()
 ds = load_folder(sys.argv[1])
-t2 = time.perf_counter()
-fs = extract_features(b, ds.records, store=FeatureStore())
-t3 = time.perf_counter()
+t1 = clock()
+fs = extract_features(b, ds.records, store=FeatureStore(), keep=False)
+t2 = clock()
 assert fs.stats.forwards == 0 and fs.stats.n_cached == len(ds.records), fs.stats
-print(f"{len(ds.records)} {t2 - t1:.2f} {t3 - t2:.2f} {fs['embedding'].shape}")
+full = extract_features(b, ds.records, store=FeatureStore())
+t3 = clock()
+assert full.stats.forwards == 0
+d = [[b_[k] - a_[k] for k in (0, 1)] for a_, b_ in ((t0, t1), (t1, t2), (t2, t3))]
+print(len(ds.records), *[f"{v:.2f}" for pair in d for v in pair], os.getloadavg()[0], full["embedding"].shape[1])
 """
 
 
@@ -189,10 +193,14 @@ def bench_open(args: argparse.Namespace) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BACKBONE_LENS_CACHE": str(cache)}
     res = subprocess.run([sys.executable, "-c", _OPEN_SCRIPT, str(folder), args.backbone], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.split()
-    count, listing, lookup = int(res[0]), float(res[1]), float(res[2])
-    print(f"re-open a cached set of {count} images ({os.cpu_count()} CPUs): listing + hashes {listing:.2f} s, "
-          f"feature look-up + read-back {lookup:.2f} s, total {listing + lookup:.2f} s "
-          f"(embeddings {' '.join(res[3:])})")
+    count = int(res[0])
+    (lw, lc), (kw, kc), (rw, rc) = [(float(res[1 + 2 * i]), float(res[2 + 2 * i])) for i in range(3)]
+    print(f"re-open a cached set of {count} images, {os.cpu_count()} CPUs, load average {float(res[7]):.1f} "
+          f"(wall s / CPU s of this process):")
+    print(f"  folder listing + hashes (file index) {lw:.2f} / {lc:.2f}")
+    print(f"  feature look-up (which are cached)   {kw:.2f} / {kc:.2f}")
+    print(f"  open = listing + hashes + look-up    {lw + kw:.2f} / {lc + kc:.2f}")
+    print(f"  reading all embeddings back [{count}, {res[8]}] float32: {rw:.2f} / {rc:.2f}")
 
 
 def main() -> None:

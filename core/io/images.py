@@ -456,7 +456,7 @@ def list_image_files(
     if labelled:
         for d in class_dirs:
             for dirpath, fn in _iter_candidate_strings(str(d), recursive):
-                full = os.path.join(dirpath, fn)
+                full = dirpath + os.sep + fn
                 jobs.append((d.name, rel(full), Path(full)))
         for p in _iter_candidates(root, recursive=False):
             failures.append(
@@ -468,7 +468,7 @@ def list_image_files(
             )
     else:
         for dirpath, fn in _iter_candidate_strings(str(root), recursive):
-            full = os.path.join(dirpath, fn)
+            full = dirpath + os.sep + fn
             jobs.append(("", rel(full), Path(full)))
     jobs.sort(key=lambda j: (j[0], j[1]))
     return jobs, failures
@@ -521,7 +521,7 @@ def load_folder(
     known = index.under(root_abs) if index is not None else {}
     fresh: dict[str, FileFacts] = {}
     for i, (label, name, path) in enumerate(jobs):
-        abs_path = os.path.join(root_abs, name)
+        abs_path = root_abs + os.sep + (name if os.sep == "/" else name.replace("/", os.sep))
         try:
             st = os.stat(abs_path)
             facts = known.get(abs_path)
