@@ -118,7 +118,8 @@ def bench_engines(args: argparse.Namespace) -> None:
     work = Path(args.workdir)
     sizes = [int(s) for s in args.sizes.split(",")]
     engines = args.engines.split(",")
-    print(f"backbone {args.backbone}, batch {args.batch_size}, {os.cpu_count()} CPUs; synthetic 512x384 JPEGs, "
+    print(f"backbone {args.backbone}, input {args.size or 'default'}, batch {args.batch_size}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; synthetic 512x384 JPEGs, "
           f"{CLASSES} classes; fresh cache per run")
     print(f"{'engine':6s} {'N':>7s} {'wall s':>8s} {'img/s':>7s} {'peak RSS MB':>12s} {'tree RSS MB':>12s} "
           f"{'KB/image over base':>19s}")
@@ -128,7 +129,7 @@ def bench_engines(args: argparse.Namespace) -> None:
             folder = make_images(work / f"synthetic-{n}", n)
             with tempfile.TemporaryDirectory(dir=work) as tmp:
                 argv = ["extract", "--backbone", args.backbone, "--images", str(folder),
-                        "--batch-size", str(args.batch_size)]
+                        "--batch-size", str(args.batch_size)] + (["--size", str(args.size)] if args.size else [])
                 if engine == "ray":
                     argv += ["--engine", "ray", "--out", str(Path(tmp) / "shards")]
                     if args.workers:
@@ -209,6 +210,7 @@ def main() -> None:
     ap.add_argument("--engines", default="local,ray")
     ap.add_argument("--backbone", default="mobilenetv2")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--size", type=int, default=None, help="model input side (default: the backbone's)")
     ap.add_argument("--workers", type=int, default=None, help="Ray model actors")
     ap.add_argument("--base", type=int, default=64, help="images of the baseline run (the model's footprint)")
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "backbone-lens-scale"))

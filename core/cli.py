@@ -93,7 +93,7 @@ def _extract_ray(args) -> int:
     cfg = RayExtractConfig(
         backbone=args.backbone, images=args.images, out=args.out, kinds=tuple(args.kinds.split(",")),
         layer=args.layer, size=args.size, batch_size=args.batch_size, address=args.ray_address,
-        workers=args.workers, gpus_per_worker=args.gpus_per_worker, half_tokens=args.tokens_float16)
+        workers=args.workers, gpus_per_worker=args.gpus_per_worker)
     res = extract_with_ray(cfg)
     for f in res.failures:
         print(f"skipped {f.name}: {f.reason}", file=sys.stderr)

@@ -51,7 +51,6 @@ class RayExtractConfig:
     address: str | None = None
     workers: int | None = None
     gpus_per_worker: float = 0.0
-    half_tokens: bool = False  # patch tokens are not written to shards; accepted for CLI symmetry
 
 
 @dataclass
