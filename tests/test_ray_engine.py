@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from core.io.images import load_folder
 from core.io.shards import SHARD_FIELDS, read_shards, shard_files
 from core.io.store import FeatureStore
 from core.models import ray_engine
@@ -20,15 +21,24 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
+    """A private local Ray whose workers SIGKILL themselves once (after their first batch), and a
+    feature cache of this module's own (the session's already holds the stamps' features)."""
     ray = pytest.importorskip("ray")
+    from core.io.paths import ENV_VAR
+
     marker = tmp_path_factory.mktemp("ray") / "killed"
+    saved = {k: os.environ.get(k) for k in (ENV_VAR, ray_engine._KILL_AFTER_ENV, ray_engine._KILL_MARKER_ENV)}
+    os.environ[ENV_VAR] = str(tmp_path_factory.mktemp("ray-cache"))
     os.environ[ray_engine._KILL_AFTER_ENV] = "1"
     os.environ[ray_engine._KILL_MARKER_ENV] = str(marker)
     assert ray_engine._init_ray(None)  # a private local Ray, stopped below
     yield marker
     ray.shutdown()
-    for k in (ray_engine._KILL_AFTER_ENV, ray_engine._KILL_MARKER_ENV):
-        os.environ.pop(k, None)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +80,10 @@ def test_rerun_skips_images_already_in_the_shards(local_ray, tmp_path_factory):
     assert res.n_skipped == 48 and res.n_written == 0 and shard_files(out) == before
 
 
-def test_images_in_the_feature_store_are_skipped(local_ray, get_backbone, stamps, tmp_path):
-    extract_features(get_backbone("mobilenetv2"), stamps.records[:10], store=FeatureStore())  # the default store
+def test_images_in_the_feature_store_are_skipped(local_ray, get_backbone, tmp_path):
+    # as the local path leaves it: the folder listed (file index) and 10 images' features in the store
+    records = load_folder(STAMPS).records[:10]
+    extract_features(get_backbone("mobilenetv2"), records, store=FeatureStore())
     res = extract_with_ray(_cfg(tmp_path / "shards"))
     assert res.n_skipped == 10 and res.n_written == 38
 
