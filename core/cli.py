@@ -85,7 +85,8 @@ def cmd_export(args) -> int:
 def cmd_compare(args) -> int:
     """Metrics table and CKA of several backbones on one labelled folder (core.compare.comparison)."""
     from core.models.registry import create_backbone
-    from core.compare.comparison import columns, compare_backbones
+    from core.compare.comparison import compare_backbones
+    from core.compare.metrics import columns
     from core.io.images import load_folder
     from core.io.store import FeatureStore
 
@@ -183,10 +184,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_layer_arg(p: argparse.ArgumentParser) -> None:
+    from core.models.layers import Layer
+
+    p.add_argument("--layer", type=lambda v: Layer(int(v)), default=Layer.DEFAULT,
+                   help="block index (negative from the end); default: the spec's embedding block for embeddings, "
+                        "the last block for patch tokens")
+
+
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True, help="registry name (see `backbone-lens backbones`)")
     p.add_argument("--images", required=True, help="folder: root/<class>/<image> or a flat folder")
-    p.add_argument("--layer", type=int, default=None, help="block index (negative from the end); default: the spec's")
+    _add_layer_arg(p)
     p.add_argument("--size", type=int, default=None, help="input side in pixels; default: the spec's")
     p.add_argument("--batch-size", type=int, default=16)
 
@@ -241,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=10, help="random draws with --shots (default 10)")
     p.add_argument("--test-size", type=float, default=0.3, help="held-out fraction per class without --test")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layer", type=int, default=None, help="block index (negative from the end); default: the spec's")
+    _add_layer_arg(p)
     p.add_argument("--size", type=int, default=None, help="input side in pixels; default: the spec's")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print one JSON object")
