@@ -16,20 +16,21 @@ from PIL import ImageDraw
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import render
-from core.compare.comparison import (LAYER_POOLS, Comparison, Speed, best_per_column, build_comparison, cka_between, columns,
-                          default_saliency, layer_cka_between, layer_features, measure_speed)
+from core.compare.comparison import Comparison, build_comparison, cka_between, default_saliency
+from core.compare.layers import LAYER_POOLS, layer_cka_between, layer_features
+from core.compare.metrics import best_per_column, columns
+from core.compare.speed import Speed, measure_speed
 from core.errors import BackboneLensError
 from core.io.images import thumbnail
-from core.geometry.neighbours import cosine_neighbours
-from core.projection.projectors import ProjectionParams, available_methods, project
+from core.geometry.neighbours import neighbours_of_row
+from core.projection.projectors import ProjectionParams, available_methods, method_label, project
 from core.segment.quality import otsu_threshold
 from core.render import ColorScale
 from core.explain.saliency import class_prototypes, image_tokens
 from core.segment.similarity import patch_similarity, pixel_to_patch, threshold_mask
 from pages.common import (CLASS_DEFAULT, PATCH_DEFAULT, features, get_backbone, load_backbone_or_stop,
                           offline_backbone_names, show_failures, sidebar)
-from pages.compare_views import (OTHER, SAME, NEUTRAL, captioned_thumb, cka_heatmap, class_colours,
-                                 embedding_scatter, thumb_grid)
+from pages.compare_views import OTHER, SAME, NEUTRAL, captioned_thumb, cka_heatmap, embedding_scatter, thumb_grid
 
 DEFAULT_SET = [CLASS_DEFAULT, PATCH_DEFAULT]
 MAX_BACKBONES = 4
@@ -38,7 +39,6 @@ PANEL = 260           # px, saliency and mask panels
 MAX_DISAGREEMENTS = 12
 BEST_STYLE = "background-color: #c8e6c9; font-weight: 600"
 POOL_NAMES = {"embedding": "CLS / pool", "mean": "mean of patches"}
-PROJ_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 
 
 # ---- cached work -------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ records = fsets[0].records
 labels = fsets[0].labels
 labelled = bool(labels) and all(labels) and len(set(labels)) >= 2
 classes = sorted(set(labels)) if labelled else []
-colours = class_colours(classes)
+colours = render.class_colours(classes)
 speeds = [_speed(n, fs) for n, fs in zip(names, fsets)]
 key_names = tuple(names)
 
@@ -285,7 +285,7 @@ with c_ctl:
     i = s1.selectbox("Image (or click a point in a map)", range(len(records)), format_func=lambda j: img_names[j],
                      key="cmp_image")
     method = s2.selectbox("Map", available_methods(), key="cmp_proj",
-                          format_func=lambda m: PROJ_NAMES.get(m, m),
+                          format_func=method_label,
                           help="Each backbone's embeddings, cosine geometry, seed 0; colours are the same classes "
                                "in every column.")
     k_nn = s3.slider("Neighbours", 1, 10, 5, key="cmp_k")
@@ -317,12 +317,11 @@ for col, name, b, fs in zip(cols_ui, names, backbones, fsets):
         st.subheader(name)
         st.caption(f"{spec.family.upper()} · D = {X.shape[1]} · {spec.input_size} px · {grid[0]}x{grid[1]} "
                    f"{'patches' if spec.family != 'cnn' else 'cells'}")
-        nb = cosine_neighbours(X[i:i + 1], X, k_nn + len(same_pic), exclude=[i])
-        keep = ~np.isin(nb.indices[0], same_pic)  # copies of the picture are not neighbours
-        nn_idx, nn_sim = nb.indices[0][keep][:k_nn], nb.similarities[0][keep][:k_nn]
+        nb = neighbours_of_row(X, i, k_nn, also_exclude=same_pic)  # copies of the picture are not neighbours
+        nn_idx, nn_sim = nb.indices[0], nb.similarities[0]
         coords = _project(name, sel.dataset_key, ProjectionParams(method), X)
         chart_key = f"cmp_scatter_{name}"
-        fig = embedding_scatter(coords, labels, img_names, colours, title=f"{name}: {PROJ_NAMES.get(method, method)}",
+        fig = embedding_scatter(coords, labels, img_names, colours, title=f"{name}: {method_label(method)}",
                                 method=method, chosen=i, neighbours=list(nn_idx))
         st.plotly_chart(fig, key=chart_key, on_select=lambda k=chart_key: _pick_from_chart(k), selection_mode="points")
         # saliency: the method this backbone supports

@@ -10,17 +10,11 @@ import plotly.graph_objects as go
 from PIL import Image, ImageOps
 
 from core import render
+from core.projection.projectors import axis_titles
 
 SAME = (34, 139, 34)       # green border: same class as the query
 OTHER = (200, 30, 30)      # red border: another class
 NEUTRAL = (150, 150, 150)  # unlabelled
-AXIS_NAMES = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
-
-
-def class_colours(classes: Sequence[str]) -> dict[str, str]:
-    """One hex colour per class, from :func:`core.render.palette` in the given (sorted) order, so
-    every figure of every backbone colours a class the same way."""
-    return {c: "#%02x%02x%02x" % tuple(int(v) for v in rgb) for c, rgb in zip(classes, render.palette(len(classes)))}
 
 
 def embedding_scatter(coords: np.ndarray, labels: Sequence[str], names: Sequence[str], colours: dict[str, str], *,
@@ -60,9 +54,9 @@ def embedding_scatter(coords: np.ndarray, labels: Sequence[str], names: Sequence
                                  marker=dict(size=18, symbol="star", color=colours.get(str(lab[chosen]), "#999999"),
                                              line=dict(width=2, color="black")),
                                  hovertemplate="%{text}<br>chosen image<extra></extra>"))
-    ax = AXIS_NAMES.get(method, method)
+    ax = axis_titles(method)
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=50, r=10, t=40, b=10),
-                      xaxis_title=f"{ax} 1", yaxis_title=f"{ax} 2", legend=dict(orientation="h", y=-0.18, x=0,
+                      xaxis_title=ax[0], yaxis_title=ax[1], legend=dict(orientation="h", y=-0.18, x=0,
                                                                                  font=dict(size=11)),
                       plot_bgcolor="white", clickmode="event+select")
     fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False, showticklabels=False)

@@ -90,7 +90,8 @@ def test_compare_page_without_labels(tmp_path):
 
 
 def test_figures_share_class_colours_and_label_their_axes():
-    from pages.compare_views import class_colours, cka_heatmap, embedding_scatter
+    from core.render import class_colours
+    from pages.compare_views import cka_heatmap, embedding_scatter
 
     colours = class_colours(["birds", "fish", "tools"])
     rng = np.random.default_rng(0)

@@ -36,6 +36,16 @@ class IncrementalResult:
     protocol: Protocol
 
 
+def class_order(classes: Sequence[Any], mode: str = "sorted", seed: int = 0) -> list[Any]:
+    """The arrival order of the classes: ``"sorted"`` (as given, e.g. sorted labels) or ``"shuffled"``
+    (a seeded permutation)."""
+    if mode == "sorted":
+        return list(classes)
+    if mode == "shuffled":
+        return list(np.random.default_rng(seed).permutation(np.asarray(classes)))
+    raise ValueError(f"unknown class order {mode!r}; choose 'sorted' or 'shuffled'")
+
+
 def class_incremental(
     X: ArrayLike,
     y: ArrayLike,
