@@ -189,6 +189,26 @@ def test_json_is_a_list_with_cka_rows_in_backbone_order():
             assert o["cka"][j] == pytest.approx(p["cka"][i])  # symmetric
     assert out[0]["cka"][1] == pytest.approx(linear_cka(fsets[0]["embedding"], fsets[1]["embedding"]))
     assert out[0]["params"] == 16 * 2 + 2 and out[1]["images_per_s"] == 11.0
+    assert "cka_unbiased" not in out[0]  # the indices are only added on request
+
+
+def test_json_adds_similarity_index_rows_beside_cka():
+    from core.compare import indices as I
+
+    X, y = _clusters()
+    rng = np.random.default_rng(1)
+    fsets = [_fs(f"b{i}", Xi.astype(np.float32), y) for i, Xi in enumerate([X, X @ rng.normal(size=(16, 16))])]
+    cmp = C.build_comparison([_Fake("b0", 16), _Fake("b1", 16)], fsets, [CS.Speed(1.0, "extraction", 48, 1.0)] * 2,
+                             indices=tuple(I.INDICES), index_kw=dict(k=5, n_boot=20, n_perm=20))
+    out = json.loads(json.dumps(cmp.to_json(), allow_nan=False))
+    A, B = fsets[0]["embedding"], fsets[1]["embedding"]
+    assert out[0]["cka_unbiased"][1] == pytest.approx(I.cka_unbiased(A, B)) == out[1]["cka_unbiased"][0]
+    assert out[0]["mutual_knn"][1] == pytest.approx(I.mutual_knn(A, B, 5)) and out[0]["mutual_knn"][0] == 1.0
+    assert out[1]["procrustes"][0] == pytest.approx(I.procrustes_distance(A, B)) and out[1]["procrustes"][1] == 0.0
+    assert out[0]["cknna"][1] == pytest.approx(I.cknna(A, B, 5))
+    det = out[0]["index_details"]["mutual_knn"]
+    assert det["k"] == 5 and det["n_boot"] == 20 and det["ci_low"][0] is None  # a backbone with itself: no interval
+    assert det["ci_low"][1] <= out[0]["mutual_knn"][1] <= det["ci_high"][1]
 
 
 def test_agreement_counts_and_disagreements():
@@ -337,10 +357,16 @@ def test_cli_compare_json_and_table(tmp_path):
             assert d["cka_order"] == [TINY_VIT, TINY_CNN] and d["cka_kind"] == "linear" and len(d["cka"]) == 2
             assert {"dim", "nmc_accuracy", "knn_accuracy", "linear_accuracy", "nmc_1shot_mean", "silhouette"} <= set(d)
         assert data[0]["cka"][1] == pytest.approx(data[1]["cka"][0])
+        for name in ("cka_unbiased", "mutual_knn", "cknna", "procrustes"):  # rows beside cka, same order
+            assert len(data[0][name]) == 2 and data[0][name][1] == pytest.approx(data[1][name][0])
+            assert data[0]["index_details"][name]["n_boot"] == 200
         rc, out, err = _cli("--cache", str(tmp_path), "compare", "--backbones", f"{TINY_VIT},{TINY_CNN}",
-                            "--images", str(STAMPS), "--cka", "rbf")
+                            "--images", str(STAMPS), "--cka", "rbf", "--k", "5", "--bootstrap", "10",
+                            "--permutations", "10")
         assert rc == 0, err
         assert "NMC acc." in out and TINY_VIT in out and "rbf CKA of the global embeddings" in out
+        assert "mutual k-NN (higher = more similar, k = 5; 95% bootstrap interval over 10 draws" in out
+        assert f"{TINY_VIT} vs {TINY_CNN}:" in out and "Procrustes distance (lower = more similar" in out
         rc, _, err = _cli("--cache", str(tmp_path), "compare", "--backbones", TINY_VIT, "--images", str(STAMPS))
         assert rc == 2 and "at least two different names" in err
 

@@ -9,7 +9,7 @@ Nothing here imports Streamlit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from core.compare.agreement import PairAgreement, agreement
 from core.compare.cka import Kind as CkaKind
 from core.compare.cka import cka_matrix
+from core.compare.indices import INDICES, IndexMatrix, index_matrix
 from core.compare.metrics import DEFAULT_SHOTS, FeatureMetrics, MetricsRow, feature_metrics, metrics_row
 from core.compare.speed import Speed, measure_speed
 from core.io.images import ImageRecord
@@ -65,15 +66,30 @@ class Comparison:
     cka_kind: str
     agreement: list[PairAgreement]
     shots: tuple[int, ...] = DEFAULT_SHOTS
+    indices: dict[str, IndexMatrix] = field(default_factory=dict)
 
     def to_json(self) -> list[dict[str, Any]]:
         """A list with one object per backbone: the row's fields (:meth:`MetricsRow.as_dict`), plus
         ``cka`` = this backbone's row of the CKA matrix, ``cka_order`` = the backbone each entry of
-        ``cka`` refers to (the same list in every object) and ``cka_kind``. NaN becomes None."""
+        ``cka`` refers to (the same list in every object) and ``cka_kind``; then, for every similarity
+        index computed (:mod:`core.compare.indices`: ``cka_unbiased``, ``mutual_knn``, ``cknna``,
+        ``procrustes``), this backbone's row of its matrix under the index's name (same order as
+        ``cka``), and ``index_details[name]`` with the rows of ``ci_low``, ``ci_high``, ``baseline``,
+        ``baseline_high``, ``p_value`` and the settings (``k``, ``n_boot``, ``n_perm``, ``level``,
+        ``n_images``). NaN becomes None."""
         out = []
         for i, r in enumerate(self.rows):
             d = {k: _json_value(v) for k, v in r.as_dict().items()}
             d.update(cka=[float(v) for v in self.cka[i]], cka_order=list(self.backbones), cka_kind=self.cka_kind)
+            details = {}
+            for name, m in self.indices.items():
+                d[name] = [_json_value(v) for v in m.value[i]]
+                e = next(iter(m.estimates.values()))
+                details[name] = {f: [_json_value(v) for v in getattr(m, f)[i]]
+                                 for f in ("ci_low", "ci_high", "baseline", "baseline_high", "p_value")}
+                details[name].update(k=e.k, n_boot=e.n_boot, n_perm=e.n_perm, level=e.level, n_images=e.n_images)
+            if details:
+                d["index_details"] = details
             out.append(d)
         return out
 
@@ -86,8 +102,18 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+def similarity_indices(fsets: Sequence[FeatureSet], names: Sequence[str] = tuple(INDICES),
+                       **index_kw: Any) -> dict[str, IndexMatrix]:
+    """:func:`core.compare.indices.index_matrix` of every index in ``names`` between the global
+    embeddings of aligned feature sets (``index_kw``: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed``)."""
+    check_aligned(fsets)
+    feats, backbones = [fs["embedding"] for fs in fsets], [fs.backbone for fs in fsets]
+    return {n: index_matrix(n, feats, backbones, **index_kw) for n in names}
+
+
 def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet], speeds: Sequence[Speed], *,
                      cka_kind: CkaKind = "linear", sigma_frac: float = 0.5, shots: Sequence[int] = DEFAULT_SHOTS,
+                     indices: Sequence[str] = (), index_kw: dict[str, Any] | None = None,
                      **metric_kw: Any) -> Comparison:
     """Metrics rows, CKA and agreement from already extracted features.
 
@@ -96,6 +122,8 @@ def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet],
             same labelled images (``"embedding"``).
         cka_kind / sigma_frac: see :func:`core.compare.cka.cka_matrix`.
         shots: few-shot columns.
+        indices: similarity indices to add (:data:`core.compare.indices.INDICES` names; none by default).
+        index_kw: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed`` for the indices.
         **metric_kw: ``test_size``, ``seed``, ``draws`` for :func:`feature_metrics`.
 
     Raises:
@@ -116,12 +144,14 @@ def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet],
     rows = [metrics_row(b, fs, s, metrics[n]) for n, b, fs, s in zip(names, backbones, fsets, speeds)]
     cka = cka_between(fsets, cka_kind, sigma_frac)
     agree = agreement({n: metrics[n].evals["nmc"] for n in names}, fsets[0].names)
-    return Comparison(names, rows, metrics, cka, cka_kind, agree, tuple(int(k) for k in shots))
+    sims = similarity_indices(fsets, indices, **(index_kw or {})) if indices else {}
+    return Comparison(names, rows, metrics, cka, cka_kind, agree, tuple(int(k) for k in shots), sims)
 
 
 def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageRecord], *,
                       store: FeatureStore | None = None, batch_size: int = 16, cka_kind: CkaKind = "linear",
                       sigma_frac: float = 0.5, progress: Callable[[str, int, int], None] | None = None,
+                      indices: Sequence[str] = tuple(INDICES), index_kw: dict[str, Any] | None = None,
                       **metric_kw: Any) -> tuple[Comparison, list[FeatureSet]]:
     """Extract (or reload) every backbone's embeddings of ``records`` and compare them.
 
@@ -129,6 +159,8 @@ def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageReco
 
     Args:
         progress: called as ``progress(backbone name, done, total)`` during each extraction.
+        indices / index_kw: similarity indices (default: all of :data:`core.compare.indices.INDICES`)
+            and their settings, see :func:`build_comparison`.
 
     Returns:
         the :class:`Comparison` and the feature sets (their ``failures`` list skipped files).
@@ -139,7 +171,8 @@ def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageReco
         fs = extract_features(b, records, kinds=("embedding",), batch_size=batch_size, store=store, progress=cb)
         fsets.append(fs)
         speeds.append(measure_speed(b, fs))
-    return build_comparison(backbones, fsets, speeds, cka_kind=cka_kind, sigma_frac=sigma_frac, **metric_kw), fsets
+    return build_comparison(backbones, fsets, speeds, cka_kind=cka_kind, sigma_frac=sigma_frac, indices=indices,
+                            index_kw=index_kw, **metric_kw), fsets
 
 
 # ---- saliency: the method each backbone supports ----------------------------------------------------
