@@ -171,3 +171,14 @@ def test_index_matrix_and_errors(pair):
         I.cka_unbiased(X, Y[:-1])
     with pytest.raises(ValueError, match="k >= 2"):
         I.cknna(X, Y, 1)
+
+
+def test_shared_neighbours_of_one_image_give_its_overlap(pair):
+    from core.compare.agreement import shared_neighbours
+
+    X, Y = pair
+    o = I.mutual_knn_overlap(X, Y, 7)
+    for i in (0, 13, 59):
+        sh = shared_neighbours(X, Y, i, 7)
+        assert sh.overlap == pytest.approx(o[i]) and i not in sh.a and i not in sh.b
+        assert sh.shared == frozenset(set(sh.a.tolist()) & set(sh.b.tolist()))

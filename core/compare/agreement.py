@@ -1,4 +1,5 @@
-"""Agreement of two backbones' NMC predictions on the same test images, and the images where they differ."""
+"""Agreement of two backbones on the same images: their NMC predictions on the same test images (and
+the images where they differ), and one image's nearest neighbours in both feature spaces."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +7,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from numpy.typing import ArrayLike
+
 from core.classify.evaluation import EvalResult
+from core.geometry.neighbours import neighbours_of_row
 
 
 @dataclass(frozen=True)
@@ -80,3 +84,35 @@ def agreement(results: Mapping[str, EvalResult], names: Sequence[str]) -> list[P
             out.append(PairAgreement(a, b, int(len(same)), float(same.mean()), int((ca & cb).sum()),
                                      int((ca & ~cb).sum()), int((~ca & cb).sum()), int((~ca & ~cb).sum()), dis))
     return out
+
+
+@dataclass(frozen=True)
+class SharedNeighbours:
+    """One image's k nearest neighbours (cosine, itself excluded) in two backbones' feature spaces.
+
+    Attributes:
+        index: the image's row.
+        a / b: ``[k]`` neighbour rows in A and in B, nearest first.
+        sim_a / sim_b: ``[k]`` their cosine similarities.
+        shared: rows in both lists (their share is the image's mutual k-NN overlap).
+    """
+
+    index: int
+    a: np.ndarray
+    b: np.ndarray
+    sim_a: np.ndarray
+    sim_b: np.ndarray
+    shared: frozenset[int]
+
+    @property
+    def overlap(self) -> float:
+        return len(self.shared) / len(self.a)
+
+
+def shared_neighbours(XA: ArrayLike, XB: ArrayLike, i: int, k: int = 10) -> SharedNeighbours:
+    """Image ``i``'s neighbours in ``XA [N, DA]`` and ``XB [N, DB]`` (same images) and those in common.
+    Its overlap equals :func:`core.compare.indices.mutual_knn_overlap` at row ``i``."""
+    na, nb = neighbours_of_row(XA, i, k), neighbours_of_row(XB, i, k)
+    a, b = na.indices[0], nb.indices[0]
+    return SharedNeighbours(i, a, b, na.similarities[0], nb.similarities[0],
+                            frozenset(int(j) for j in np.intersect1d(a, b)))
