@@ -28,11 +28,13 @@ O(N^2 D). The neighbour indices run on a seeded subsample of at most :data:`MAX_
 bootstrap and permutations run on a seeded subsample of at most :data:`MAX_RESAMPLE_IMAGES` images,
 which can only widen the interval.
 
-Confidence interval: images are resampled with replacement (``n_boot`` draws, percentile interval).
-The Procrustes distance depends on how many distinct images there are relative to the dimension (with
-N <= D any two sets of points can be rotated onto each other almost exactly); a draw holds about
-0.63 N distinct images, so below N ~ 2 D its interval sits below the value and the index itself
-means little: trust it only when N is well above the smaller D.
+Confidence interval: images are resampled with replacement (``n_boot`` draws); the percentile interval
+of the draws is shifted by the bootstrap estimate of bias (mean of the draws minus the value; Efron &
+Tibshirani 1993, ch. 10) and clipped to the index's range. The shift is about zero for the unbiased CKA,
+mutual k-NN and CKNNA; it matters for the Procrustes distance, which depends on how many distinct
+images there are relative to the dimension (with N <= D any two sets of points can be rotated onto
+each other almost exactly, and a draw holds only about 0.63 N distinct images). Below N ~ 2 D
+(the smaller D of the pair) that distance means little whatever its interval.
 Copies of one image in a resample are never paired with each other (their pair counts zero, as the
 zeroed kernel diagonal does), and the neighbour graph of the kNN indices stays the one of the full
 set (a resample reweights images, it does not change who is whose neighbour).
@@ -268,7 +270,7 @@ class IndexEstimate:
     Attributes:
         index: the :data:`INDICES` name.
         value: on all images (the kNN indices: on at most :data:`MAX_KNN_IMAGES`).
-        ci_low / ci_high: percentile bootstrap interval at ``level`` (see the module docstring).
+        ci_low / ci_high: bias-shifted percentile bootstrap interval at ``level`` (see the module docstring).
         baseline: mean over the permutations (rows of Y shuffled against X).
         baseline_high: the permutations' 95th percentile (5th for a distance): the value two unrelated
             representations rarely pass.
@@ -353,7 +355,10 @@ def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boo
                       for _ in range(n_boot)])
     perms = np.array([perm_fn(rng.permutation(boot_n)) for _ in range(n_perm)])
     alpha = (1 - level) / 2
-    lo, hi = np.nanquantile(boots, [alpha, 1 - alpha]) if n_boot else (np.nan, np.nan)  # percentile interval
+    lo, hi = np.nan, np.nan
+    if n_boot:  # percentile interval, shifted by the bootstrap estimate of bias (mean of the draws - value)
+        bias = float(np.nanmean(boots)) - value
+        lo, hi = (float(np.clip(q - bias, *info.bounds)) for q in np.nanquantile(boots, [alpha, 1 - alpha]))
     if n_perm:
         as_good = perms >= value if info.higher_is_similar else perms <= value
         p = float((1 + np.sum(as_good)) / (1 + n_perm))
