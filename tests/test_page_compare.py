@@ -137,6 +137,9 @@ def test_compare_in_browser(page, app_url):
     wait_idle(page, 240_000)
 
     assert page.get_by_test_id("stDataFrame").first.is_visible()  # the metrics table
+    assert page.get_by_role("heading", name="Similarity indices").is_visible()
+    assert page.get_by_role("heading", name="Agreement map").is_visible()
+    assert page.get_by_text(re.compile(r"^Mean overlap \d+% \(the mutual k-NN index\)")).is_visible()
     for name in ("mobilenetv2", "vits14_saliency"):  # one column per backbone
         assert page.get_by_role("heading", name=name, exact=True).is_visible()
 

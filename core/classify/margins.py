@@ -52,7 +52,7 @@ def prototype_distances(X: ArrayLike, y: ArrayLike, metric: Metric = "cosine") -
     to every image, and every image's margin, with rows grouped by class."""
     y = np.asarray(y)
     classes, P = class_prototypes(X, y)  # [K], [K, D]
-    order = class_sorted_order(y)  # [N]
+    order = class_sorted_order(y.tolist())  # [N]
     Xa = as_features(X)
     D_pp = distances(P, P, metric)  # [K, K]
     D_ip = distances(Xa[order], P, metric)  # [N, K]

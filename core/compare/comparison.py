@@ -81,7 +81,7 @@ class Comparison:
         for i, r in enumerate(self.rows):
             d = {k: _json_value(v) for k, v in r.as_dict().items()}
             d.update(cka=[float(v) for v in self.cka[i]], cka_order=list(self.backbones), cka_kind=self.cka_kind)
-            details = {}
+            details: dict[str, dict[str, Any]] = {}
             for name, m in self.indices.items():
                 d[name] = [_json_value(v) for v in m.value[i]]
                 e = next(iter(m.estimates.values()))
