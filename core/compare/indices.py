@@ -61,6 +61,7 @@ DEFAULT_LEVEL = 0.95
 MAX_KNN_IMAGES = 10_000       # mutual-kNN / CKNNA subsample above this many images
 MAX_RESAMPLE_IMAGES = 5_000   # CKA / Procrustes: images in each bootstrap or permutation draw
 _ROW_CHUNK = 8_192            # rows per float64 block in feature-space sums
+_PAIR_CHUNK = 16_384          # neighbour pairs per gathered block in the CKNNA kernels
 _DENSE_MASK_MAX = 2_000       # up to this many images a dense [N, N] bool marks neighbour pairs (4 MB)
 
 
@@ -176,7 +177,10 @@ def mutual_knn(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> float:
 
 def _masked_kernel(U: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix:
     """Sparse ``[n, n]`` with the cosine kernel ``U_i . U_j`` at the given (row, col) pairs."""
-    vals = np.einsum("ij,ij->i", U[rows], U[cols])
+    vals = np.empty(len(rows))
+    for s in range(0, len(rows), _PAIR_CHUNK):  # gathered rows [chunk, D], never [N k, D]
+        r, c = rows[s:s + _PAIR_CHUNK], cols[s:s + _PAIR_CHUNK]
+        vals[s:s + _PAIR_CHUNK] = np.einsum("ij,ij->i", U[r], U[c])
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
