@@ -308,11 +308,11 @@ else:
                f"interval over images ({e0.n_boot} draws). The table adds the permutation baseline (the index after "
                f"shuffling one backbone's images against the other's, {e0.n_perm} shuffles) and its p-value. "
                "Diagonal: a backbone with itself.")
-    cols_idx = st.columns(len(sims), gap="small")
+    cols_idx = [c for _ in range(0, len(sims), 2) for c in st.columns(2, gap="large")]  # two matrices a row
     for col, (iname, m) in zip(cols_idx, sims.items()):
         info = INDICES[iname]
         text = np.array([[f"{m.value[a, b]:.2f}" if a == b else
-                          f"{m.value[a, b]:.2f}<br>[{m.ci_low[a, b]:.2f}, {m.ci_high[a, b]:.2f}]"
+                          f"{m.value[a, b]:.2f}<br>{m.ci_low[a, b]:.2f}–{m.ci_high[a, b]:.2f}"
                           for b in range(len(names))] for a in range(len(names))])
         zr = (0.0, 1.0) if info.higher_is_similar else (0.0, max(1.0, float(np.nanmax(m.value))))
         col.plotly_chart(cka_heatmap(m.value, names, names, title=info.label, colorbar=info.label.split(" ")[-1],
@@ -352,8 +352,8 @@ else:
         with c_map:
             fig = agreement_scatter(coords_a, overlap, labels, img_names, k=k_idx, other=ag_b, method=ag_method,
                                     chosen=ss["cmp_image"],
-                                    title=f"{method_label(ag_method)} of {ag_a}: each image coloured by the share of "
-                                          f"its {k_idx} nearest neighbours that {ag_b} also has")
+                                    title=f"{method_label(ag_method)} of {ag_a}, coloured by neighbours shared with "
+                                          f"{ag_b} (k = {k_idx})")
             st.plotly_chart(fig, key="cmp_ag_map", on_select=lambda: _pick_from_chart("cmp_ag_map"),
                             selection_mode="points")
             st.caption(f"Mean overlap {overlap.mean():.0%} (the mutual k-NN index); red images sit among different "

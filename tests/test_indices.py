@@ -94,11 +94,12 @@ def test_invariances_and_extremes(pair):
     assert 0.0 <= I.procrustes_distance(X, Y) <= 2.0
 
 
-def test_sparse_pair_marking_equals_the_dense_one(pair, monkeypatch):
+def test_a_shuffle_permutes_the_sparse_kernel_as_recomputing_would(pair):
     X, Y = pair
-    dense = I.cknna(X, Y, 6)
-    monkeypatch.setattr(I, "_DENSE_MASK_MAX", 0)  # as if N were above the dense limit
-    assert I.cknna(X, Y, 6) == pytest.approx(dense, abs=1e-12)
+    p = np.random.default_rng(7).permutation(len(X))
+    c = I._Cknna(unit(X), unit(Y), I.knn_graph(X, 6), I.knn_graph(Y, 6))
+    assert c.shuffled(p) == pytest.approx(ref_cknna(X, Y[p], 6), abs=1e-10)
+    assert c.value(np.ones(len(X))) == pytest.approx(ref_cknna(X, Y, 6), abs=1e-10)
 
 
 def test_a_bootstrap_draw_never_pairs_copies_of_an_image(pair):

@@ -62,7 +62,6 @@ MAX_KNN_IMAGES = 10_000       # mutual-kNN / CKNNA subsample above this many ima
 MAX_RESAMPLE_IMAGES = 5_000   # CKA / Procrustes: images in each bootstrap or permutation draw
 _ROW_CHUNK = 8_192            # rows per float64 block in feature-space sums
 _PAIR_CHUNK = 16_384          # neighbour pairs per gathered block in the CKNNA kernels
-_DENSE_MASK_MAX = 2_000       # up to this many images a dense [N, N] bool marks neighbour pairs (4 MB)
 
 
 # ---- point estimates ------------------------------------------------------------------------------------
@@ -184,46 +183,52 @@ def _masked_kernel(U: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) ->
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
-def _sparse_hsic(Ka: sp.csr_matrix, Kb: sp.csr_matrix, w: np.ndarray) -> float:
-    """Unbiased HSIC of two sparse kernels with zero diagonals, images counted ``w`` times."""
+def _sparse_hsic(Ka: sp.csr_matrix, Kb: sp.csr_matrix, prod: sp.csr_matrix, w: np.ndarray) -> float:
+    """Unbiased HSIC of two sparse kernels with zero diagonals, images counted ``w`` times;
+    ``prod`` = ``Ka * Kb^T`` elementwise (precomputed: it does not depend on ``w``)."""
     m = float(w.sum())
-    t1 = float(w @ (Ka.multiply(Kb.T)) @ w)  # sum_ij w_i w_j K_ij L_ji
+    t1 = float(w @ (prod @ w))  # sum_ij w_i w_j K_ij L_ji
     s_k, s_l = float(w @ Ka @ w), float(w @ Kb @ w)
     t3 = float(np.sum(w * (Ka.T @ w) * (Kb @ w)))  # 1'K~L~1: column sums of K~ times row sums of L~
     return _hsic_terms(m, t1, s_k, s_l, t3)
 
 
-@dataclass(frozen=True)
 class _Cknna:
-    """What CKNNA needs, computed once per (sub)set: unit rows and neighbour lists."""
+    """CKNNA on one (sub)set, built once: the cosine kernels at each representation's own neighbour
+    pairs (sparse, N k entries each). A bootstrap draw only reweights images; a shuffle of Y's rows
+    permutes Y's sparse kernel (its neighbour pairs and values move with the rows), so neither
+    recomputes a neighbour or a dot product."""
 
-    Un: np.ndarray
-    Vn: np.ndarray
-    na: np.ndarray
-    nb: np.ndarray
-
-    def value(self, w: np.ndarray, nb: np.ndarray | None = None, perm: np.ndarray | None = None) -> float:
-        n, k = self.na.shape
-        nb = self.nb if nb is None else nb
-        Vn = self.Vn if perm is None else self.Vn[perm]
+    def __init__(self, Un: np.ndarray, Vn: np.ndarray, na: np.ndarray, nb: np.ndarray):
+        n, k = na.shape
         rows = np.repeat(np.arange(n), k)
-        a_rows, a_cols = rows, self.na.ravel()
-        b_rows, b_cols = rows, nb.ravel()
-        both = np.zeros((n, n), dtype=bool) if n <= _DENSE_MASK_MAX else None
-        if both is not None:
-            both[a_rows, a_cols] = True
-            mutual = both[b_rows, b_cols]
-        else:
-            a_keys = np.sort(a_rows.astype(np.int64) * n + a_cols)
-            b_keys = b_rows.astype(np.int64) * n + b_cols
-            pos = np.clip(np.searchsorted(a_keys, b_keys), 0, len(a_keys) - 1)
-            mutual = a_keys[pos] == b_keys
-        m_rows, m_cols = b_rows[mutual], b_cols[mutual]  # pairs in both neighbour lists
-        kl = _sparse_hsic(_masked_kernel(self.Un, m_rows, m_cols, n), _masked_kernel(Vn, m_rows, m_cols, n), w)
-        Ka = _masked_kernel(self.Un, a_rows, a_cols, n)
-        Kb = _masked_kernel(Vn, b_rows, b_cols, n)
-        kk, ll = _sparse_hsic(Ka, Ka, w), _sparse_hsic(Kb, Kb, w)
-        return kl / np.sqrt(kk * ll) if kk > 0 and ll > 0 else float("nan")
+        self.Ka = _masked_kernel(Un, rows, na.ravel(), n)  # [n, n], K at X's neighbour pairs
+        self.Kb = _masked_kernel(Vn, rows, nb.ravel(), n)  # [n, n], L at Y's neighbour pairs
+        ones = np.ones(n * k)
+        self.A = sp.csr_matrix((ones, (rows, na.ravel())), shape=(n, n))  # X's neighbour pairs
+        self.B = sp.csr_matrix((ones, (rows, nb.ravel())), shape=(n, n))
+        self._parts = self._prepare(self.Kb, self.B)
+        self._kk = (self.Ka, self.Ka, self.Ka.multiply(self.Ka.T).tocsr())
+
+    def _prepare(self, Kb: sp.csr_matrix, B: sp.csr_matrix) -> tuple:
+        both = self.A.multiply(B)  # mutual-neighbour pairs
+        Kkl, Lkl = self.Ka.multiply(both).tocsr(), Kb.multiply(both).tocsr()
+        return (Kkl, Lkl, Kkl.multiply(Lkl.T).tocsr()), (Kb, Kb, Kb.multiply(Kb.T).tocsr())
+
+    @staticmethod
+    def _ratio(kl: tuple, kk: tuple, ll: tuple, w: np.ndarray) -> float:
+        a, b, c = _sparse_hsic(*kl, w), _sparse_hsic(*kk, w), _sparse_hsic(*ll, w)
+        return a / np.sqrt(b * c) if b > 0 and c > 0 else float("nan")
+
+    def value(self, w: np.ndarray) -> float:
+        """CKNNA with image counts ``w [n]`` (ones: the set itself)."""
+        kl, ll = self._parts
+        return self._ratio(kl, self._kk, ll, w)
+
+    def shuffled(self, p: np.ndarray) -> float:
+        """CKNNA of X against Y's rows in the order ``p`` (``Y[p]``)."""
+        kl, ll = self._prepare(self.Kb[p][:, p].tocsr(), self.B[p][:, p].tocsr())
+        return self._ratio(kl, self._kk, ll, np.ones(len(p)))
 
 
 def cknna(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> float:
@@ -342,9 +347,7 @@ def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boo
             value = c.value(np.ones(n))
             boot_fn = c.value
 
-            def perm_fn(p: np.ndarray) -> float:
-                inv = np.argsort(p)
-                return c.value(np.ones(n), nb=inv[nb[p]], perm=p)
+            perm_fn = c.shuffled
         boot_n = n
     else:
         fn = _cka_unbiased if name == "cka_unbiased" else _procrustes
