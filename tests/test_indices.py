@@ -183,3 +183,13 @@ def test_shared_neighbours_of_one_image_give_its_overlap(pair):
         sh = shared_neighbours(X, Y, i, 7)
         assert sh.overlap == pytest.approx(o[i]) and i not in sh.a and i not in sh.b
         assert sh.shared == frozenset(set(sh.a.tolist()) & set(sh.b.tolist()))
+
+
+def test_gram_draws_equal_the_feature_space_formula(pair):
+    X, Y = pair
+    A, B = X - X.mean(0), Y - Y.mean(0)
+    g = I._GramCka(A, B)
+    w = np.bincount(np.random.default_rng(8).integers(0, len(X), len(X)), minlength=len(X)).astype(float)
+    assert g.value(w) == pytest.approx(I._cka_unbiased(A, B, w), abs=1e-10)
+    p = np.random.default_rng(9).permutation(len(X))
+    assert g.shuffled(p) == pytest.approx(I.cka_unbiased(X, Y[p]), abs=1e-10)
