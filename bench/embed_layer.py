@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.geometry.vectors import l2_normalize
 from core.io.images import load_folder
 from core.models.registry import create_backbone
 
@@ -15,13 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def loo_nmc(X: np.ndarray, y: np.ndarray) -> float:
-    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    X = l2_normalize(X)
     classes = np.unique(y)
     correct = 0
     for i in range(len(X)):
         m = np.arange(len(X)) != i
         P = np.stack([X[m & (y == c)].mean(0) for c in classes])
-        P /= np.linalg.norm(P, axis=1, keepdims=True)
+        P = l2_normalize(P)
         correct += classes[np.argmax(P @ X[i])] == y[i]
     return correct / len(X)
 

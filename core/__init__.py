@@ -5,10 +5,10 @@ Nothing in this package imports Streamlit; everything is usable from a notebook 
 """
 from core.errors import (
     BackboneLensError,
-    UnknownBackboneError,
-    WeightsUnavailableError,
-    UnsupportedOperationError,
     ImageDecodeError,
+    UnknownBackboneError,
+    UnsupportedOperationError,
+    WeightsUnavailableError,
 )
 
 __all__ = [

@@ -116,7 +116,8 @@ def cmd_export(args) -> int:
 
 def cmd_compare(args) -> int:
     """Metrics table and CKA of several backbones on one labelled folder (core.compare.comparison)."""
-    from core.compare.comparison import columns, compare_backbones
+    from core.compare.comparison import compare_backbones
+    from core.compare.metrics import columns
     from core.io.images import load_folder
     from core.io.store import FeatureStore
     from core.models.registry import create_backbone
@@ -137,7 +138,8 @@ def cmd_compare(args) -> int:
 
     try:
         cmp, fsets = compare_backbones(backbones, ds.records, store=FeatureStore(), batch_size=args.batch_size,
-                                       cka_kind=args.cka, progress=progress)
+                                       cka_kind=args.cka, progress=progress,
+                                       index_kw=dict(k=args.k, n_boot=args.bootstrap, n_perm=args.permutations))
     finally:
         for bar, _ in bars.values():
             bar.close()
@@ -164,7 +166,24 @@ def cmd_compare(args) -> int:
     print(" " * w + "  " + "  ".join(f"{n:>{max(6, len(n))}}" for n in cmp.backbones))
     for n, row in zip(cmp.backbones, cmp.cka):
         print(f"{n:<{w}}  " + "  ".join(f"{v:>{max(6, len(m))}.3f}" for v, m in zip(row, cmp.backbones)))
+    _print_indices(cmp)
     return 0
+
+
+def _print_indices(cmp) -> None:
+    """Every pair's similarity indices with their interval and permutation baseline."""
+    from core.compare.indices import INDICES
+
+    for name, m in cmp.indices.items():
+        info = INDICES[name]
+        e0 = next(iter(m.estimates.values()))
+        extra = f", k = {e0.k}" if e0.k is not None else ""
+        print(f"\n{info.label} ({'higher' if info.higher_is_similar else 'lower'} = more similar{extra}; "
+              f"{e0.level:.0%} bootstrap interval over {e0.n_boot} draws; baseline = mean of {e0.n_perm} "
+              f"shuffles):")
+        for (i, j), e in m.estimates.items():
+            print(f"  {cmp.backbones[i]} vs {cmp.backbones[j]}: {e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]  "
+                  f"baseline {e.baseline:.3f}, p = {e.p_value:.3f}")
 
 
 def cmd_evaluate(args) -> int:
@@ -217,10 +236,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_layer_arg(p: argparse.ArgumentParser) -> None:
+    from core.models.layers import Layer
+
+    p.add_argument("--layer", type=lambda v: Layer(int(v)), default=Layer.DEFAULT,
+                   help="block index (negative from the end); default: the spec's embedding block for embeddings, "
+                        "the last block for patch tokens")
+
+
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True, help="registry name (see `backbone-lens backbones`)")
     p.add_argument("--images", required=True, help="folder: root/<class>/<image> or a flat folder")
-    p.add_argument("--layer", type=int, default=None, help="block index (negative from the end); default: the spec's")
+    _add_layer_arg(p)
     p.add_argument("--size", type=int, default=None, help="input side in pixels; default: the spec's")
     p.add_argument("--batch-size", type=int, default=16)
 
@@ -259,10 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "one object per backbone: the table's fields (backbone, dim, params, images_per_s, nmc_accuracy, "
                     "knn_accuracy, linear_accuracy, nmc_<k>shot_mean/_std, silhouette, ...) plus 'cka' = that "
                     "backbone's row of the CKA matrix, whose entries follow 'cka_order' (the backbone order, the "
-                    "same in every object), and 'cka_kind'. Missing values are null.")
+                    "same in every object), and 'cka_kind'; then the similarity indices 'cka_unbiased', "
+                    "'mutual_knn', 'cknna' and 'procrustes' as rows in the same order, with intervals, "
+                    "permutation baselines and p-values under 'index_details'. Missing values are null.")
     p.add_argument("--backbones", required=True, help="two or more registry names separated by commas, e.g. A,B[,C]")
     p.add_argument("--images", required=True, help="labelled folder: root/<class>/<image>")
     p.add_argument("--cka", choices=("linear", "rbf"), default="linear", help="CKA kernel (default linear)")
+    p.add_argument("--k", type=int, default=10, help="neighbours for mutual k-NN and CKNNA (default 10)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws per index and pair (default 200)")
+    p.add_argument("--permutations", type=int, default=100, help="shuffles for the baseline (default 100)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_compare)
@@ -285,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=10, help="random draws with --shots (default 10)")
     p.add_argument("--test-size", type=float, default=0.3, help="held-out fraction per class without --test")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layer", type=int, default=None, help="block index (negative from the end); default: the spec's")
+    _add_layer_arg(p)
     p.add_argument("--size", type=int, default=None, help="input side in pixels; default: the spec's")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -300,6 +300,17 @@ def palette(k: int) -> np.ndarray:
     return (np.asarray(cols) * 255).round().astype(np.uint8)
 
 
+def hex_colours(k: int) -> list[str]:
+    """:func:`palette` as ``"#rrggbb"`` strings (for plotly figures)."""
+    return ["#%02x%02x%02x" % tuple(int(v) for v in rgb) for rgb in palette(k)]
+
+
+def class_colours(classes: Sequence[str]) -> dict[str, str]:
+    """One ``"#rrggbb"`` colour per class, from :func:`palette` in the given (sorted) order, so every
+    figure of every page and backbone colours a class the same way."""
+    return dict(zip(classes, hex_colours(len(classes))))
+
+
 def labels_panel(image: Image.Image, labels: np.ndarray, k: int, *, alpha: float = 0.55, title: str = "",
                  max_side: int = 320, highlight: set[int] | None = None) -> Image.Image:
     """A label map ``[h, w]`` (values in ``[0, k)``) coloured over the picture.

@@ -16,6 +16,7 @@ from core.models.base import Backbone
 from core.models.registry import create_backbone, list_backbones
 from core.errors import BackboneLensError
 from core.models.extract import FeatureSet, extract_features
+from core.models.layers import Layer
 from core.io.images import Dataset, load_folder, load_uploads
 from core.io.store import FeatureStore
 
@@ -198,12 +199,17 @@ def load_backbone_or_stop(name: str) -> Backbone:
 
 # ---- features with a progress bar ---------------------------------------------------------------
 def features(sel: Selection, kinds=("embedding",), backbone: str | None = None, dataset: Dataset | None = None,
-             layer: int | None | str = "sel") -> FeatureSet:
+             layer: Layer | int | None = None) -> FeatureSet:
     """Features of the selected dataset, from the in-process memo, else the FeatureStore, else
-    extracted with a progress bar (images done / total and an ETA)."""
+    extracted with a progress bar (images done / total and an ETA).
+
+    Args:
+        layer: the block (``Layer.DEFAULT``: each output's default block, ``Layer(i)`` or ``i``:
+            block i, negative from the end); None = the sidebar's layer choice.
+    """
     name = backbone or sel.backbone
     ds = dataset or sel.dataset
-    layer = sel.layer if layer == "sel" else layer
+    layer = Layer.of(sel.layer) if layer is None else Layer.of(layer)
     b = load_backbone_or_stop(name)
     size = sel.size if name == sel.backbone else None
     key = (name, tuple(r.sha256 for r in ds.records), tuple(r.label for r in ds.records), tuple(kinds), layer, size)

@@ -1,8 +1,10 @@
-"""Compare: two to four backbones on the same images, one click. A metrics table (core.compare.comparison, whose
+"""Compare: two to four backbones on the same images, one click. A metrics table (core.compare.metrics, whose
 accuracies are core.classify.evaluation.evaluate / few_shot_curve), CKA between the backbones and block by block
-(core.compare.cka), then one column per backbone with shared controls: the embedding map, the saliency map each
-backbone supports, the click-to-segment mask of the same point, the nearest neighbours; and where the
-backbones' NMC predictions disagree."""
+(core.compare.cka, core.compare.layers), the similarity indices with intervals and baselines
+(core.compare.indices) and the agreement map (one backbone's map coloured by each image's neighbour overlap with
+another), then one column per backbone with shared controls: the embedding map, the saliency map each backbone
+supports, the click-to-segment mask of the same point, the nearest neighbours; and where the backbones' NMC
+predictions disagree."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,19 +18,23 @@ from PIL import ImageDraw
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import render
-from core.compare.comparison import (LAYER_POOLS, Comparison, Speed, best_per_column, build_comparison, cka_between, columns,
-                          default_saliency, layer_cka_between, layer_features, measure_speed)
+from core.compare.agreement import shared_neighbours
+from core.compare.comparison import Comparison, build_comparison, cka_between, default_saliency, similarity_indices
+from core.compare.indices import DEFAULT_K, INDICES, mutual_knn_overlap
+from core.compare.layers import LAYER_POOLS, layer_cka_between, layer_features
+from core.compare.metrics import best_per_column, columns
+from core.compare.speed import Speed, measure_speed
 from core.errors import BackboneLensError
 from core.io.images import thumbnail
-from core.geometry.neighbours import cosine_neighbours
-from core.projection.projectors import ProjectionParams, available_methods, project
+from core.geometry.neighbours import neighbours_of_row
+from core.projection.projectors import ProjectionParams, available_methods, method_label, project
 from core.segment.quality import otsu_threshold
 from core.render import ColorScale
 from core.explain.saliency import class_prototypes, image_tokens
 from core.segment.similarity import patch_similarity, pixel_to_patch, threshold_mask
 from pages.common import (CLASS_DEFAULT, PATCH_DEFAULT, features, get_backbone, load_backbone_or_stop,
                           offline_backbone_names, show_failures, sidebar)
-from pages.compare_views import (OTHER, SAME, NEUTRAL, captioned_thumb, cka_heatmap, class_colours,
+from pages.compare_views import (OTHER, SAME, NEUTRAL, agreement_scatter, captioned_thumb, cka_heatmap,
                                  embedding_scatter, thumb_grid)
 
 DEFAULT_SET = [CLASS_DEFAULT, PATCH_DEFAULT]
@@ -38,7 +44,6 @@ PANEL = 260           # px, saliency and mask panels
 MAX_DISAGREEMENTS = 12
 BEST_STYLE = "background-color: #c8e6c9; font-weight: 600"
 POOL_NAMES = {"embedding": "CLS / pool", "mean": "mean of patches"}
-PROJ_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 
 
 # ---- cached work -------------------------------------------------------------------------------------
@@ -66,6 +71,21 @@ def _comparison(names: tuple[str, ...], dataset_key: str, speeds_key: tuple, _fs
 @st.cache_data(max_entries=16, show_spinner=False)
 def _cka(names: tuple[str, ...], dataset_key: str, kind: str, sigma: float, _fsets) -> np.ndarray:
     return cka_between(_fsets, kind, sigma)  # [B, B]
+
+
+@st.cache_data(max_entries=8, show_spinner="Similarity indices: bootstrap and permutations…")
+def _indices(names: tuple[str, ...], dataset_key: str, k: int, _fsets) -> dict:
+    return similarity_indices(_fsets, k=k)  # {index: IndexMatrix}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _overlap(a: str, b: str, dataset_key: str, k: int, _XA: np.ndarray, _XB: np.ndarray) -> np.ndarray:
+    return mutual_knn_overlap(_XA, _XB, k)  # [N]
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _shared(a: str, b: str, dataset_key: str, k: int, i: int, _XA: np.ndarray, _XB: np.ndarray):
+    return shared_neighbours(_XA, _XB, i, k)
 
 
 @st.cache_data(max_entries=16, show_spinner="Projecting…")
@@ -163,7 +183,7 @@ records = fsets[0].records
 labels = fsets[0].labels
 labelled = bool(labels) and all(labels) and len(set(labels)) >= 2
 classes = sorted(set(labels)) if labelled else []
-colours = class_colours(classes)
+colours = render.class_colours(classes)
 speeds = [_speed(n, fs) for n, fs in zip(names, fsets)]
 key_names = tuple(names)
 
@@ -223,14 +243,8 @@ with left:
     st.plotly_chart(cka_heatmap(M, names, names, title=f"{label} between backbones, global embeddings of {len(records)} "
                                 "images", colorbar="CKA"), key="cmp_cka_fig")
     cka_df = pd.DataFrame(M, columns=names).assign(backbone=names)[["backbone", *names]]
-    d1, d2, _ = st.columns([1, 1, 2])
-    d1.download_button("⬇ CKA (CSV)", _csv(cka_df), f"compare_cka_{kind}.csv", "text/csv", on_click="ignore",
+    st.download_button("⬇ CKA (CSV)", _csv(cka_df), f"compare_cka_{kind}.csv", "text/csv", on_click="ignore",
                        key="dl_cka")
-    if cmp is not None:
-        d2.download_button("⬇ All (JSON)", json.dumps(dataclasses.replace(cmp, cka=M, cka_kind=kind).to_json(), indent=2),
-                           "compare.json", "application/json", on_click="ignore", key="dl_cmp_json",
-                           help="The CLI's `backbone-lens compare --json` format: one object per backbone with its row "
-                                "of the CKA matrix ('cka', in 'cka_order').")
 with right:
     vits = [n for n, b in zip(names, backbones) if b.spec.has_attention]
     default_ab = vits[0] if vits else names[0]
@@ -263,8 +277,7 @@ with right:
         st.caption(f"CKA between every block of A and every block of B ({LAYER_POOLS[pool]}). Turn it on to compute "
                    "(one pass over the images per backbone, then cached).")
 
-# -- side by side -------------------------------------------------------------------------------------
-st.header("Side by side", divider="gray")
+# -- similarity indices ---------------------------------------------------------------------------------
 img_names = [r.name for r in records]
 
 
@@ -279,13 +292,94 @@ def _pick_from_chart(chart_key: str) -> None:
 ss.setdefault("cmp_image", 0)
 if ss["cmp_image"] >= len(records):
     ss["cmp_image"] = 0
+
+st.header("Similarity indices", divider="gray")
+n_img = len(records)
+if n_img < 5:
+    st.info("The similarity indices need at least 5 images.")
+else:
+    k_max = min(50, n_img - 1)
+    k_idx = st.slider("Neighbours k (mutual k-NN, CKNNA)", 2, k_max, min(DEFAULT_K, k_max), key="cmp_k_idx",
+                      help="Each image's k nearest neighbours (cosine) in each backbone's space.")
+    sims = _indices(key_names, sel.dataset_key, k_idx, fsets)
+    first = next(iter(sims.values()))
+    e0 = next(iter(first.estimates.values()))
+    st.caption(f"Global embeddings of {n_img} images. Cells: the index, and under it its {e0.level:.0%} bootstrap "
+               f"interval over images ({e0.n_boot} draws). The table adds the permutation baseline (the index after "
+               f"shuffling one backbone's images against the other's, {e0.n_perm} shuffles) and its p-value. "
+               "Diagonal: a backbone with itself.")
+    cols_idx = [c for _ in range(0, len(sims), 2) for c in st.columns(2, gap="large")]  # two matrices a row
+    for col, (iname, m) in zip(cols_idx, sims.items()):
+        info = INDICES[iname]
+        text = np.array([[f"{m.value[a, b]:.2f}" if a == b else
+                          f"{m.value[a, b]:.2f}<br>{m.ci_low[a, b]:.2f}–{m.ci_high[a, b]:.2f}"
+                          for b in range(len(names))] for a in range(len(names))])
+        zr = (0.0, 1.0) if info.higher_is_similar else (0.0, max(1.0, float(np.nanmax(m.value))))
+        col.plotly_chart(cka_heatmap(m.value, names, names, title=info.label, colorbar=info.label.split(" ")[-1],
+                                     zrange=zr, reverse=not info.higher_is_similar, text=text, height=340),
+                         key=f"cmp_idx_{iname}")
+        col.caption(info.summary)
+    idx_df = pd.DataFrame([{"index": INDICES[n].label, "A": names[a], "B": names[b], "value": e.value,
+                            "CI low": e.ci_low, "CI high": e.ci_high, "baseline": e.baseline, "p": e.p_value,
+                            "k": e.k, "images": e.n_images}
+                           for n, mm in sims.items() for (a, b), e in mm.estimates.items()])
+    st.dataframe(idx_df, hide_index=True, key="cmp_idx_table", column_config={
+        c: st.column_config.NumberColumn(format="%.3f") for c in ("value", "CI low", "CI high", "baseline", "p")})
+    d1, d2, _ = st.columns([1, 1, 4])
+    d1.download_button("⬇ Indices (CSV)", _csv(idx_df), "compare_indices.csv", "text/csv", on_click="ignore",
+                       key="dl_idx")
+    if cmp is not None:
+        d2.download_button("⬇ All (JSON)", json.dumps(dataclasses.replace(cmp, cka=M, cka_kind=kind, indices=sims)
+                                                       .to_json(), indent=2),
+                           "compare.json", "application/json", on_click="ignore", key="dl_cmp_json",
+                           help="The CLI's `backbone-lens compare --json` format: one object per backbone with its row "
+                                "of the CKA matrix ('cka', in 'cka_order') and of every index.")
+
+    # -- the agreement map: where do two backbones see different neighbourhoods? --
+    st.subheader("Agreement map")
+    g1, g2, g3 = st.columns(3)
+    ag_a = g1.selectbox("Map of backbone A", names, key="cmp_ag_a")
+    ag_b = g2.selectbox("coloured by its neighbours shared with B", names, index=1 if names[0] == ag_a else 0,
+                        key="cmp_ag_b")
+    ag_method = g3.selectbox("Projection", available_methods(), key="cmp_ag_proj", format_func=method_label)
+    if ag_a == ag_b:
+        st.info("Pick two different backbones.")
+    else:
+        XA, XB = fsets[names.index(ag_a)]["embedding"], fsets[names.index(ag_b)]["embedding"]
+        overlap = _overlap(ag_a, ag_b, sel.dataset_key, k_idx, XA, XB)  # [N]
+        coords_a = _project(ag_a, sel.dataset_key, ProjectionParams(ag_method), XA)
+        c_map, c_nb = st.columns([3, 2], gap="medium")
+        with c_map:
+            fig = agreement_scatter(coords_a, overlap, labels, img_names, k=k_idx, other=ag_b, method=ag_method,
+                                    chosen=ss["cmp_image"],
+                                    title=f"{method_label(ag_method)} of {ag_a}, coloured by neighbours shared with "
+                                          f"{ag_b} (k = {k_idx})")
+            st.plotly_chart(fig, key="cmp_ag_map", on_select=lambda: _pick_from_chart("cmp_ag_map"),
+                            selection_mode="points")
+            st.caption(f"Mean overlap {overlap.mean():.0%} (the mutual k-NN index); red images sit among different "
+                       f"neighbours in the two spaces. Click a point to open it here and below.")
+        with c_nb:
+            j = ss["cmp_image"]
+            sh = _shared(ag_a, ag_b, sel.dataset_key, k_idx, j, XA, XB)
+            st.markdown(f"**{img_names[j]}**{f' ({labels[j]})' if labels[j] else ''}: {len(sh.shared)} of {k_idx} "
+                        "neighbours shared")
+            for who, rows_, sims_ in ((ag_a, sh.a, sh.sim_a), (ag_b, sh.b, sh.sim_b)):
+                thumbs = [captioned_thumb(_thumb(records[r].sha256, records[r]),
+                                          [labels[r] or img_names[r].rsplit("/", 1)[-1], f"cos {c:.2f}"],
+                                          border=SAME if r in sh.shared else OTHER, side=96, text_size=11)
+                          for r, c in zip(rows_, sims_)]
+                st.markdown(f"nearest in **{who}** (green: also among the other's)")
+                st.image(thumb_grid(thumbs, per_row=5), width="content")
+
+# -- side by side -------------------------------------------------------------------------------------
+st.header("Side by side", divider="gray")
 c_img, c_ctl = st.columns([1, 2], gap="large")
 with c_ctl:
     s1, s2, s3 = st.columns(3)
     i = s1.selectbox("Image (or click a point in a map)", range(len(records)), format_func=lambda j: img_names[j],
                      key="cmp_image")
     method = s2.selectbox("Map", available_methods(), key="cmp_proj",
-                          format_func=lambda m: PROJ_NAMES.get(m, m),
+                          format_func=method_label,
                           help="Each backbone's embeddings, cosine geometry, seed 0; colours are the same classes "
                                "in every column.")
     k_nn = s3.slider("Neighbours", 1, 10, 5, key="cmp_k")
@@ -317,12 +411,11 @@ for col, name, b, fs in zip(cols_ui, names, backbones, fsets):
         st.subheader(name)
         st.caption(f"{spec.family.upper()} · D = {X.shape[1]} · {spec.input_size} px · {grid[0]}x{grid[1]} "
                    f"{'patches' if spec.family != 'cnn' else 'cells'}")
-        nb = cosine_neighbours(X[i:i + 1], X, k_nn + len(same_pic), exclude=[i])
-        keep = ~np.isin(nb.indices[0], same_pic)  # copies of the picture are not neighbours
-        nn_idx, nn_sim = nb.indices[0][keep][:k_nn], nb.similarities[0][keep][:k_nn]
+        nb = neighbours_of_row(X, i, k_nn, also_exclude=same_pic)  # copies of the picture are not neighbours
+        nn_idx, nn_sim = nb.indices[0], nb.similarities[0]
         coords = _project(name, sel.dataset_key, ProjectionParams(method), X)
         chart_key = f"cmp_scatter_{name}"
-        fig = embedding_scatter(coords, labels, img_names, colours, title=f"{name}: {PROJ_NAMES.get(method, method)}",
+        fig = embedding_scatter(coords, labels, img_names, colours, title=f"{name}: {method_label(method)}",
                                 method=method, chosen=i, neighbours=list(nn_idx))
         st.plotly_chart(fig, key=chart_key, on_select=lambda k=chart_key: _pick_from_chart(k), selection_mode="points")
         # saliency: the method this backbone supports

@@ -1,6 +1,7 @@
 """Figures of the Compare page that other pages can reuse: a class-coloured embedding scatter with one
-colour per class shared across backbones, a labelled heat map for CKA matrices, and strips of captioned
-thumbnails (nearest neighbours, disagreements). Plotly and PIL only: no Streamlit, so it is testable."""
+colour per class shared across backbones, the agreement map (one backbone's scatter coloured by each
+image's neighbour overlap with another), a labelled heat map for CKA and index matrices, and strips of
+captioned thumbnails (nearest neighbours, disagreements). Plotly and PIL only: no Streamlit, so it is testable."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,17 +11,11 @@ import plotly.graph_objects as go
 from PIL import Image, ImageOps
 
 from core import render
+from core.projection.projectors import axis_titles
 
 SAME = (34, 139, 34)       # green border: same class as the query
 OTHER = (200, 30, 30)      # red border: another class
 NEUTRAL = (150, 150, 150)  # unlabelled
-AXIS_NAMES = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
-
-
-def class_colours(classes: Sequence[str]) -> dict[str, str]:
-    """One hex colour per class, from :func:`core.render.palette` in the given (sorted) order, so
-    every figure of every backbone colours a class the same way."""
-    return {c: "#%02x%02x%02x" % tuple(int(v) for v in rgb) for c, rgb in zip(classes, render.palette(len(classes)))}
 
 
 def embedding_scatter(coords: np.ndarray, labels: Sequence[str], names: Sequence[str], colours: dict[str, str], *,
@@ -60,9 +55,9 @@ def embedding_scatter(coords: np.ndarray, labels: Sequence[str], names: Sequence
                                  marker=dict(size=18, symbol="star", color=colours.get(str(lab[chosen]), "#999999"),
                                              line=dict(width=2, color="black")),
                                  hovertemplate="%{text}<br>chosen image<extra></extra>"))
-    ax = AXIS_NAMES.get(method, method)
+    ax = axis_titles(method)
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=50, r=10, t=40, b=10),
-                      xaxis_title=f"{ax} 1", yaxis_title=f"{ax} 2", legend=dict(orientation="h", y=-0.18, x=0,
+                      xaxis_title=ax[0], yaxis_title=ax[1], legend=dict(orientation="h", y=-0.18, x=0,
                                                                                  font=dict(size=11)),
                       plot_bgcolor="white", clickmode="event+select")
     fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False, showticklabels=False)
@@ -72,22 +67,58 @@ def embedding_scatter(coords: np.ndarray, labels: Sequence[str], names: Sequence
 
 def cka_heatmap(M: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str, colorbar: str,
                 x_title: str = "", y_title: str = "", annotate: bool = True, table_order: bool = True,
-                height: int = 380) -> go.Figure:
-    """A ``[R, C]`` matrix in ``[0, 1]`` as a labelled heat map (viridis, values written in the cells when
-    ``annotate``). ``table_order``: first row at the top (like a table); else at the bottom (layer plots)."""
+                height: int = 380, zrange: tuple[float, float] = (0.0, 1.0), reverse: bool = False,
+                text: np.ndarray | None = None) -> go.Figure:
+    """A ``[R, C]`` matrix as a labelled heat map (viridis over ``zrange``, values written in the cells
+    when ``annotate``, or ``text [R, C]`` when given). ``table_order``: first row at the top (like a
+    table); else at the bottom (layer plots). ``reverse``: dark = high (for distances)."""
     Z = np.asarray(M, dtype=np.float64)
     if Z.shape != (len(rows), len(cols)):
         raise ValueError(f"matrix {Z.shape} does not match {len(rows)} row and {len(cols)} column labels")
     fig = go.Figure(go.Heatmap(
-        z=Z, x=list(cols), y=list(rows), zmin=0.0, zmax=1.0, colorscale="Viridis",
+        z=Z, x=list(cols), y=list(rows), zmin=zrange[0], zmax=zrange[1], colorscale="Viridis", reversescale=reverse,
         colorbar=dict(title=dict(text=colorbar, side="right")),
-        texttemplate="%{z:.2f}" if annotate else None, textfont=dict(size=13),
+        text=text, texttemplate=("%{text}" if text is not None else "%{z:.2f}") if annotate else None,
+        textfont=dict(size=13),
         hovertemplate=(f"{y_title or 'row'}: %{{y}}<br>{x_title or 'column'}: %{{x}}<br>"
                        f"{colorbar}: %{{z:.3f}}<extra></extra>")))
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, font=dict(size=13),
                       margin=dict(l=70 if y_title else 10, r=10, t=40, b=10), xaxis_title=x_title, yaxis_title=y_title)
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category", autorange="reversed" if table_order else True)
+    return fig
+
+
+def agreement_scatter(coords: np.ndarray, overlap: np.ndarray, labels: Sequence[str], names: Sequence[str], *,
+                      k: int, title: str, method: str, other: str, chosen: int | None = None,
+                      height: int = 520) -> go.Figure:
+    """A 2-D map ``coords [N, 2]`` of one backbone coloured by each image's neighbour overlap ``[N]`` in
+    ``[0, 1]`` with the backbone ``other`` (red: different neighbourhoods, green: the same); the chosen
+    image as a black-ringed star. ``customdata`` holds the row index, for click-to-choose."""
+    xy = np.asarray(coords, dtype=np.float64)
+    ov = np.asarray(overlap, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2 or not len(xy) == len(ov) == len(labels) == len(names):
+        raise ValueError(f"coords must be [N, 2] with one overlap, label and name per row, got {xy.shape}, "
+                         f"{len(ov)}, {len(labels)}, {len(names)}")
+    shared = np.rint(ov * k).astype(int)
+    fig = go.Figure(go.Scatter(
+        x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=np.arange(len(xy)),
+        text=[f"{n}<br>class: {c or 'unlabelled'}<br>{s} of {k} neighbours shared with {other}"
+              for n, c, s in zip(names, labels, shared)],
+        marker=dict(size=10, color=ov, cmin=0.0, cmax=1.0, colorscale="RdYlGn", line=dict(width=0.5, color="#444"),
+                    colorbar=dict(title=dict(text=f"neighbours shared<br>with {other}", side="right"),
+                                  tickformat=".0%")),
+        unselected=dict(marker=dict(opacity=1.0)), hovertemplate="%{text}<extra></extra>", showlegend=False))
+    if chosen is not None:
+        fig.add_trace(go.Scatter(x=[xy[chosen, 0]], y=[xy[chosen, 1]], mode="markers", name="chosen image",
+                                 customdata=[chosen], hoverinfo="skip", showlegend=False,
+                                 marker=dict(size=20, symbol="star", color="rgba(0,0,0,0)",
+                                             line=dict(width=2.5, color="black"))))
+    ax = axis_titles(method)
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=50, r=10, t=40, b=10),
+                      xaxis_title=ax[0], yaxis_title=ax[1], plot_bgcolor="white", clickmode="event+select")
+    fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False, showticklabels=False)
+    fig.update_yaxes(showgrid=True, gridcolor="#eee", zeroline=False, showticklabels=False)
     return fig
 
 

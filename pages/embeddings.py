@@ -14,7 +14,6 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
@@ -23,11 +22,13 @@ from core import render
 from core.projection.jobs import JobPool
 from core.errors import ImageDecodeError
 from core.io.images import ImageRecord, load_uploads, thumbnail
-from core.geometry.neighbours import cosine_neighbours, projection_table
-from core.projection.projectors import Projector, ProjectionParams, make_projector
+from core.geometry.neighbours import cosine_neighbours, neighbour_vote, projection_table
+from core.projection.projectors import (Projector, ProjectionParams, available_methods, axis_titles, make_projector,
+                                        method_label)
 from pages.common import CLASS_DEFAULT, features, show_failures, sidebar
 
-METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+METHODS = {m: method_label(m) for m in available_methods()}
+VOTE_K = 5          # neighbours whose majority class labels an upload
 WAIT_S = 2.0        # wait this long for a background fit before showing PCA meanwhile
 THUMB = 150         # px, neighbour / selection thumbnails
 BIG = 320           # px, the opened image
@@ -179,12 +180,7 @@ if up_files:
             up_coords = _place(fid, shown.key(), tuple(r.sha256 for r in up_recs), proj, U)
 all_recs = list(fs.records) + up_recs
 E_all = np.vstack([X, U]) if len(U) else X
-up_votes: list[str] = []
-if up_recs:
-    nb = cosine_neighbours(U, X, k=5)
-    for row in nb.indices:
-        vals, counts = np.unique(np.asarray(labels)[row], return_counts=True)
-        up_votes.append(str(vals[np.argmax(counts)]))
+up_votes = neighbour_vote(U, X, labels, k=VOTE_K) if up_recs else []  # one class per upload
 
 
 ids_all = list(range(len(all_recs)))
@@ -201,15 +197,15 @@ all_coords = np.vstack([coords, up_coords]) if len(up_recs) else coords
 # ---- the figure ----
 def _figure() -> go.Figure:
     classes = sorted(set(labels))
-    palette = px.colors.qualitative.D3 if len(classes) <= 10 else px.colors.qualitative.Alphabet
+    colours = render.class_colours(classes)
     size = 9 if N <= 500 else 6 if N <= 5000 else 4
     lab = np.asarray(labels)
     fig = go.Figure()
-    ax = [f"{shown_name} {i + 1}" for i in range(coords.shape[1])]
-    for j, c in enumerate(classes):
+    ax = axis_titles(shown.method, coords.shape[1])
+    for c in classes:
         rows = np.flatnonzero(lab == c)
         custom = [[int(i), fs.records[i].name, c] for i in rows]
-        marker = dict(size=size, color=palette[j % len(palette)], opacity=0.85, line=dict(width=0.5, color="white"))
+        marker = dict(size=size, color=colours[c], opacity=0.85, line=dict(width=0.5, color="white"))
         hover = "<b>%{customdata[1]}</b><br>class: %{customdata[2]}<extra></extra>"
         if three_d:
             fig.add_trace(go.Scatter3d(x=coords[rows, 0], y=coords[rows, 1], z=coords[rows, 2], mode="markers",
@@ -219,7 +215,7 @@ def _figure() -> go.Figure:
                                        customdata=custom, hovertemplate=hover, marker=marker))
     if up_recs:
         custom = [[N + j, r.name, up_votes[j]] for j, r in enumerate(up_recs)]
-        hover = "<b>%{customdata[1]}</b><br>your upload · 5-NN vote: %{customdata[2]}<extra></extra>"
+        hover = f"<b>%{{customdata[1]}}</b><br>your upload · {VOTE_K}-NN vote: %{{customdata[2]}}<extra></extra>"
         marker = dict(symbol="star" if not three_d else "diamond", size=18 if not three_d else 8, color="black",
                       line=dict(width=1.5, color="white"))
         if three_d:
@@ -281,7 +277,7 @@ with right:
         rec = all_recs[pick]
         is_up = pick >= N
         _image_or_warning(st, _big, rec)
-        st.markdown(f"**{rec.name}** · " + (f"{UPLOAD} · 5-NN vote: **{up_votes[pick - N]}**" if is_up
+        st.markdown(f"**{rec.name}** · " + (f"{UPLOAD} · {VOTE_K}-NN vote: **{up_votes[pick - N]}**" if is_up
                                              else f"class **{labels[pick]}**"))
         st.slider("Neighbours (k)", 1, min(24, N - 1), min(8, N - 1), key="emb_k", persist_state="session",
                   help="Ringed in the map: where the nearest neighbours in the full feature space landed.")

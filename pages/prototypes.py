@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.errors import ImageDecodeError
-from core.classify.tables import (METHOD_LABELS, class_sorted_order, evaluate_all, nearest_wrong_prototypes,
-                             prototype_exemplars, teen_alpha_sweep, teen_repeated, train_indices,
-                             zero_shot_mix_curve)
-from core.io.images import ImageRecord, load_uploads, thumbnail
-from core.projection.projectors import ProjectionParams, make_projector
+from core import render
 from core.classify.classifiers import CLASSIFIERS
 from core.classify.evaluation import few_shot_curve
-from core.classify.incremental import class_incremental
-from core.classify.prototypes import class_prototypes, per_class_margin
+from core.classify.incremental import class_incremental, class_order
+from core.classify.margins import PrototypeDistances, misclassified, new_image_distances, prototype_distances
+from core.classify.tables import METHOD_LABELS, evaluate_all, teen_alpha_sweep, teen_repeated, zero_shot_mix_curve
+from core.classify.teen import max_new_class_shots
 from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
-from core.geometry.vectors import METRICS, distances
+from core.errors import ImageDecodeError
+from core.geometry.vectors import METRICS
+from core.io.images import ImageRecord, load_uploads, thumbnail
+from core.projection.projectors import ProjectionParams, make_projector
 from pages.common import CLASS_DEFAULT, choose_backbone, features, get_backbone, show_failures, sidebar
 
 TABS = ["Prototypes", "Classifiers", "Few-shot", "Class-incremental", "TEEN", "Zero-shot", "Classify an upload"]
@@ -39,13 +38,8 @@ DIST_LABEL = {"cosine": "cosine distance (1 − cos)", "euclidean": "Euclidean d
 
 # ---- cached computations (keyed by the features identity ``fid`` and the parameters) -----------
 @st.cache_data(max_entries=16, show_spinner=False)
-def _prototypes(fid: str, metric: str, _X: np.ndarray, _y: np.ndarray):
-    classes, P = class_prototypes(_X, _y)  # [K], [K, D]
-    order = class_sorted_order(_y)  # [N] rows grouped by class
-    D_pp = distances(P, P, metric)  # [K, K]
-    D_ip = distances(_X[order], P, metric)  # [N, K] rows in ``order``
-    margin = per_class_margin(D_ip, np.searchsorted(classes, _y[order]))  # [N]
-    return classes, P, order, D_pp, D_ip, margin
+def _prototypes(fid: str, metric: str, _X: np.ndarray, _y: np.ndarray) -> PrototypeDistances:
+    return prototype_distances(_X, _y, metric)
 
 
 @st.cache_data(max_entries=16, show_spinner="Training and testing the four classifiers…")
@@ -111,11 +105,6 @@ def _heatmap(z, x, y, *, colorbar: str, title: str, text=None, colorscale="Virid
     return fig
 
 
-def _palette(k: int) -> list[str]:
-    """Class colours, the same as the Embeddings page's map."""
-    return px.colors.qualitative.D3 if k <= 10 else px.colors.qualitative.Alphabet
-
-
 def _pct(a: float) -> str:
     return f"{100 * a:.1f}%"
 
@@ -154,7 +143,8 @@ tabs = dict(zip(TABS, st.tabs(TABS, key="proto_tab", on_change="rerun")))
 
 # ---- Prototypes -----------------------------------------------------------------------------------
 def tab_prototypes() -> None:
-    classes, P, order, D_pp, D_ip, margin = _prototypes(fid, metric, X, y)
+    pd_ = _prototypes(fid, metric, X, y)
+    classes, order, D_pp, D_ip, margin = pd_.classes, pd_.order, pd_.D_pp, pd_.D_ip, pd_.margin
     st.caption(f"{K} prototypes from all {len(y)} images (in-sample: the held-out accuracies are on the Classifiers tab).")
     c1, c2 = st.columns([2, 3], gap="medium")
     text = np.vectorize(lambda v: f"{v:.2f}")(np.maximum(D_pp, 0.0)) if K <= 12 else None  # no "-0.00"
@@ -166,11 +156,9 @@ def tab_prototypes() -> None:
     fig = _heatmap(D_ip, list(classes), ys, colorbar=DIST_LABEL[metric], title="Image to prototype (images sorted by class)",
                    xtitle="prototype", ytitle="image", height=max(520, min(1400, 14 * len(ys) + 120)),
                    show_y=len(ys) <= MAX_TICKS)
-    nearest = np.argmin(D_ip, axis=1)
-    own = np.searchsorted(classes, y[order])
-    wrong = np.flatnonzero(nearest != own)
+    wrong = pd_.wrong_rows
     if len(wrong):
-        fig.add_trace(go.Scatter(x=classes[nearest[wrong]], y=[ys[i] for i in wrong], mode="markers",
+        fig.add_trace(go.Scatter(x=classes[pd_.nearest[wrong]], y=[ys[i] for i in wrong], mode="markers",
                                  marker=dict(symbol="x", size=9, color="red", line=dict(width=1, color="white")),
                                  name="nearest prototype is another class", hoverinfo="skip"))
     bounds = np.flatnonzero(y[order][1:] != y[order][:-1])  # last row of each class
@@ -186,10 +174,10 @@ def tab_prototypes() -> None:
                "Positive: NMC gets it right, with that much room.")
     df = pd.DataFrame({"image": names, "class": y[order], "margin": margin})
     fig = go.Figure()
-    palette = _palette(K)
-    for j, c in enumerate(classes):
+    colours = render.class_colours(list(classes))
+    for c in classes:
         d = df[df["class"] == c]
-        fig.add_trace(go.Box(y=d["margin"], name=str(c), marker_color=palette[j % len(palette)],
+        fig.add_trace(go.Box(y=d["margin"], name=str(c), marker_color=colours[c],
                              boxpoints="all" if len(df) <= 2000 else "outliers", jitter=0.4, pointpos=0, text=d["image"],
                              hovertemplate="%{text}<br>margin %{y:.3f}<extra></extra>", showlegend=False))
     fig.add_hline(y=0, line_dash="dash", line_color="gray")
@@ -246,16 +234,12 @@ def tab_classifiers() -> None:
                              title=f"Confusion: {METHOD_LABELS[method]} ({_pct(r.accuracy)})",
                              xtitle="predicted class", ytitle="true class", height=460), key="cm_heat")
 
-    wrong = r.misclassified
+    mis = misclassified(X, y, r, metric)
+    wrong = mis.rows
     st.subheader(f"Misclassified by {METHOD_LABELS[method]}: {len(wrong)} of {r.n_test}")
     if not len(wrong):
         st.success("No test image is misclassified.")
         return
-    tr = train_indices(r, len(y))
-    classes, P = class_prototypes(X[tr], y[tr])
-    pred = dict(zip(r.test_indices.tolist(), r.y_pred.tolist()))
-    wlab, d_wrong, d_own = nearest_wrong_prototypes(X[wrong], y[wrong], classes, P, metric)
-    ex = prototype_exemplars(X[tr], y[tr], classes, P, metric)  # rows of X[tr]
     st.caption("Next to each image: the nearest prototype of another class, shown by the training image closest "
                "to that prototype (" + ("prototypes of the training part" if r.protocol == "split"
                                         else "prototypes of all images") + ").")
@@ -264,9 +248,9 @@ def tab_classifiers() -> None:
         box = cols[j % 4].container(border=True)
         a, b = box.columns(2)
         _show(a, fs.records[i], caption="image")
-        _show(b, fs.records[tr[ex[int(np.flatnonzero(classes == wlab[j])[0])]]], caption=f"{wlab[j]} prototype")
-        box.markdown(f"**{fs.records[i].name.split('/')[-1]}**  \ntrue :green[{y[i]}] · predicted :red[{pred[int(i)]}]  \n"
-                     f"nearest wrong prototype **{wlab[j]}**: d = {d_wrong[j]:.3f} (own {d_own[j]:.3f})")
+        _show(b, fs.records[mis.exemplar[j]], caption=f"{mis.wrong_label[j]} prototype")
+        box.markdown(f"**{fs.records[i].name.split('/')[-1]}**  \ntrue :green[{y[i]}] · predicted :red[{mis.predicted[j]}]  \n"
+                     f"nearest wrong prototype **{mis.wrong_label[j]}**: d = {mis.d_wrong[j]:.3f} (own {mis.d_own[j]:.3f})")
     if len(wrong) > MAX_WRONG:
         st.caption(f"First {MAX_WRONG} of {len(wrong)} shown.")
 
@@ -301,7 +285,7 @@ def tab_few_shot() -> None:
         return
     df = pd.DataFrame([r.__dict__ for r in rows])
     fig = go.Figure()
-    colours = dict(zip(CLASSIFIERS, px.colors.qualitative.D3))
+    colours = dict(zip(CLASSIFIERS, render.hex_colours(len(CLASSIFIERS))))
     for m in methods:
         d = df[df.method == m]
         fig.add_trace(go.Scatter(x=d.shots, y=d.mean_acc, error_y=dict(type="data", array=d.std_acc, visible=True),
@@ -332,10 +316,8 @@ def tab_incremental() -> None:
     n_tasks = c1.slider("Tasks", 1, K, min(4, K), key="cil_tasks", persist_state="session")
     mode = c2.radio("Class order", ["sorted", "shuffled", "custom"], key="cil_mode", persist_state="session",
                     help="shuffled uses the seed above; custom: pick every class once, in arrival order.")
-    if mode == "sorted":
-        order = list(classes_all)
-    elif mode == "shuffled":
-        order = list(np.random.default_rng(seed).permutation(classes_all))
+    if mode != "custom":
+        order = class_order(classes_all, mode, seed)
     else:
         order = c3.multiselect("Arrival order", list(classes_all), default=list(classes_all), key="cil_order",
                                persist_state="session")
@@ -399,8 +381,7 @@ def tab_teen() -> None:
     if not base or not new:
         st.info("Choose at least one base class and leave at least one class as a new class.")
         return
-    train_counts = [n - int(np.clip(round(test_size * n), 1, n - 1)) for c, n in zip(classes_all, counts_all) if c in new]
-    kmax = max(1, min(train_counts))
+    kmax = max_new_class_shots(y, base, test_size)
     if kmax > 1:
         k = c2.slider("Shots per new class (k)", 1, kmax, 1, key="teen_k", persist_state="session")
     else:
@@ -521,24 +502,22 @@ def tab_upload() -> None:
     show_failures(ufs)
     if not ufs.records:
         return
-    classes, P = class_prototypes(X, y)
     U = ufs["embedding"]  # [M, D]
-    Dm = distances(U, P, metric)  # [M, K]
-    own = distances(X, P, metric)[np.arange(len(y)), np.searchsorted(classes, y)]  # [N] dataset image to its own prototype
+    nd = new_image_distances(X, y, U, metric)
+    classes, Dm = nd.classes, nd.D  # [K], [M, K]
     proj = _pca_map(fid, X)
-    base, pcs, ups = proj.embedding_, proj.transform(P), proj.transform(U)  # [N, 2], [K, 2], [M, 2]
-    palette = _palette(K)
+    base, pcs, ups = proj.embedding_, proj.transform(nd.P), proj.transform(U)  # [N, 2], [K, 2], [M, 2]
+    colours = render.class_colours(list(classes))
     for j, rec in enumerate(ufs.records):
-        order = np.argsort(Dm[j])
+        order = nd.ranking[j]
         pred = classes[order[0]]
         with st.container(border=True):
             c1, c2, c3 = st.columns([1, 2, 2], gap="medium")
             _show(c1, rec, side=220)
             c1.markdown(f"**{rec.name}**")
             c1.success(f"Predicted class: **{pred}**")
-            gap = Dm[j, order[1]] - Dm[j, order[0]]
-            c1.caption(f"runner-up **{classes[order[1]]}**, {gap:.3f} further ({metric})")
-            share = float(np.mean(own >= Dm[j, order[0]]))
+            c1.caption(f"runner-up **{classes[order[1]]}**, {nd.runner_up_gap[j]:.3f} further ({metric})")
+            share = float(nd.share_as_far[j])
             c1.caption(f"{_pct(share)} of the dataset images lie at least this far from their own prototype"
                        + (": the upload may belong to none of these classes (NMC always picks one)." if share < 0.05 else "."))
             fig = go.Figure(go.Bar(x=Dm[j, order], y=classes[order], orientation="h",
@@ -552,7 +531,7 @@ def tab_upload() -> None:
             fig = go.Figure()
             for k, c in enumerate(classes):
                 rows = y == c
-                col = palette[k % len(palette)]
+                col = colours[c]
                 fig.add_trace(go.Scattergl(x=base[rows, 0], y=base[rows, 1], mode="markers", name=str(c), legendgroup=str(c),
                                            marker=dict(size=7, color=col, opacity=0.6),
                                            text=[r.name for r, m in zip(fs.records, rows) if m],

@@ -1,4 +1,4 @@
-"""core.compare.comparison: the metrics are core.classify.prototypes' (one implementation), CKA, agreement, speed, nearest
+"""core.compare (comparison, metrics, speed, agreement, layers): the metrics are core.classify.prototypes' (one implementation), CKA, agreement, speed, nearest
 neighbours, saliency choice, layer-by-layer features (timm's one-pass path equals the contract), and the
 `backbone-lens compare` command. Tiny random-init timm models keep the fast tests fast; the real offline
 backbones run in the tests marked slow."""
@@ -15,7 +15,11 @@ import pytest
 import torch
 from sklearn.metrics import silhouette_score
 
+from core.compare import agreement as CA
 from core.compare import comparison as C
+from core.compare import layers as CL
+from core.compare import metrics as CM
+from core.compare import speed as CS
 from core.models.base import Backbone
 from core.compare.cka import cka_matrix, layer_cka, linear_cka
 from core.models.extract import ExtractStats, FeatureSet, extract_features
@@ -85,7 +89,7 @@ def _fs(name: str, X: np.ndarray, labels, stats: ExtractStats | None = None) -> 
 # ---- metrics: one implementation, the one in core.classify.prototypes ------------------------------------------
 def test_feature_metrics_equal_prototypes_evaluate_and_few_shot_curve():
     X, y = _clusters()
-    fm = C.feature_metrics(X, y)
+    fm = CM.feature_metrics(X, y)
     for m in ("nmc", "knn", "linear"):
         ref = evaluate(X, y, m)  # the library defaults, as the Prototypes page uses them
         got = fm.evals[m]
@@ -99,7 +103,7 @@ def test_feature_metrics_equal_prototypes_evaluate_and_few_shot_curve():
         assert (mean, std, n) == (ref["nmc", k].mean_acc, ref["nmc", k].std_acc, ref["nmc", k].n_draws)
     assert fm.silhouette == pytest.approx(silhouette_score(X, y, metric="cosine"))
     # passing options through reaches evaluate unchanged
-    alt = C.feature_metrics(X, y, test_size=0.5, seed=3, draws=2)
+    alt = CM.feature_metrics(X, y, test_size=0.5, seed=3, draws=2)
     assert alt.evals["nmc"].accuracy == evaluate(X, y, "nmc", test_size=0.5, seed=3).accuracy
     assert alt.few_shot[1][2] == 2
 
@@ -109,7 +113,7 @@ def test_feature_metrics_equal_the_prototypes_page_defaults():
     from core.classify.tables import evaluate_all
 
     X, y = _clusters(seed=4)
-    fm = C.feature_metrics(X, y)
+    fm = CM.feature_metrics(X, y)
     for r in evaluate_all(X, y, ("nmc", "knn", "linear")):
         assert fm.evals[r.method].accuracy == r.accuracy
         np.testing.assert_array_equal(fm.evals[r.method].y_pred, r.y_pred)
@@ -117,7 +121,7 @@ def test_feature_metrics_equal_the_prototypes_page_defaults():
 
 def test_few_shot_too_few_images_is_nan_not_an_error():
     X, y = _clusters(n_classes=3, per_class=4)
-    fm = C.feature_metrics(X, y, shots=(1, 5))
+    fm = CM.feature_metrics(X, y, shots=(1, 5))
     assert fm.few_shot[1][2] == 10 and math.isnan(fm.few_shot[5][0]) and fm.few_shot[5][2] == 0
 
 
@@ -138,18 +142,18 @@ def test_table_rows_equal_evaluate_on_real_extracted_features(tiny, tiny_fsets, 
 
 # ---- the table's helpers -----------------------------------------------------------------------------
 def test_best_per_column_directions_ties_and_nan():
-    cols = [C.Column("a", "a", "higher", ""), C.Column("b", "b", "lower", ""), C.Column("c", "c", None, ""),
-            C.Column("d", "d", "higher", "")]
+    cols = [CM.Column("a", "a", "higher", ""), CM.Column("b", "b", "lower", ""), CM.Column("c", "c", None, ""),
+            CM.Column("d", "d", "higher", "")]
     rows = [dict(a=0.5, b=3, c=1, d=float("nan")), dict(a=0.9, b=2, c=5, d=float("nan")),
             dict(a=0.9, b=7, c=9, d=float("nan"))]
-    assert C.best_per_column(rows, cols) == {"a": {1, 2}, "b": {1}}
+    assert CM.best_per_column(rows, cols) == {"a": {1, 2}, "b": {1}}
 
 
 def test_columns_follow_the_shots_and_rows_flatten_in_that_order():
-    keys = [c.key for c in C.columns((1, 5))]
+    keys = [c.key for c in CM.columns((1, 5))]
     assert keys[:3] == ["backbone", "family", "dim"] and keys[-1] == "silhouette"
     assert keys.index("nmc_1shot_mean") < keys.index("nmc_1shot_std") < keys.index("nmc_5shot_mean")
-    row = C.MetricsRow("b", "vit", 4, 10, 1.0, "extraction", 0.5, 0.5, 0.5, {1: (0.3, 0.1, 10), 5: (0.6, 0.2, 10)},
+    row = CM.MetricsRow("b", "vit", 4, 10, 1.0, "extraction", 0.5, 0.5, 0.5, {1: (0.3, 0.1, 10), 5: (0.6, 0.2, 10)},
                        0.1, "split", 48, 8)
     assert list(row.as_dict())[:len(keys)] == keys
 
@@ -170,7 +174,7 @@ def _comparison(n: int = 3):
     fsets = [_fs(f"b{i}", Xi.astype(np.float32), y) for i, Xi in enumerate(Xs)]
 
     bbs = [_Fake(f"b{i}", 16) for i in range(n)]
-    speeds = [C.Speed(10.0 + i, "extraction", 48, 1.0) for i in range(n)]
+    speeds = [CS.Speed(10.0 + i, "extraction", 48, 1.0) for i in range(n)]
     return C.build_comparison(bbs, fsets, speeds), fsets
 
 
@@ -185,6 +189,26 @@ def test_json_is_a_list_with_cka_rows_in_backbone_order():
             assert o["cka"][j] == pytest.approx(p["cka"][i])  # symmetric
     assert out[0]["cka"][1] == pytest.approx(linear_cka(fsets[0]["embedding"], fsets[1]["embedding"]))
     assert out[0]["params"] == 16 * 2 + 2 and out[1]["images_per_s"] == 11.0
+    assert "cka_unbiased" not in out[0]  # the indices are only added on request
+
+
+def test_json_adds_similarity_index_rows_beside_cka():
+    from core.compare import indices as I
+
+    X, y = _clusters()
+    rng = np.random.default_rng(1)
+    fsets = [_fs(f"b{i}", Xi.astype(np.float32), y) for i, Xi in enumerate([X, X @ rng.normal(size=(16, 16))])]
+    cmp = C.build_comparison([_Fake("b0", 16), _Fake("b1", 16)], fsets, [CS.Speed(1.0, "extraction", 48, 1.0)] * 2,
+                             indices=tuple(I.INDICES), index_kw=dict(k=5, n_boot=20, n_perm=20))
+    out = json.loads(json.dumps(cmp.to_json(), allow_nan=False))
+    A, B = fsets[0]["embedding"], fsets[1]["embedding"]
+    assert out[0]["cka_unbiased"][1] == pytest.approx(I.cka_unbiased(A, B)) == out[1]["cka_unbiased"][0]
+    assert out[0]["mutual_knn"][1] == pytest.approx(I.mutual_knn(A, B, 5)) and out[0]["mutual_knn"][0] == 1.0
+    assert out[1]["procrustes"][0] == pytest.approx(I.procrustes_distance(A, B)) and out[1]["procrustes"][1] == 0.0
+    assert out[0]["cknna"][1] == pytest.approx(I.cknna(A, B, 5))
+    det = out[0]["index_details"]["mutual_knn"]
+    assert det["k"] == 5 and det["n_boot"] == 20 and det["ci_low"][0] is None  # a backbone with itself: no interval
+    assert det["ci_low"][1] <= out[0]["mutual_knn"][1] <= det["ci_high"][1]
 
 
 def test_agreement_counts_and_disagreements():
@@ -205,9 +229,9 @@ def test_agreement_counts_and_disagreements():
 def test_agreement_refuses_different_test_images():
     X, y = _clusters()
     with pytest.raises(ValueError, match="different test images"):
-        C.agreement({"a": evaluate(X, y, "nmc", seed=0), "b": evaluate(X, y, "nmc", seed=1)}, [""] * len(y))
+        CA.agreement({"a": evaluate(X, y, "nmc", seed=0), "b": evaluate(X, y, "nmc", seed=1)}, [""] * len(y))
     with pytest.raises(ValueError, match="at least 2"):
-        C.agreement({"a": evaluate(X, y, "nmc")}, [""] * len(y))
+        CA.agreement({"a": evaluate(X, y, "nmc")}, [""] * len(y))
 
 
 def test_build_comparison_errors():
@@ -223,23 +247,23 @@ def test_build_comparison_errors():
     with pytest.raises(ValueError, match="once"):
         C.build_comparison([_Fake("a"), _Fake("a")], [a, a], [None, None])
     with pytest.raises(ValueError, match="2 to N-1 classes"):
-        C.silhouette(X, ["one"] * len(X))
+        CM.silhouette(X, ["one"] * len(X))
 
 
 # ---- speed and parameters ----------------------------------------------------------------------
 def test_speed_from_stats_else_a_timed_forward(tiny, stamps):
     X, y = _clusters()
     fresh = _fs("a", X, y, ExtractStats(n_images=48, n_computed=48, seconds=2.0))
-    assert C.extraction_speed(fresh) == C.Speed(24.0, "extraction", 48, 2.0)
+    assert CS.extraction_speed(fresh) == CS.Speed(24.0, "extraction", 48, 2.0)
     cached = _fs("a", X, y, ExtractStats(n_images=48, n_cached=48, seconds=0.01))
-    assert C.extraction_speed(cached) is None
+    assert CS.extraction_speed(cached) is None
     b = tiny[TINY_CNN]
-    s = C.timed_forward_speed(b, stamps.records, n_images=4)
+    s = CS.timed_forward_speed(b, stamps.records, n_images=4)
     assert s.source == "timed forward" and s.n_images == 4 and s.images_per_s == pytest.approx(4 / s.seconds)
     fs = extract_features(b, stamps.records[:10])
-    s2 = C.measure_speed(b, fs)
-    assert s2.source == ("extraction" if fs.stats.n_computed >= C.MIN_IMAGES_FOR_STATS_SPEED else "timed forward")
-    assert C.count_parameters(b) == sum(p.numel() for p in b.model.parameters())
+    s2 = CS.measure_speed(b, fs)
+    assert s2.source == ("extraction" if fs.stats.n_computed >= CS.MIN_IMAGES_FOR_STATS_SPEED else "timed forward")
+    assert CM.count_parameters(b) == sum(p.numel() for p in b.model.parameters())
 
 
 # ---- saliency: the method each backbone supports --------------------------------------------------------
@@ -282,8 +306,8 @@ class _ContractOnly(Backbone):
 def test_layer_features_one_pass_equals_the_contract(tiny, stamps, name, pool):
     b = tiny[name]
     recs = stamps.records[:3]
-    fast = C.layer_features(b, recs, pool=pool, batch_size=2)  # two batches
-    slow = C.layer_features(_ContractOnly(b), recs, pool=pool, batch_size=2)
+    fast = CL.layer_features(b, recs, pool=pool, batch_size=2)  # two batches
+    slow = CL.layer_features(_ContractOnly(b), recs, pool=pool, batch_size=2)
     assert fast.layers == slow.layers == list(range(b.spec.num_layers))
     for f, s in zip(fast.features, slow.features):
         assert f.shape == s.shape and f.shape[0] == 3
@@ -293,23 +317,23 @@ def test_layer_features_one_pass_equals_the_contract(tiny, stamps, name, pool):
         emb = extract_features(b, recs)["embedding"]
         np.testing.assert_allclose(fast.features[b.resolve_layer(None)], emb, rtol=1e-5, atol=1e-5)
     # subsets, negative indices and repeats keep the order asked for
-    sub = C.layer_features(b, recs, layers=[-1, 0, -1], pool=pool)
+    sub = CL.layer_features(b, recs, layers=[-1, 0, -1], pool=pool)
     assert sub.layers == [b.spec.num_layers - 1, 0, b.spec.num_layers - 1]
     np.testing.assert_allclose(sub.features[1], fast.features[0], rtol=1e-5, atol=1e-5)
 
 
 def test_layer_cka_between_blocks(tiny, stamps):
-    lf = C.layer_features(tiny[TINY_VIT], stamps.records[:12])
-    M = C.layer_cka_between(lf, lf)
+    lf = CL.layer_features(tiny[TINY_VIT], stamps.records[:12])
+    M = CL.layer_cka_between(lf, lf)
     np.testing.assert_allclose(np.diag(M), 1.0, atol=1e-9)
     np.testing.assert_allclose(M, M.T, atol=1e-12)
     np.testing.assert_allclose(M, layer_cka(lf.features, lf.features))
-    cnn = C.layer_features(tiny[TINY_CNN], stamps.records[:12])
-    assert C.layer_cka_between(lf, cnn).shape == (tiny[TINY_VIT].spec.num_layers, tiny[TINY_CNN].spec.num_layers)
+    cnn = CL.layer_features(tiny[TINY_CNN], stamps.records[:12])
+    assert CL.layer_cka_between(lf, cnn).shape == (tiny[TINY_VIT].spec.num_layers, tiny[TINY_CNN].spec.num_layers)
     with pytest.raises(ValueError, match="pool"):
-        C.block_representations(tiny[TINY_VIT], torch.zeros(1, 3, 160, 160), [0], pool="max")
+        CL.block_representations(tiny[TINY_VIT], torch.zeros(1, 3, 160, 160), [0], pool="max")
     with pytest.raises(ValueError, match="at least 2 images"):
-        C.layer_features(tiny[TINY_VIT], stamps.records[:1])
+        CL.layer_features(tiny[TINY_VIT], stamps.records[:1])
 
 
 # ---- the command line ---------------------------------------------------------------------------------
@@ -333,10 +357,16 @@ def test_cli_compare_json_and_table(tmp_path):
             assert d["cka_order"] == [TINY_VIT, TINY_CNN] and d["cka_kind"] == "linear" and len(d["cka"]) == 2
             assert {"dim", "nmc_accuracy", "knn_accuracy", "linear_accuracy", "nmc_1shot_mean", "silhouette"} <= set(d)
         assert data[0]["cka"][1] == pytest.approx(data[1]["cka"][0])
+        for name in ("cka_unbiased", "mutual_knn", "cknna", "procrustes"):  # rows beside cka, same order
+            assert len(data[0][name]) == 2 and data[0][name][1] == pytest.approx(data[1][name][0])
+            assert data[0]["index_details"][name]["n_boot"] == 200
         rc, out, err = _cli("--cache", str(tmp_path), "compare", "--backbones", f"{TINY_VIT},{TINY_CNN}",
-                            "--images", str(STAMPS), "--cka", "rbf")
+                            "--images", str(STAMPS), "--cka", "rbf", "--k", "5", "--bootstrap", "10",
+                            "--permutations", "10")
         assert rc == 0, err
         assert "NMC acc." in out and TINY_VIT in out and "rbf CKA of the global embeddings" in out
+        assert "mutual k-NN (higher = more similar, k = 5; 95% bootstrap interval over 10 draws" in out
+        assert f"{TINY_VIT} vs {TINY_CNN}:" in out and "Procrustes distance (lower = more similar" in out
         rc, _, err = _cli("--cache", str(tmp_path), "compare", "--backbones", TINY_VIT, "--images", str(STAMPS))
         assert rc == 2 and "at least two different names" in err
 
@@ -376,8 +406,8 @@ def test_real_backbones_table_equals_evaluate_and_json(get_backbone, stamps):
 def test_real_vit_layer_features_one_pass_equals_contract(get_backbone, stamps):
     b = get_backbone("vits14_saliency")
     recs = stamps.records[:3]
-    fast = C.layer_features(b, recs, pool="embedding")  # all 12 blocks, one forward
-    slow = C.layer_features(_ContractOnly(b), recs, layers=[10, 11], pool="embedding")  # CLS of 10, head pooling of 11
+    fast = CL.layer_features(b, recs, pool="embedding")  # all 12 blocks, one forward
+    slow = CL.layer_features(_ContractOnly(b), recs, layers=[10, 11], pool="embedding")  # CLS of 10, head pooling of 11
     assert len(fast.features) == 12
     for f, s in zip(fast.features[10:], slow.features):
         np.testing.assert_allclose(f, s, rtol=1e-4, atol=1e-4)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.compare import indices as I
 from core.models.extract import extract_features
 from core.classify.evaluation import evaluate
 from tests.conftest import ROOT, SCREENSHOTS, STAMPS, wait_idle
@@ -34,9 +35,10 @@ def test_compare_page_apptest_every_section(stamps):
         at.session_state["cmp_backbones"] = names
         _run(at)
         assert at.title[0].value == "Compare backbones"
-        assert [h.value for h in at.header][:4] == ["Metrics", "Representational similarity (CKA)", "Side by side",
+        assert [h.value for h in at.header][:5] == ["Metrics", "Representational similarity (CKA)",
+                                                     "Similarity indices", "Side by side",
                                                      "Agreement of the NMC predictions"]
-        assert [s.value for s in at.subheader] == names  # one column per backbone
+        assert [s.value for s in at.subheader] == ["Agreement map", *names]  # then one column per backbone
 
         table = at.dataframe[0].value  # the metrics table, the numbers of core.classify.evaluation.evaluate
         assert list(table["backbone"]) == names
@@ -45,7 +47,13 @@ def test_compare_page_apptest_every_section(stamps):
             for col, m in (("NMC acc.", "nmc"), ("k-NN acc.", "knn"), ("linear acc.", "linear")):
                 assert row[col] == evaluate(fs["embedding"], fs.labels, m).accuracy
             assert row["dim"] == fs["embedding"].shape[1]
-        agree = at.dataframe[1].value
+        idx = at.dataframe[1].value  # the similarity indices: every index for every pair, equal to core's
+        assert len(idx) == 4 * 3 and set(idx["index"]) == {i.label for i in I.INDICES.values()}
+        fsets = [extract_features(tiny_backbone(n), stamps.records) for n in names]
+        row = idx[(idx["index"] == "mutual k-NN") & (idx["A"] == TINY_VIT) & (idx["B"] == TINY_CNN)].iloc[0]
+        assert row["value"] == pytest.approx(I.mutual_knn(fsets[0]["embedding"], fsets[1]["embedding"], I.DEFAULT_K))
+        assert row["CI low"] <= row["value"] <= row["CI high"] and row["k"] == I.DEFAULT_K
+        agree = at.dataframe[2].value
         assert len(agree) == 3 and agree["agree"].between(0, 1).all()
         caps = _captions(at)
         assert "(0.50, 0.50)" in caps  # no click yet: the centre of the picture
@@ -73,7 +81,7 @@ def test_compare_page_apptest_every_section(stamps):
 
 
 def test_compare_page_without_labels(tmp_path):
-    """A flat folder: no metrics or agreement (said so), but CKA and the side-by-side views."""
+    """A flat folder: no metrics or agreement (said so), but CKA, the similarity indices and the side-by-side views."""
     flat = tmp_path / "flat"
     flat.mkdir()
     for p in sorted(STAMPS.glob("*/*.png"))[::6]:
@@ -86,11 +94,13 @@ def test_compare_page_without_labels(tmp_path):
         _run(at)
         assert any("need class labels" in i.value for i in at.info)  # metrics, agreement
         assert any("neither attention nor a classifier head" in i.value for i in at.info)  # no prototype target
-        assert not at.dataframe and at.caption and [s.value for s in at.subheader] == [TINY_VIT, TINY_HEADLESS]
+        assert len(at.dataframe) == 1 and at.caption  # only the similarity indices, which need no labels
+        assert [s.value for s in at.subheader] == ["Agreement map", TINY_VIT, TINY_HEADLESS]
 
 
 def test_figures_share_class_colours_and_label_their_axes():
-    from pages.compare_views import class_colours, cka_heatmap, embedding_scatter
+    from core.render import class_colours
+    from pages.compare_views import agreement_scatter, cka_heatmap, embedding_scatter
 
     colours = class_colours(["birds", "fish", "tools"])
     rng = np.random.default_rng(0)
@@ -102,6 +112,10 @@ def test_figures_share_class_colours_and_label_their_axes():
         assert [t.name for t in f.data] == ["birds", "fish", "tools", "neighbours", "chosen image"]
         assert {t.name: t.marker.color for t in f.data[:3]} == colours  # the same colour per class everywhere
         assert list(f.data[1].customdata) == [1, 3]  # row indices, for click-to-choose
+    ag = agreement_scatter(rng.normal(size=(4, 2)), np.array([0.0, 0.5, 1.0, 0.2]), labels, list("abcd"), k=10,
+                           title="t", method="pca", other="B", chosen=2)
+    assert (ag.layout.xaxis.title.text, list(ag.data[0].customdata), list(ag.data[1].customdata)) == ("PC 1", [0, 1, 2, 3], [2])
+    assert list(ag.data[0].marker.color) == [0.0, 0.5, 1.0, 0.2] and "5 of 10 neighbours shared with B" in ag.data[0].text[1]
     hm = cka_heatmap(np.eye(2), ["a", "b"], ["a", "b"], title="t", colorbar="CKA", x_title="B block", y_title="A block")
     assert hm.layout.xaxis.title.text == "B block" and hm.data[0].zmin == 0 and hm.data[0].zmax == 1
     with pytest.raises(ValueError, match="labels"):
@@ -123,6 +137,9 @@ def test_compare_in_browser(page, app_url):
     wait_idle(page, 240_000)
 
     assert page.get_by_test_id("stDataFrame").first.is_visible()  # the metrics table
+    assert page.get_by_role("heading", name="Similarity indices").is_visible()
+    assert page.get_by_role("heading", name="Agreement map").is_visible()
+    assert page.get_by_text(re.compile(r"^Mean overlap \d+% \(the mutual k-NN index\)")).is_visible()
     for name in ("mobilenetv2", "vits14_saliency"):  # one column per backbone
         assert page.get_by_role("heading", name=name, exact=True).is_visible()
 

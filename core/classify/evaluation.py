@@ -47,6 +47,12 @@ class EvalResult:
     misclassified: np.ndarray
 
 
+def n_test_of_class(n: int, test_size: float) -> int:
+    """Test images a class of ``n`` images gives to a stratified hold-out: ``round(test_size * n)``
+    clipped to ``[1, n - 1]`` (every class keeps a training and a test image)."""
+    return int(np.clip(round(test_size * n), 1, n - 1))
+
+
 def _stratified_split(y_idx: np.ndarray, test_size: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Per-class random hold-out: ``round(test_size * n_c)`` test items per class, clipped to
     ``[1, n_c - 1]`` so that every class has at least one train and one test image.
@@ -63,8 +69,7 @@ def _stratified_split(y_idx: np.ndarray, test_size: float, rng: np.random.Genera
     test = []
     for c in range(len(counts)):
         idx = rng.permutation(np.flatnonzero(y_idx == c))
-        n_test = int(np.clip(round(test_size * len(idx)), 1, len(idx) - 1))
-        test.append(idx[:n_test])
+        test.append(idx[:n_test_of_class(len(idx), test_size)])
     test_idx = np.sort(np.concatenate(test))
     train_idx = np.setdiff1d(np.arange(len(y_idx)), test_idx)
     return train_idx, test_idx

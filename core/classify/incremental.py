@@ -12,6 +12,7 @@ from core.classify.evaluation import Protocol, _stratified_split
 from core.classify.prototypes import NearestMeanClassifier
 from core.geometry.vectors import Metric, as_features, as_labels
 
+
 # ---- class-incremental learning ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class IncrementalResult:
@@ -34,6 +35,16 @@ class IncrementalResult:
     average_incremental_accuracy: float
     final_accuracy: float
     protocol: Protocol
+
+
+def class_order(classes: Sequence[Any], mode: str = "sorted", seed: int = 0) -> list[Any]:
+    """The arrival order of the classes: ``"sorted"`` (as given, e.g. sorted labels) or ``"shuffled"``
+    (a seeded permutation)."""
+    if mode == "sorted":
+        return list(classes)
+    if mode == "shuffled":
+        return list(np.random.default_rng(seed).permutation(np.asarray(classes)))
+    raise ValueError(f"unknown class order {mode!r}; choose 'sorted' or 'shuffled'")
 
 
 def class_incremental(

@@ -7,9 +7,10 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from core.classify.evaluation import _stratified_split
+from core.classify.evaluation import _stratified_split, n_test_of_class
 from core.classify.prototypes import class_prototypes
 from core.geometry.vectors import as_features, as_labels, distances, l2_normalize
+
 
 # ---- TEEN prototype calibration ---------------------------------------------------------------------
 def teen_calibrate(
@@ -60,6 +61,16 @@ def teen_calibrate(
         shift = l2_normalize(W @ Pb_n)  # [K, D]
         return alpha * Pn_n + (1.0 - alpha) * shift
     return alpha * Pn + (1.0 - alpha) * (W @ Pb)
+
+
+def max_new_class_shots(y: ArrayLike, base_classes: Sequence[Any], test_size: float = 0.3) -> int:
+    """The largest ``k_shot`` :func:`teen_experiment` accepts: the fewest training images a new (non-base)
+    class keeps after the stratified split (at least 1)."""
+    classes, counts = np.unique(np.asarray(y), return_counts=True)
+    new = ~np.isin(classes, np.asarray(list(base_classes)))
+    if not new.any():
+        raise ValueError("every class is a base class: leave at least one class as a new class")
+    return max(1, min(int(n) - n_test_of_class(int(n), test_size) for n in counts[new]))
 
 
 def teen_experiment(

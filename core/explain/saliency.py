@@ -29,16 +29,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from pytorch_grad_cam import (EigenCAM, EigenGradCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
-                              XGradCAM)
+from pytorch_grad_cam import EigenCAM, EigenGradCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from core.explain.attention import HeadFusion, cls_attention_maps, cls_rows_to_maps, rollout_cls_map
-from core.models.base import Backbone
 from core.errors import UnsupportedOperationError
+from core.explain.attention import HeadFusion, cls_attention_maps, cls_rows_to_maps, rollout_cls_map
 from core.explain.maps import Baseline, deletion_insertion, prototype_maps, upsample
 from core.geometry.vectors import l2_normalize
+from core.models.base import Backbone
 
 
 # ---- the Grad-CAM family: a registry of pytorch-grad-cam classes ----------------------------------

@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike
 
 from core.geometry.vectors import distances
 
-__all__ = ["Neighbours", "cosine_neighbours", "projection_table"]
+__all__ = ["Neighbours", "cosine_neighbours", "neighbours_of_row", "neighbour_vote", "projection_table"]
 
 _CHUNK = 512  # query rows per [chunk, N] similarity block
 
@@ -81,6 +81,41 @@ def cosine_neighbours(
         idx[s:s + len(S)] = top
         sim[s:s + len(S)] = np.take_along_axis(S, top, axis=1)
     return Neighbours(idx, sim)
+
+
+def neighbours_of_row(X: ArrayLike, i: int, k: int, also_exclude: Sequence[int] = ()) -> Neighbours:
+    """The ``k`` most cosine-similar rows of ``X [N, D]`` to its own row ``i``, leaving out row ``i``
+    and the rows in ``also_exclude`` (e.g. other copies of the same picture, which are not neighbours).
+
+    Returns:
+        :class:`Neighbours` with ``[1, k']`` arrays (``k'`` = ``k`` or fewer when rows run out).
+    """
+    skip = {int(j) for j in also_exclude if int(j) != i}
+    nb = cosine_neighbours(np.asarray(X)[i:i + 1], X, k + len(skip), exclude=[i])
+    keep = ~np.isin(nb.indices[0], sorted(skip))  # [k + len(skip)]
+    return Neighbours(nb.indices[:, keep][:, :k], nb.similarities[:, keep][:, :k])
+
+
+def neighbour_vote(queries: ArrayLike, X: ArrayLike, labels: Sequence[str], k: int = 5) -> list[str]:
+    """The majority label among the ``k`` cosine-nearest rows of ``X`` for every query.
+
+    Args:
+        queries: ``[M, D]``.
+        X: ``[N, D]`` reference features.
+        labels: ``[N]`` one label per row of ``X``.
+        k: neighbours that vote (capped at N).
+
+    Returns:
+        ``M`` labels; a tie goes to the label that sorts first.
+    """
+    lab = np.asarray(labels)
+    if len(lab) != len(np.asarray(X)):
+        raise ValueError(f"labels has {len(lab)} entries for {len(np.asarray(X))} rows of X")
+    out = []
+    for row in cosine_neighbours(queries, X, k=k).indices:  # [k] per query
+        vals, counts = np.unique(lab[row], return_counts=True)  # vals sorted
+        out.append(str(vals[np.argmax(counts)]))
+    return out
 
 
 def projection_table(

@@ -5,16 +5,23 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, DTypeLike
 
 Metric = Literal["cosine", "euclidean"]
 METRICS: tuple[str, ...] = ("cosine", "euclidean")
 
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Unit-normalise the last axis in float64 (stable cosines); rows of norm below ``eps`` stay ~0."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+def l2_normalize(x: ArrayLike, eps: float = 1e-12, dtype: DTypeLike = np.float64) -> np.ndarray:
+    """Unit-normalise the last axis; rows of norm below ``eps`` stay ~0.
+
+    Args:
+        x: ``[..., D]``.
+        eps: floor of the norm.
+        dtype: the precision of the computation and the result (float64 by default: stable cosines;
+            float32 where a caller keeps float32 features, e.g. the projections).
+    """
+    a = np.asarray(x, dtype=dtype)
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), eps)
 
 
 # ---- input checks ----------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from pathlib import Path
 _CHUNK = 1 << 20
 
 
-def bytes_sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data`` (image records and uploads are keyed by it)."""
     return hashlib.sha256(data).hexdigest()
 
 

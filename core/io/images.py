@@ -31,7 +31,6 @@ Nothing here imports Streamlit.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import os
 import pathlib
@@ -45,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import ImageDecodeError
-from core.io.hashing import FileFacts, FileIndex
+from core.io.hashing import FileFacts, FileIndex, sha256_hex
 from core.io.paths import cache_dir
 
 __all__ = [
@@ -77,11 +76,6 @@ _ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "TIFF", "WEBP", "
 _FORMAT_NAMES = "PNG, JPEG, BMP, GIF, TIFF, WebP, PPM/PGM"
 _SKIP_DIRS = frozenset({"__MACOSX"})  # zip-extraction debris (AppleDouble "._x.jpg" files)
 _ALPHA_THRESHOLD = 128  # alpha >= this counts as foreground in decode_alpha
-
-
-def sha256_hex(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------

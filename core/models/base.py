@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from core.errors import UnsupportedOperationError
+from core.models.layers import LayerLike, resolve_layer
 from core.models.spec import BackboneSpec
 
 
@@ -70,14 +71,15 @@ class Backbone(abc.ABC):
         """The bare model forward used by benchmarks (timm's ``forward_features``)."""
 
     @abc.abstractmethod
-    def extract(self, x: torch.Tensor, layer: int | None = None, *,
-                want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
+    def extract(self, x: torch.Tensor, layer: LayerLike = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
         """One forward pass returning several outputs at once.
 
         Args:
             x: ``[N, 3, S, S]`` from :meth:`preprocess`.
-            layer: block index (negative from the end) for ``embedding`` and ``patch_tokens``;
-                ``None`` means ``spec.embed_layer`` for the embedding and -1 for patch tokens.
+            layer: block for ``embedding`` and ``patch_tokens``: a :class:`core.models.layers.Layer`,
+                an index (negative from the end) or None = each kind's default
+                (:func:`core.models.layers.resolve_layer`: ``spec.embed_layer`` for the embedding,
+                the last block for patch tokens).
             want: any of ``"embedding"`` ``[N, D]``, ``"patch_tokens"`` ``[N, h, w, D]``,
                 ``"attention_cls"`` ``[N, L, H, h*w]`` (CLS-to-patch rows, ViTs), ``"logits"``
                 ``[N, C]`` (models with a head).
@@ -124,12 +126,7 @@ class Backbone(abc.ABC):
         """Callable mapping the target layer's output to ``[N, D, h, w]`` (None for CNNs)."""
         return None
 
-    def resolve_layer(self, layer: int | None) -> int:
-        """A layer index in ``[0, num_layers)`` from a possibly negative one."""
-        n = self.spec.num_layers
-        layer = self.spec.embed_layer if layer is None else layer
-        idx = layer + n if layer < 0 else layer
-        if not 0 <= idx < n:
-            raise ValueError(
-                f"{self.spec.name}: layer {layer} out of range (model has {n} layers: 0..{n - 1} or -1..-{n})")
-        return idx
+    def resolve_layer(self, layer: LayerLike = None, kind: str = "embedding") -> int:
+        """The block index in ``[0, num_layers)`` that output ``kind`` is read from
+        (:func:`core.models.layers.resolve_layer`; None = the kind's default block)."""
+        return resolve_layer(self.spec, kind, layer)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from core.errors import UnsupportedOperationError
 from core.models.base import Backbone, locked
+from core.models.layers import LayerLike
 from core.models.spec import BackboneSpec, Source
 
 WANTS = ("embedding", "patch_tokens", "attention_cls")
@@ -47,16 +48,15 @@ class ClipBackbone(Backbone):
 
     @locked
     @torch.inference_mode()
-    def extract(self, x: torch.Tensor, layer: int | None = None, *,
-                want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
+    def extract(self, x: torch.Tensor, layer: LayerLike = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
         unknown = set(want) - set(WANTS)
         if "logits" in want:
             self.logits(x)  # raises: CLIP has no classifier head (use text prototypes)
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {WANTS}")
         out = {}
-        emb_idx = self.resolve_layer(layer)
-        tok_idx = self.resolve_layer(-1 if layer is None else layer)
+        emb_idx = self.resolve_layer(layer, "embedding")
+        tok_idx = self.resolve_layer(layer, "patch_tokens")
         with self._capture_attention("attention_cls" in want) as attn:
             res = self.model.forward_intermediates(
                 image=x, image_indices=sorted({emb_idx, tok_idx}), normalize=False,

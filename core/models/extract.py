@@ -23,6 +23,7 @@ from core.errors import ImageDecodeError
 from core.io.images import Failure, ImageRecord, decode_image
 from core.io.store import FeatureKey, FeatureStore
 from core.models.base import Backbone
+from core.models.layers import LayerLike, output_layers
 from core.models.spec import BackboneSpec
 
 PREPROCESSING_VERSION = "v1"
@@ -121,17 +122,9 @@ def _in_order(fn: Callable[[T], R], items: Sequence[T], ahead: bool) -> Iterator
             yield result
 
 
-def feature_layers(backbone: Backbone, kinds: Sequence[str], layer: int | None) -> dict[str, int]:
+def feature_layers(backbone: Backbone, kinds: Sequence[str], layer: LayerLike) -> dict[str, int]:
     """The resolved block index each output kind is taken from (-1: not layer-specific)."""
-    out = {}
-    for k in kinds:
-        if k == "embedding":
-            out[k] = backbone.resolve_layer(layer)
-        elif k == "patch_tokens":
-            out[k] = backbone.resolve_layer(-1 if layer is None else layer)
-        else:
-            out[k] = -1
-    return out
+    return output_layers(backbone.spec, list(kinds), layer)
 
 
 def extract_features(
@@ -139,7 +132,7 @@ def extract_features(
     records: Sequence[ImageRecord],
     *,
     kinds: Sequence[str] = ("embedding",),
-    layer: int | None = None,
+    layer: LayerLike = None,
     size: int | None = None,
     batch_size: int = 16,
     store: FeatureStore | None = None,
@@ -159,7 +152,8 @@ def extract_features(
         backbone: the model.
         records: images (from :func:`core.io.images.load_folder` / ``load_uploads``).
         kinds: outputs wanted, see :meth:`Backbone.extract`.
-        layer: block for embedding / patch tokens (None: the spec's defaults).
+        layer: block for embedding / patch tokens: a :class:`core.models.layers.Layer`, an index or
+            None (each kind's default, :func:`core.models.layers.resolve_layer`).
         size: square input side (None: the spec's input size).
         batch_size: images per forward pass.
         store: the cache (None: no caching; the computed arrays are kept in memory).

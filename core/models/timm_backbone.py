@@ -8,6 +8,7 @@ import torch
 
 from core.errors import UnsupportedOperationError
 from core.models.base import Backbone, locked
+from core.models.layers import LayerLike
 from core.models.spec import BackboneSpec
 
 WANTS = ("embedding", "patch_tokens", "attention_cls", "logits")
@@ -36,8 +37,7 @@ class TimmBackbone(Backbone):
     # ---- one forward, several outputs ----------------------------------------------------------
     @locked
     @torch.inference_mode()
-    def extract(self, x: torch.Tensor, layer: int | None = None, *,
-                want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
+    def extract(self, x: torch.Tensor, layer: LayerLike = None, *, want: Sequence[str] = ("embedding",)) -> dict[str, torch.Tensor]:
         unknown = set(want) - set(WANTS)
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {WANTS}")
@@ -45,8 +45,8 @@ class TimmBackbone(Backbone):
             self.logits(x)  # raises the explanatory error
         if "attention_cls" in want and not self.spec.has_attention:
             self.attention(x)  # raises the explanatory error
-        emb_idx = self.resolve_layer(layer)
-        tok_idx = self.resolve_layer(-1 if layer is None else layer)
+        emb_idx = self.resolve_layer(layer, "embedding")
+        tok_idx = self.resolve_layer(layer, "patch_tokens")
         need = sorted({i for i, k in ((emb_idx, "embedding"), (tok_idx, "patch_tokens")) if k in want}) or [tok_idx]
         with self._capture_attention(enabled="attention_cls" in want) as attn:
             final, blocks = self._forward_blocks(x, need)

@@ -27,17 +27,15 @@ from __future__ import annotations
 import abc
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from core.geometry.vectors import distances
+from core.geometry.vectors import METRICS, Metric, distances, l2_normalize
 
-Metric = Literal["cosine", "euclidean"]
-METRICS: tuple[str, ...] = ("cosine", "euclidean")
 UMAP_FAST_ABOVE = 2_000  # above this many points UMAP runs 200 epochs instead of 500
 UMAP_EXACT_BELOW = 4_096  # below: exact distance matrix (umap-learn's own small-data threshold)
 _PLACE_CHUNK = 256  # rows of new points per distance block in t-SNE placement ([256, N] float64)
@@ -139,6 +137,8 @@ class Projector(abc.ABC):
     """
 
     method: ClassVar[str]
+    label: ClassVar[str]  # display name, e.g. "t-SNE"
+    axis: ClassVar[str]  # axis-title stem: "PC" gives "PC 1", "PC 2"
     uses: ClassVar[tuple[str, ...]] = ()  # ProjectionParams fields (besides n_components, metric) it reads
     version: ClassVar[int] = 1  # bump when results change, to invalidate caches
     reduce_first: ClassVar[bool] = True  # PCA to pca_dims before the method
@@ -153,7 +153,7 @@ class Projector(abc.ABC):
     # ---- shared pipeline ----------------------------------------------------------------------------
     def _normalise(self, X: np.ndarray) -> np.ndarray:
         if self.params.metric == "cosine":
-            return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), _EPS)  # [N, D] unit rows
+            return l2_normalize(X, _EPS, dtype=X.dtype)  # [N, D] unit rows, in X's float32
         return X
 
     def _prepare(self, X: np.ndarray, fit: bool) -> np.ndarray:
@@ -221,6 +221,23 @@ def available_methods() -> list[str]:
     return list(_PROJECTORS)
 
 
+def method_label(method: str) -> str:
+    """Display name of a registered method (``"tsne"`` -> ``"t-SNE"``)."""
+    return _registered(method).label
+
+
+def axis_titles(method: str, n_components: int = 2) -> list[str]:
+    """Axis titles of a map made by ``method``: ``["PC 1", "PC 2"]``, ``["UMAP 1", ...]``."""
+    return [f"{_registered(method).axis} {i + 1}" for i in range(n_components)]
+
+
+def _registered(method: str) -> type[Projector]:
+    try:
+        return _PROJECTORS[method]
+    except KeyError:
+        raise ValueError(f"unknown projection method {method!r}; choose one of {available_methods()}") from None
+
+
 def make_projector(params: ProjectionParams) -> Projector:
     """An unfitted Projector for ``params.method``."""
     return _PROJECTORS[params.method](params)
@@ -237,6 +254,8 @@ class PCAProjector(Projector):
     """Principal components of the (L2-normalised, for cosine) embeddings; exact and linear."""
 
     method = "pca"
+    label = "PCA"
+    axis = "PC"
     reduce_first = False
     min_points = 2
 
@@ -258,6 +277,8 @@ class UMAPProjector(Projector):
     """
 
     method = "umap"
+    label = "UMAP"
+    axis = "UMAP"
     uses = ("seed", "n_neighbors", "min_dist", "pca_dims", "n_epochs")
     min_points = 5
 
@@ -310,6 +331,8 @@ class TSNEProjector(Projector):
     With PCA initialisation the result does not depend on the seed."""
 
     method = "tsne"
+    label = "t-SNE"
+    axis = "t-SNE"
     uses = ("perplexity", "pca_dims", "n_neighbors")
     min_points = 5
 

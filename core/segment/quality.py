@@ -28,10 +28,17 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
 from core.explain.attention import cls_rows_to_maps
-from core.models.base import Backbone
 from core.io.images import ImageRecord, decode_alpha, decode_image
-from core.segment.similarity import (attention_foreground, iou, mask_to_image_size, patch_similarity, pca_foreground,
-                               pixel_to_patch, threshold_mask)
+from core.models.base import Backbone
+from core.segment.similarity import (
+    attention_foreground,
+    iou,
+    mask_to_image_size,
+    patch_similarity,
+    pca_foreground,
+    pixel_to_patch,
+    threshold_mask,
+)
 
 METHODS = ("pca", "cls_attention", "click", "oracle", "full")
 ATTENTION_KEEP = 0.6  # DINO's default mass for attention masks

@@ -1,0 +1,456 @@
+"""Similarity indices between two representations of the same N images, each with a bootstrap
+confidence interval over images and a permutation baseline.
+
+Indices (``X [N, D1]`` and ``Y [N, D2]``, row i = image i in both):
+
+* ``cka_unbiased``: linear CKA from the unbiased HSIC estimator (Song et al. 2012, eq. 5;
+  used for CKA by Nguyen et al. 2021 and Kornblith et al.): ``HSIC_1(K, L) / sqrt(HSIC_1(K, K) HSIC_1(L, L))``
+  with ``K = X X^T``, ``L = Y Y^T`` and
+  ``HSIC_1 = [tr(K~ L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3))``, ``K~`` = K with
+  a zero diagonal. Plain CKA is biased upwards when N is small or D large; this estimate is not (it
+  can dip below 0 for unrelated representations). Computed in feature space, never as an N x N matrix:
+  ``tr(K~L~) = ||X^T Y||_F^2 - sum_i |x_i|^2 |y_i|^2`` etc., O(N D1 D2) time.
+* ``mutual_knn``: mutual k-nearest-neighbour alignment (Huh et al. 2024, "The Platonic Representation
+  Hypothesis"): for each image, the share of its k nearest neighbours (cosine, itself excluded) that
+  the two representations have in common, averaged over images. 1 = the same neighbourhoods.
+* ``cknna``: CKNNA (same paper): unbiased-HSIC CKA restricted to mutual-neighbour pairs,
+  ``HSIC_1(a*K, a*L) / sqrt(HSIC_1(a_K*K, a_K*K) HSIC_1(a_L*L, a_L*L))`` with ``K``, ``L`` the cosine kernels,
+  ``a_K[i, j] = 1`` when j is among i's k nearest neighbours in X (``a_L`` for Y) and ``a = a_K * a_L``.
+  Only the N*k neighbour pairs are ever stored (sparse matrices).
+* ``procrustes``: orthogonal Procrustes distance (Ding et al. 2021; Williams et al. 2021):
+  ``2 - 2 ||X^T Y||_*`` after centring each representation and scaling it to unit Frobenius norm; in
+  ``[0, 2]``, 0 = equal up to rotation, reflection and scale. A distance: lower = more similar.
+
+Scaling (what keeps 100,000 images feasible): neighbours come from chunked top-k
+(:func:`core.geometry.neighbours.cosine_neighbours`, ``[512, N]`` blocks), so memory is O(N k), time
+O(N^2 D). The neighbour indices run on a seeded subsample of at most :data:`MAX_KNN_IMAGES` images
+(all of them below that). CKA and Procrustes use every image (feature space, O(N D1 D2)); their
+bootstrap and permutations run on a seeded subsample of at most :data:`MAX_RESAMPLE_IMAGES` images,
+which can only widen the interval; there the unbiased CKA's draws use the subsample's Gram matrices
+(``[n, n]`` with n <= 2,000: 32 MB each), so a draw costs O(n^2) instead of O(n D1 D2).
+
+Confidence interval: images are resampled with replacement (``n_boot`` draws); the percentile interval
+of the draws is shifted by the bootstrap estimate of bias (mean of the draws minus the value; Efron &
+Tibshirani 1993, ch. 10) and clipped to the index's range. The shift is about zero for the unbiased CKA,
+mutual k-NN and CKNNA; it matters for the Procrustes distance, which depends on how many distinct
+images there are relative to the dimension (with N <= D any two sets of points can be rotated onto
+each other almost exactly, and a draw holds only about 0.63 N distinct images). Below N ~ 2 D
+(the smaller D of the pair) that distance means little whatever its interval.
+Copies of one image in a resample are never paired with each other (their pair counts zero, as the
+zeroed kernel diagonal does), and the neighbour graph of the kNN indices stays the one of the full
+set (a resample reweights images, it does not change who is whose neighbour).
+Permutation baseline: the rows of Y are shuffled against X (``n_perm`` draws): the value two unrelated
+representations with these marginals would get. ``p_value`` = share of permutations at least as
+similar as the observed value (with the +1 correction).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike
+
+from core.geometry.neighbours import cosine_neighbours
+from core.geometry.vectors import as_features, l2_normalize
+
+DEFAULT_K = 10
+DEFAULT_BOOT = 200
+DEFAULT_PERM = 100
+DEFAULT_LEVEL = 0.95
+MAX_KNN_IMAGES = 10_000       # mutual-kNN / CKNNA subsample above this many images
+MAX_RESAMPLE_IMAGES = 2_000   # CKA / Procrustes: images in each bootstrap or permutation draw
+_ROW_CHUNK = 8_192            # rows per float64 block in feature-space sums
+_PAIR_CHUNK = 16_384          # neighbour pairs per gathered block in the CKNNA kernels
+
+
+# ---- point estimates ------------------------------------------------------------------------------------
+def _pair(X: ArrayLike, Y: ArrayLike, min_n: int) -> tuple[np.ndarray, np.ndarray]:
+    A, B = as_features(X, "X"), as_features(Y, "Y")
+    if len(A) != len(B):
+        raise ValueError(f"X has {len(A)} images but Y has {len(B)}; the indices compare the same images")
+    if len(A) < min_n:
+        raise ValueError(f"this index needs at least {min_n} images, got {len(A)}")
+    return A, B
+
+
+def _weights(n: int, w: np.ndarray | None) -> np.ndarray:
+    return np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
+
+
+def _wsum_outer(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``A^T diag(w) B`` ``[D1, D2]`` in float64, accumulated over row blocks."""
+    out = np.zeros((A.shape[1], B.shape[1]))
+    for s in range(0, len(A), _ROW_CHUNK):
+        a = A[s:s + _ROW_CHUNK].astype(np.float64)
+        out += a.T @ (B[s:s + _ROW_CHUNK].astype(np.float64) * w[s:s + _ROW_CHUNK, None])
+    return out
+
+
+def _hsic_terms(m: float, t1: float, s_k: float, s_l: float, t3: float) -> float:
+    """Song et al.'s unbiased HSIC from its four sums (``m`` images)."""
+    return (t1 + s_k * s_l / ((m - 1) * (m - 2)) - 2.0 * t3 / (m - 2)) / (m * (m - 3))
+
+
+def _linear_hsic(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> float:
+    """Unbiased HSIC of the linear kernels of ``A [N, D1]``, ``B [N, D2]`` for image counts ``w [N]``
+    (1 = the set itself; a bootstrap draw's multiplicities otherwise), without N x N matrices."""
+    m = float(w.sum())
+    ka = np.einsum("ij,ij->i", A, A, dtype=np.float64)  # [N] |a_i|^2 = K_ii
+    kb = np.einsum("ij,ij->i", B, B, dtype=np.float64)
+    sa = _wsum_outer(A, np.ones((len(A), 1)), w)[:, 0]  # [D1] sum_i w_i a_i
+    sb = _wsum_outer(B, np.ones((len(B), 1)), w)[:, 0]
+    t1 = float(np.sum(_wsum_outer(A, B, w) ** 2) - np.sum(w ** 2 * ka * kb))  # sum_{i!=j} w_i w_j K_ij L_ij
+    s_k = float(sa @ sa - np.sum(w ** 2 * ka))  # 1'K~1
+    s_l = float(sb @ sb - np.sum(w ** 2 * kb))
+    u = A.astype(np.float64) @ sa - w * ka  # [N] (K~ 1) at each image
+    v = B.astype(np.float64) @ sb - w * kb
+    return _hsic_terms(m, t1, s_k, s_l, float(np.sum(w * u * v)))
+
+
+def _centred(X: np.ndarray) -> np.ndarray:
+    """Rows minus their mean, float64; with fewer images than dimensions, the same rows in the basis
+    of their principal directions ``[N, r]`` (exact for these indices: both are invariant to
+    rotations and translations, and much faster)."""
+    Z = X.astype(np.float64) - X.astype(np.float64).mean(0)
+    if len(Z) < Z.shape[1]:
+        U, S, _ = np.linalg.svd(Z, full_matrices=False)  # Z = U S V^T, V orthonormal
+        Z = U * S  # [N, N]: Z V
+    return Z
+
+
+def _cka_unbiased(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> float:
+    kl, kk, ll = _linear_hsic(A, B, w), _linear_hsic(A, A, w), _linear_hsic(B, B, w)
+    return kl / np.sqrt(kk * ll) if kk > 0 and ll > 0 else float("nan")
+
+
+def cka_unbiased(X: ArrayLike, Y: ArrayLike) -> float:
+    """Linear CKA with the unbiased HSIC estimator (see the module docstring); needs N >= 4."""
+    A, B = _pair(X, Y, 4)
+    return _cka_unbiased(_centred(A), _centred(B), np.ones(len(A)))
+
+
+def _hsic_gram(K: np.ndarray, L: np.ndarray, KL: np.ndarray, w: np.ndarray) -> float:
+    """:func:`_linear_hsic` from the Gram matrices ``K``, ``L`` ``[n, n]`` and ``KL = K * L``."""
+    kd, ld = np.diag(K), np.diag(L)
+    t1 = float(w @ KL @ w - np.sum(w ** 2 * kd * ld))
+    s_k, s_l = float(w @ K @ w - np.sum(w ** 2 * kd)), float(w @ L @ w - np.sum(w ** 2 * ld))
+    u, v = K @ w - w * kd, L @ w - w * ld
+    return _hsic_terms(float(w.sum()), t1, s_k, s_l, float(np.sum(w * u * v)))
+
+
+class _GramCka:
+    """Unbiased CKA draws on a bounded subsample (n <= :data:`MAX_RESAMPLE_IMAGES`) from its Gram
+    matrices, built once: a draw reweights images, a shuffle permutes L's rows and columns."""
+
+    def __init__(self, A: np.ndarray, B: np.ndarray):
+        self.K, self.L = A @ A.T, B @ B.T  # [n, n] each
+        self.KK, self.LL = self.K * self.K, self.L * self.L
+
+    def _ratio(self, L: np.ndarray, LL: np.ndarray, w: np.ndarray) -> float:
+        kl, kk, ll = _hsic_gram(self.K, L, self.K * L, w), _hsic_gram(self.K, self.K, self.KK, w), _hsic_gram(L, L, LL, w)
+        return kl / np.sqrt(kk * ll) if kk > 0 and ll > 0 else float("nan")
+
+    def value(self, w: np.ndarray) -> float:
+        return self._ratio(self.L, self.LL, w)
+
+    def shuffled(self, p: np.ndarray) -> float:
+        Lp = self.L[np.ix_(p, p)]
+        return self._ratio(Lp, Lp * Lp, np.ones(len(p)))
+
+
+def _procrustes(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> float:
+    m = w.sum()
+    Ac = A - (w @ A) / m  # weighted centring (a resample's own mean)
+    Bc = B - (w @ B) / m
+    na, nb = np.sqrt(np.sum(w * np.einsum("ij,ij->i", Ac, Ac))), np.sqrt(np.sum(w * np.einsum("ij,ij->i", Bc, Bc)))
+    if na <= 0 or nb <= 0:
+        raise ValueError("a representation is constant over these images: the Procrustes distance is undefined")
+    M = _wsum_outer(Ac, Bc, w) / (na * nb)  # [D1, D2]
+    G = M @ M.T if M.shape[0] <= M.shape[1] else M.T @ M  # singular values^2 = eigenvalues
+    nuclear = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(G), 0.0, None))))
+    return max(0.0, 2.0 - 2.0 * nuclear)
+
+
+def procrustes_distance(X: ArrayLike, Y: ArrayLike) -> float:
+    """Orthogonal Procrustes distance in ``[0, 2]`` (see the module docstring); needs N >= 2."""
+    A, B = _pair(X, Y, 2)
+    return _procrustes(_centred(A), _centred(B), np.ones(len(A)))
+
+
+def knn_graph(X: ArrayLike, k: int = DEFAULT_K) -> np.ndarray:
+    """``[N, k]`` each image's k most cosine-similar other images (chunked top-k, O(N k) memory)."""
+    A = as_features(X)
+    if not 1 <= k <= len(A) - 1:
+        raise ValueError(f"k must be in [1, N-1] = [1, {len(A) - 1}], got {k}")
+    return cosine_neighbours(A, A, k, exclude=list(range(len(A)))).indices
+
+
+def _overlap(na: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """``[N]`` share of common entries of two ``[N, k]`` neighbour lists, row by row."""
+    k = na.shape[1]
+    return np.array([len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(na, nb)], dtype=np.float64) / k
+
+
+def mutual_knn_overlap(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> np.ndarray:
+    """``[N]`` per image: the share of its k nearest neighbours (cosine) shared by X and Y."""
+    A, B = _pair(X, Y, 2)
+    return _overlap(knn_graph(A, k), knn_graph(B, k))
+
+
+def mutual_knn(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> float:
+    """Mutual k-NN alignment: the mean of :func:`mutual_knn_overlap`."""
+    return float(mutual_knn_overlap(X, Y, k).mean())
+
+
+def _masked_kernel(U: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix:
+    """Sparse ``[n, n]`` with the cosine kernel ``U_i . U_j`` at the given (row, col) pairs."""
+    vals = np.empty(len(rows))
+    for s in range(0, len(rows), _PAIR_CHUNK):  # gathered rows [chunk, D], never [N k, D]
+        r, c = rows[s:s + _PAIR_CHUNK], cols[s:s + _PAIR_CHUNK]
+        vals[s:s + _PAIR_CHUNK] = np.einsum("ij,ij->i", U[r], U[c])
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+
+
+def _sparse_hsic(Ka: sp.csr_matrix, Kb: sp.csr_matrix, prod: sp.csr_matrix, w: np.ndarray) -> float:
+    """Unbiased HSIC of two sparse kernels with zero diagonals, images counted ``w`` times;
+    ``prod`` = ``Ka * Kb^T`` elementwise (precomputed: it does not depend on ``w``)."""
+    m = float(w.sum())
+    t1 = float(w @ (prod @ w))  # sum_ij w_i w_j K_ij L_ji
+    s_k, s_l = float(w @ Ka @ w), float(w @ Kb @ w)
+    t3 = float(np.sum(w * (Ka.T @ w) * (Kb @ w)))  # 1'K~L~1: column sums of K~ times row sums of L~
+    return _hsic_terms(m, t1, s_k, s_l, t3)
+
+
+class _Cknna:
+    """CKNNA on one (sub)set, built once: the cosine kernels at each representation's own neighbour
+    pairs (sparse, N k entries each). A bootstrap draw only reweights images; a shuffle of Y's rows
+    permutes Y's sparse kernel (its neighbour pairs and values move with the rows), so neither
+    recomputes a neighbour or a dot product."""
+
+    def __init__(self, Un: np.ndarray, Vn: np.ndarray, na: np.ndarray, nb: np.ndarray):
+        n, k = na.shape
+        rows = np.repeat(np.arange(n), k)
+        self.Ka = _masked_kernel(Un, rows, na.ravel(), n)  # [n, n], K at X's neighbour pairs
+        self.Kb = _masked_kernel(Vn, rows, nb.ravel(), n)  # [n, n], L at Y's neighbour pairs
+        ones = np.ones(n * k)
+        self.A = sp.csr_matrix((ones, (rows, na.ravel())), shape=(n, n))  # X's neighbour pairs
+        self.B = sp.csr_matrix((ones, (rows, nb.ravel())), shape=(n, n))
+        self._parts = self._prepare(self.Kb, self.B)
+        self._kk = (self.Ka, self.Ka, self.Ka.multiply(self.Ka.T).tocsr())
+
+    def _prepare(self, Kb: sp.csr_matrix, B: sp.csr_matrix) -> tuple:
+        both = self.A.multiply(B)  # mutual-neighbour pairs
+        Kkl, Lkl = self.Ka.multiply(both).tocsr(), Kb.multiply(both).tocsr()
+        return (Kkl, Lkl, Kkl.multiply(Lkl.T).tocsr()), (Kb, Kb, Kb.multiply(Kb.T).tocsr())
+
+    @staticmethod
+    def _ratio(kl: tuple, kk: tuple, ll: tuple, w: np.ndarray) -> float:
+        a, b, c = _sparse_hsic(*kl, w), _sparse_hsic(*kk, w), _sparse_hsic(*ll, w)
+        return a / np.sqrt(b * c) if b > 0 and c > 0 else float("nan")
+
+    def value(self, w: np.ndarray) -> float:
+        """CKNNA with image counts ``w [n]`` (ones: the set itself)."""
+        kl, ll = self._parts
+        return self._ratio(kl, self._kk, ll, w)
+
+    def shuffled(self, p: np.ndarray) -> float:
+        """CKNNA of X against Y's rows in the order ``p`` (``Y[p]``)."""
+        kl, ll = self._prepare(self.Kb[p][:, p].tocsr(), self.B[p][:, p].tocsr())
+        return self._ratio(kl, self._kk, ll, np.ones(len(p)))
+
+
+def cknna(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> float:
+    """CKNNA (see the module docstring); needs k >= 2 and N >= 4."""
+    A, B = _pair(X, Y, 4)
+    if k < 2:
+        raise ValueError(f"CKNNA needs k >= 2, got {k}")
+    return _Cknna(l2_normalize(A), l2_normalize(B), knn_graph(A, k), knn_graph(B, k)).value(np.ones(len(A)))
+
+
+# ---- the registry ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SimilarityIndex:
+    """One index: its name, display label, direction and a one-line summary."""
+
+    name: str
+    label: str
+    higher_is_similar: bool
+    uses_k: bool
+    bounds: tuple[float, float]
+    summary: str
+
+
+INDICES: dict[str, SimilarityIndex] = {i.name: i for i in (
+    SimilarityIndex("cka_unbiased", "unbiased linear CKA", True, False, (-1.0, 1.0),
+                    "linear CKA with the unbiased HSIC estimator: global geometry, not inflated by small N or large D"),
+    SimilarityIndex("mutual_knn", "mutual k-NN", True, True, (0.0, 1.0),
+                    "share of each image's k nearest neighbours the two backbones have in common (local)"),
+    SimilarityIndex("cknna", "CKNNA", True, True, (-1.0, 1.0),
+                    "CKA restricted to pairs of mutual nearest neighbours: local kernel alignment"),
+    SimilarityIndex("procrustes", "Procrustes distance", False, False, (0.0, 2.0),
+                    "distance after the best rotation and scaling (0 = same up to rotation, 2 = unrelated); lower = more similar"),
+)}
+
+
+def check_index(name: str) -> SimilarityIndex:
+    try:
+        return INDICES[name]
+    except KeyError:
+        raise ValueError(f"unknown similarity index {name!r}; choose one of {list(INDICES)}") from None
+
+
+# ---- estimates with an interval and a baseline --------------------------------------------------------------
+@dataclass(frozen=True)
+class IndexEstimate:
+    """An index between two representations, its bootstrap interval and permutation baseline.
+
+    Attributes:
+        index: the :data:`INDICES` name.
+        value: on all images (the kNN indices: on at most :data:`MAX_KNN_IMAGES`).
+        ci_low / ci_high: bias-shifted percentile bootstrap interval at ``level`` (see the module docstring).
+        baseline: mean over the permutations (rows of Y shuffled against X).
+        baseline_high: the permutations' 95th percentile (5th for a distance): the value two unrelated
+            representations rarely pass.
+        p_value: share of permutations at least as similar as ``value``, ``(1 + count) / (1 + n_perm)``.
+        n_images: images in the estimate; n_resample: images in each bootstrap / permutation draw.
+        k: neighbours (kNN indices), else None.
+    """
+
+    index: str
+    value: float
+    ci_low: float
+    ci_high: float
+    level: float
+    baseline: float
+    baseline_high: float
+    p_value: float
+    n_images: int
+    n_resample: int
+    n_boot: int
+    n_perm: int
+    k: int | None
+
+    def as_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+def _subsample(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if n <= cap else np.sort(rng.choice(n, cap, replace=False))
+
+
+def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boot: int = DEFAULT_BOOT,
+             n_perm: int = DEFAULT_PERM, level: float = DEFAULT_LEVEL, seed: int = 0) -> IndexEstimate:
+    """The index ``name`` between ``X [N, D1]`` and ``Y [N, D2]`` with its interval and baseline.
+
+    Args:
+        name: one of :data:`INDICES`.
+        k: neighbours for ``mutual_knn`` and ``cknna`` (capped at N - 1).
+        n_boot / n_perm: bootstrap draws and permutations (0 = skip: NaN interval / baseline).
+        level: coverage of the interval.
+        seed: seeds the subsamples, the draws and the permutations.
+    """
+    info = check_index(name)
+    A, B = _pair(X, Y, 4)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    kk = min(k, len(A) - 1) if info.uses_k else None
+    if name in ("mutual_knn", "cknna"):
+        keep = _subsample(len(A), MAX_KNN_IMAGES, rng)
+        A, B = A[keep], B[keep]
+        n = len(A)
+        na, nb = knn_graph(A, kk), knn_graph(B, kk)  # type: ignore[arg-type]
+        if name == "mutual_knn":
+            o = _overlap(na, nb)
+            value = float(o.mean())
+            boot_fn: Callable[[np.ndarray], float] = lambda w: float(w @ o / w.sum())  # noqa: E731
+
+            def perm_fn(p: np.ndarray) -> float:
+                inv = np.argsort(p)
+                return float(_overlap(na, inv[nb[p]]).mean())  # Y's rows shuffled: i's neighbours in Y[p]
+        else:
+            if kk is None or kk < 2:
+                raise ValueError(f"CKNNA needs k >= 2, got {k}")
+            c = _Cknna(l2_normalize(A), l2_normalize(B), na, nb)
+            value = c.value(np.ones(n))
+            boot_fn = c.value
+
+            perm_fn = c.shuffled
+        boot_n = n
+    else:
+        fn = _cka_unbiased if name == "cka_unbiased" else _procrustes
+        Ac, Bc = _centred(A), _centred(B)
+        value = fn(Ac, Bc, np.ones(len(A)))
+        sub = _subsample(len(A), MAX_RESAMPLE_IMAGES, rng)
+        As, Bs = (Ac, Bc) if len(sub) == len(A) else (_centred(A[sub]), _centred(B[sub]))
+        if name == "cka_unbiased":
+            g = _GramCka(As, Bs)
+            boot_fn, perm_fn = g.value, g.shuffled
+        else:
+            boot_fn = lambda w: fn(As, Bs, w)  # noqa: E731
+            perm_fn = lambda p: fn(As, Bs[p], np.ones(len(p)))  # noqa: E731
+        n, boot_n = len(A), len(sub)
+    boots = np.array([boot_fn(np.bincount(rng.integers(0, boot_n, boot_n), minlength=boot_n).astype(np.float64))
+                      for _ in range(n_boot)])
+    perms = np.array([perm_fn(rng.permutation(boot_n)) for _ in range(n_perm)])
+    alpha = (1 - level) / 2
+    lo, hi = np.nan, np.nan
+    if n_boot:  # percentile interval, shifted by the bootstrap estimate of bias (mean of the draws - value)
+        bias = float(np.nanmean(boots)) - value
+        lo, hi = (float(np.clip(q - bias, *info.bounds)) for q in np.nanquantile(boots, [alpha, 1 - alpha]))
+    if n_perm:
+        as_good = perms >= value if info.higher_is_similar else perms <= value
+        p = float((1 + np.sum(as_good)) / (1 + n_perm))
+        base, base_hi = float(np.nanmean(perms)), float(np.nanquantile(perms, 0.95 if info.higher_is_similar else 0.05))
+    else:
+        p, base, base_hi = float("nan"), float("nan"), float("nan")
+    return IndexEstimate(name, float(value), float(lo), float(hi), level, base, base_hi, p, n, boot_n, n_boot, n_perm,
+                         kk)
+
+
+@dataclass(frozen=True)
+class IndexMatrix:
+    """One index between every pair of ``B`` backbones.
+
+    Attributes:
+        index: the :data:`INDICES` name.
+        backbones: names, the order of rows and columns.
+        value / ci_low / ci_high / baseline / baseline_high / p_value: ``[B, B]`` (symmetric; the diagonal
+            is the index of a representation with itself, its interval and baseline are NaN).
+        estimates: ``{(i, j): IndexEstimate}`` for ``i < j``.
+    """
+
+    index: str
+    backbones: list[str]
+    value: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    baseline: np.ndarray
+    baseline_high: np.ndarray
+    p_value: np.ndarray
+    estimates: dict[tuple[int, int], IndexEstimate]
+
+
+def index_matrix(name: str, feats: Sequence[ArrayLike], backbones: Sequence[str], **kw) -> IndexMatrix:
+    """:func:`estimate` for every pair of representations ``feats`` (each ``[N, D_b]``, same images).
+
+    Args:
+        **kw: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed`` for :func:`estimate`.
+    """
+    info = check_index(name)
+    if len(feats) != len(backbones) or len(feats) < 2:
+        raise ValueError(f"need one feature array per backbone, at least 2; got {len(feats)} and {len(backbones)} names")
+    b = len(feats)
+    mats = {f: np.full((b, b), np.nan) for f in ("value", "ci_low", "ci_high", "baseline", "baseline_high", "p_value")}
+    np.fill_diagonal(mats["value"], 1.0 if info.higher_is_similar else 0.0)
+    ests = {}
+    for i in range(b):
+        for j in range(i + 1, b):
+            e = estimate(name, feats[i], feats[j], **kw)
+            ests[(i, j)] = e
+            for f in mats:
+                mats[f][i, j] = mats[f][j, i] = getattr(e, f)
+    return IndexMatrix(name, list(backbones), mats["value"], mats["ci_low"], mats["ci_high"], mats["baseline"],
+                       mats["baseline_high"], mats["p_value"], ests)
