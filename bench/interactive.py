@@ -28,7 +28,7 @@ from core import render
 from core.models.registry import create_backbone
 from core.io.images import decode_image
 from core.segment.quality import otsu_threshold
-from core.explain.saliency import vit_attention
+from core.explain.attention import vit_attention
 from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch, threshold_mask
 
 ROOT = Path(__file__).resolve().parents[1]
