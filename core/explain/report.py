@@ -115,13 +115,17 @@ class ReportCard:
                                  "n_masks": self.n_masks, "settings": asdict(self.settings), "seconds": self.seconds,
                                  "rows": self.rows(), "skipped": self.skipped}))
 
+    def table(self) -> dict[str, list[str]]:
+        """Columns for display: ``method`` and one ``mean ± std`` string per metric (``n/a`` where none)."""
+        rows = self.rows()
+        return {"method": [r["method"] for r in rows],
+                **{m: [_cell(r[f"{m}_mean"], r[f"{m}_std"]) for r in rows] for m in METRICS}}
+
     def text(self) -> str:
         """The table as plain text, ``mean ± std`` per cell."""
-        cols = ["method", *METRICS]
-        lines = [[c for c in cols]]
-        for r in self.rows():
-            lines.append([r["method"]] + [_cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS])
-        widths = [max(len(line[i]) for line in lines) for i in range(len(cols))]
+        cols = self.table()
+        lines = [list(cols)] + [list(r) for r in zip(*cols.values())]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
         body = ["  ".join(s.ljust(w) for s, w in zip(line, widths)) for line in lines]
         head = (f"{self.backbone} at {self.size} px: {len(self.images)} images ({self.n_masks} with an object mask), "
                 f"{self.seconds:.0f} s")
