@@ -15,13 +15,31 @@ from pytorch_grad_cam import GradCAM
 from core.errors import UnsupportedOperationError
 from core.explain.attention import DEFAULT_ROLLOUT, RolloutParams
 from core.explain.cam import CAM_METHODS, CamMethod, register_cam_method
-from core.explain.faithfulness import noisy_linear_impute, road, road_score, tensor_scorer
+from core.explain.faithfulness import (
+    noisy_linear_impute,
+    road,
+    road_score,
+    tensor_scorer,
+)
 from core.explain.inputs import SaliencyInput
-from core.explain.methods import (ATTENTION, PROTOTYPE_A, PROTOTYPE_B, PROTOTYPE_DIFF, RANDOM, ROLLOUT,
-                                  available_methods, compute_saliency, default_method)
+from core.explain.methods import (
+    ATTENTION,
+    PROTOTYPE_A,
+    PROTOTYPE_B,
+    PROTOTYPE_DIFF,
+    RANDOM,
+    ROLLOUT,
+    available_methods,
+    compute_saliency,
+    default_method,
+)
 from core.explain.prototype_maps import PrototypeSet
-from core.explain.registry import (SALIENCY_METHODS, SaliencyMethod, get_saliency_method,
-                                   register_saliency_method)
+from core.explain.registry import (
+    SALIENCY_METHODS,
+    SaliencyMethod,
+    get_saliency_method,
+    register_saliency_method,
+)
 from core.explain.targets import CamTarget, default_target
 from core.models.base import tokens_to_grid
 from core.models.spec import BackboneSpec
