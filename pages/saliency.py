@@ -424,7 +424,7 @@ with tabs["Report card"]:
                    "debias, higher is better); deletion AUC (lower is better) / insertion AUC (higher is better); "
                    "pointing game and relevance mass against the alpha channel (higher is better; images without "
                    "one are left out of those two). The same numbers as `backbone-lens saliency-report`.")
-        n_sample = st.slider("Images in the sample", 1, 8, 2, key="sal_report_n",
+        n_sample = st.slider("Images in the sample", 1, 8, 1, key="sal_report_n",
                              help="About a minute per image on two CPU cores (ROAD's imputation and 22 forward passes "
                                   "per method).")
         report_key = (spec.name, sel.dataset_key, size, n_sample)
