@@ -231,3 +231,24 @@ def test_grad_cam_mprt_drops_with_depth_on_the_vit(get_backbone, stamps) -> None
     s = curve.spearman
     assert s[0] == 1.0 and s[-1] < s[1] and s[-1] < 0.5, dict(zip(curve.depths, np.round(s, 3)))
     assert curve.ssim[-1] < curve.ssim[0]
+
+
+def test_saliency_report_command(tmp_path, capsys) -> None:
+    import json
+
+    from core.cli import main
+    from tests.test_compare import TINY_CNN, tiny_registered
+
+    (tmp_path / "imgs").mkdir()
+    _records(tmp_path / "imgs")
+    with tiny_registered():
+        rc = main(["--cache", str(tmp_path / "cache"), "saliency-report", "--backbone", TINY_CNN, "--images",
+                   str(tmp_path / "imgs"), "--limit", "1", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backbone"] == TINY_CNN and len(out["images"]) == 1 and out["n_masks"] == 1
+    rows = {r["method"]: r for r in out["rows"]}
+    assert {"Grad-CAM", "Random map (baseline)", "Prototype map A-B"} <= set(rows)
+    assert "Attention rollout" not in rows  # a CNN: only the methods that run on it
+    assert rows["Random map (baseline)"]["mprt_spearman_mean"] == pytest.approx(1.0)
+    assert rows["Grad-CAM"]["mprt_spearman_std"] == 0.0  # one image: no spread
