@@ -441,8 +441,10 @@ with tabs["Report card"]:
             bar.empty()
         card = memo.get(report_key)
         if card is not None:
-            st.dataframe(card.table(), hide_index=True, key="sal_report_table")
-            st.caption(f"{len(card.images)} images ({card.n_masks} with an object mask) at {card.size} px, "
+            table = card.table()
+            st.dataframe(table, hide_index=True, key="sal_report_table",
+                         height=36 * (len(table["method"]) + 1) + 4)  # every method without scrolling
+            st.caption(f"{len(card.images)} image(s) ({card.n_masks} with an object mask) at {card.size} px, "
                        f"{card.seconds:.0f} s: {', '.join(card.images)}. ROAD percentiles "
                        f"{list(card.settings.road_percentiles)}, deletion / insertion in {card.settings.deletion_steps} "
                        f"steps to a {card.settings.baseline} baseline."
