@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from core import render
-from core.explain.saliency import vit_attention
+from core.explain.attention import vit_attention
 from core.io.images import decode_image
 from core.models.registry import create_backbone
 from core.segment.quality import otsu_threshold

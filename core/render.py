@@ -184,10 +184,12 @@ def _lut(cmap: str) -> np.ndarray:
 
 
 def fast_overlay(base: Image.Image, heat: np.ndarray | torch.Tensor, scale: ColorScale, alpha: float = 0.5) -> Image.Image:
-    """:func:`core.explain.maps.overlay` for interactive redraws: the map is quantised to the colour map's 256
-    levels *before* the bilinear stretch, so the stretch, colouring and blending all run in Pillow (about
-    10x faster than the float path on small maps). Colours differ from ``overlay`` by at most a couple of
-    levels (tested); ``base`` is drawn at its own size.
+    """Blend a colour-mapped heat map over a picture (the one overlay of the project).
+
+    The map is scaled by ``scale`` to ``[0, 1]``, quantised to the colour map's 256 levels *before* the
+    bilinear stretch to ``base.size``, so the stretch, colouring and blending all run in Pillow (about 10x
+    faster than a float path on small maps; colours differ from the float formula by at most a couple of
+    levels, tested). ``base`` is drawn at its own size; ``heat`` is ``[h, w]`` of any resolution.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")

@@ -30,7 +30,8 @@ from core.geometry.neighbours import neighbours_of_row
 from core.projection.projectors import ProjectionParams, available_methods, method_label, project
 from core.segment.quality import otsu_threshold
 from core.render import ColorScale
-from core.explain.saliency import class_prototypes, image_tokens
+from core.explain.inputs import image_tokens
+from core.explain.prototype_maps import PrototypeSet
 from core.segment.similarity import patch_similarity, pixel_to_patch, threshold_mask
 from pages.common import (CLASS_DEFAULT, PATCH_DEFAULT, features, get_backbone, load_backbone_or_stop,
                           offline_backbone_names, show_failures, sidebar)
@@ -426,7 +427,7 @@ for col, name, b, fs in zip(cols_ui, names, backbones, fsets):
                         "prototype, which needs class labels.")
             else:
                 final = features(base, ("embedding",), backbone=name, layer=-1)
-                protos = class_prototypes(final["embedding"], final.labels, exclude=[i, *same_pic])
+                protos = PrototypeSet.from_embeddings(final["embedding"], final.labels, exclude=[i, *same_pic])
         panels = []
         if spec.has_attention or spec.has_classifier or protos is not None:
             sal = _saliency(name, rec.sha256, sel.dataset_key if protos is not None else "", pic, protos)

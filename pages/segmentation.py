@@ -11,7 +11,8 @@ from core import render
 from core.errors import ImageDecodeError
 from core.segment.quality import otsu_threshold
 from core.render import ColorScale
-from core.explain.saliency import cls_attention_map, image_tokens
+from core.explain.attention import cls_attention_map
+from core.explain.inputs import image_tokens
 from core.segment.similarity import (attention_foreground, common_foreground, cosegment, cross_similarity, kmeans_parts,
                                mask_png_bytes, mask_to_image_size, patch_similarity, pca_foreground, pixel_to_patch,
                                threshold_mask)

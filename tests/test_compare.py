@@ -268,11 +268,11 @@ def test_speed_from_stats_else_a_timed_forward(tiny, stamps):
 
 # ---- saliency: the method each backbone supports --------------------------------------------------------
 def test_default_saliency_picks_rollout_gradcam_or_prototype(tiny, tiny_fsets, stamps):
-    from core.explain.saliency import class_prototypes
+    from core.explain.prototype_maps import PrototypeSet
 
     img = stamps.records[0].decode()
     vit = C.default_saliency(tiny[TINY_VIT], img)
-    assert vit.method == "attention rollout" and vit.map.shape == tiny[TINY_VIT].spec.grid()
+    assert vit.method == "Attention rollout" and vit.map.shape == tiny[TINY_VIT].spec.grid()
     cnn = C.default_saliency(tiny[TINY_CNN], img)
     S = tiny[TINY_CNN].spec.input_size
     assert cnn.method == "Grad-CAM" and cnn.map.shape == (S, S) and cnn.target.startswith("class ")
@@ -282,7 +282,7 @@ def test_default_saliency_picks_rollout_gradcam_or_prototype(tiny, tiny_fsets, s
     with pytest.raises(ValueError, match="prototypes"):
         C.default_saliency(headless, img)
     fs = tiny_fsets[TINY_HEADLESS]
-    protos = class_prototypes(fs["embedding"], fs.labels, exclude=[0])
+    protos = PrototypeSet.from_embeddings(fs["embedding"], fs.labels, exclude=[0])
     hv = C.default_saliency(headless, img, prototypes=protos)
     assert hv.method == "Grad-CAM" and hv.target.startswith("prototype: ")
 

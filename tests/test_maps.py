@@ -7,7 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from core.explain.maps import deletion_insertion, normalize01, overlay, prototype_maps, upsample
+from core.explain.faithfulness import deletion_insertion
+from core.explain.maps import normalize01, upsample
+from core.explain.prototype_maps import prototype_maps
+from core.render import ColorScale, fast_overlay
 
 
 def test_normalize01() -> None:
@@ -51,15 +54,15 @@ def test_prototype_maps() -> None:
 def test_overlay() -> None:
     img = Image.fromarray(np.random.default_rng(1).integers(0, 255, size=(40, 60, 3), dtype=np.uint8))
     heat = np.random.default_rng(2).normal(size=(4, 6))
-    out = overlay(img, heat, alpha=0.5)
+    out = fast_overlay(img, heat, ColorScale(float(heat.min()), float(heat.max())), alpha=0.5)
     assert out.size == img.size and out.mode == "RGB"
-    np.testing.assert_array_equal(np.asarray(overlay(img, heat, alpha=0.0)), np.asarray(img))
+    np.testing.assert_array_equal(np.asarray(fast_overlay(img, heat, ColorScale(0.0, 1.0), alpha=0.0)), np.asarray(img))
     # alpha=1 shows only colours; below vmin everything maps to the colormap's first colour
-    full = np.asarray(overlay(img, heat, alpha=1.0, cmap="viridis", vmin=100.0, vmax=101.0))
+    full = np.asarray(fast_overlay(img, heat, ColorScale(100.0, 101.0, "viridis"), alpha=1.0))
     first = np.round(np.array(matplotlib.colormaps["viridis"](0.0)[:3]) * 255).astype(np.uint8)
     assert (full == first).all()
     with pytest.raises(ValueError, match="colormap"):
-        overlay(img, heat, cmap="not-a-cmap")
+        fast_overlay(img, heat, ColorScale(0.0, 1.0, "not-a-cmap"))
 
 
 def _region_image(H: int = 48, W: int = 64) -> tuple[np.ndarray, np.ndarray]:

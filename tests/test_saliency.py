@@ -1,4 +1,4 @@
-"""core.explain.saliency and core.render: rollout on REAL attention against the formula, Grad-CAM maps against
+"""core.explain (attention, cam, prototype maps, faithfulness) and core.render: rollout on REAL attention against the formula, Grad-CAM maps against
 pytorch-grad-cam used directly (and Grad-CAM against its formula), prototypes, faithfulness, and that
 the shared model is left as it was. Fast tests use a tiny random ViT with register tokens."""
 from __future__ import annotations
@@ -13,12 +13,14 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from core import render
-from core.models.timm_backbone import TimmBackbone, timm_spec_fields
 from core.errors import UnsupportedOperationError
-from core.explain.saliency import (CAM_METHODS, CamMethod, CamTarget, EmbeddingSimilarityTarget, class_prototypes,
-                           compute_cam, explain_by_prototypes, faithfulness, register_cam_method, top_classes,
-                           vit_attention)
+from core.explain.attention import vit_attention
+from core.explain.cam import CAM_METHODS, CamMethod, compute_cam, register_cam_method
+from core.explain.faithfulness import faithfulness
+from core.explain.prototype_maps import PrototypeSet, explain_by_prototypes
+from core.explain.targets import CamTarget, EmbeddingSimilarityTarget, top_classes
 from core.models.spec import BackboneSpec
+from core.models.timm_backbone import TimmBackbone, timm_spec_fields
 from tests.conftest import scene
 
 REFERENCE_CAMS = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "EigenCAM": EigenCAM, "LayerCAM": LayerCAM}
@@ -123,28 +125,38 @@ def test_cam_registry_and_targets(tiny_reg_vit) -> None:
 
 def test_class_prototypes_leave_one_out() -> None:
     E = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-    p = class_prototypes(E, ["a", "a", "b", "b"])
+    p = PrototypeSet.from_embeddings(E, ["a", "a", "b", "b"])
     assert p.classes == ["a", "b"] and p.counts == [2, 2]
     np.testing.assert_allclose(np.linalg.norm(p.vectors, axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(p.vectors[1], [0.05, 0.95] / np.linalg.norm([0.05, 0.95]), rtol=1e-6)  # plain mean
-    loo = class_prototypes(E, ["a", "a", "b", "b"], exclude=[0])
+    loo = PrototypeSet.from_embeddings(E, ["a", "a", "b", "b"], exclude=[0])
     assert loo.counts == [1, 2]
     np.testing.assert_allclose(loo.vectors[0], E[1] / np.linalg.norm(E[1]), rtol=1e-6)
     with pytest.raises(ValueError, match="at least 2 classes"):
-        class_prototypes(E, ["a", "a", "", ""])
+        PrototypeSet.from_embeddings(E, ["a", "a", "", ""])
 
 
-def test_fast_overlay_matches_core_overlay() -> None:
+def overlay_formula(image, heat: np.ndarray, alpha: float, cmap: str, vmin: float, vmax: float) -> np.ndarray:
+    """The float overlay written out: scale to [0, 1], bilinear stretch, colour map, blend; ``[H, W, 3]`` uint8."""
+    import matplotlib
+
+    scaled = np.clip((heat - vmin) / (vmax - vmin), 0.0, 1.0).astype(np.float32)
+    W, H = image.size
+    big = F.interpolate(torch.from_numpy(scaled)[None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0]
+    colours = matplotlib.colormaps[cmap](np.clip(big.numpy(), 0.0, 1.0))[..., :3]  # [H, W, 3]
+    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return np.round(((1.0 - alpha) * base + alpha * colours) * 255.0).astype(np.uint8)
+
+
+def test_fast_overlay_matches_the_float_formula() -> None:
     from PIL import Image
-
-    from core.explain.maps import overlay
 
     rng = np.random.default_rng(0)
     base = Image.fromarray(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8), "RGB")
     heat = rng.normal(size=(6, 9)).astype(np.float32)
     for cmap, alpha in [("inferno", 0.5), ("viridis", 1.0), ("RdBu_r", 0.3)]:
         scale = render.ColorScale(-1.0, 1.5, cmap)
-        want = np.asarray(overlay(base, heat, alpha=alpha, cmap=cmap, vmin=-1.0, vmax=1.5), dtype=int)
+        want = overlay_formula(base, heat, alpha, cmap, -1.0, 1.5).astype(int)
         got = np.asarray(render.fast_overlay(base, heat, scale, alpha=alpha), dtype=int)
         diff = np.abs(got - want)
         assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 6  # a level or two of the 256-entry map
@@ -258,7 +270,7 @@ def test_prototype_maps_on_real_stamps(get_backbone, stamps) -> None:
     labels = stamps.labels
     correct = 0
     for i in range(len(labels)):
-        ex = explain_by_prototypes(T[i], E[i], class_prototypes(E, labels, exclude=[i]))
+        ex = explain_by_prototypes(T[i], E[i], PrototypeSet.from_embeddings(E, labels, exclude=[i]))
         correct += ex.prototypes.classes[ex.a] == labels[i]
         assert ex.maps["a"].shape == (7, 7) and ex.a != ex.b
         np.testing.assert_allclose(ex.maps["diff"], ex.maps["a"] - ex.maps["b"], atol=1e-6)

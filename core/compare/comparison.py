@@ -182,7 +182,7 @@ class SaliencyView:
 
     Attributes:
         map: ``[h, w]`` (rollout, patch grid) or ``[S, S]`` (Grad-CAM, input pixels), in ``[0, 1]``.
-        method: ``"attention rollout"`` or ``"Grad-CAM"``.
+        method: the saliency registry name (:func:`core.explain.methods.default_method`).
         target: what the map explains, for display.
     """
 
@@ -192,32 +192,22 @@ class SaliencyView:
 
 
 def default_saliency(backbone: Backbone, image, size: int | None = None, prototypes=None) -> SaliencyView:
-    """Attention rollout (mean over heads, all blocks) for backbones with attention, else Grad-CAM of
-    the head's top class, else Grad-CAM of the cosine similarity to the nearest class prototype.
+    """The backbone's default saliency method (:func:`core.explain.methods.default_method`: attention
+    rollout with :data:`core.explain.attention.DEFAULT_ROLLOUT`, else Grad-CAM) explaining the default
+    target (:func:`core.explain.targets.default_target`: the head's top class, else the nearest prototype).
 
     Args:
-        backbone: the model (not changed; see :mod:`core.explain.saliency`).
+        backbone: the model (not changed).
         image: an RGB ``PIL.Image``.
         size: input side (None: the spec's).
-        prototypes: :class:`core.explain.saliency.Prototypes` of the *final* embeddings, needed only for
-            backbones with neither attention nor a classifier head.
+        prototypes: :class:`core.explain.prototype_maps.PrototypeSet` of the *final* embeddings, needed only
+            for backbones with neither attention nor a classifier head.
     """
-    from core.explain.saliency import CamTarget, compute_cam, top_classes, vit_attention
+    from core.explain.inputs import SaliencyInput
+    from core.explain.methods import default_method
+    from core.explain.targets import default_target
 
-    size = backbone.spec.check_size(size or backbone.spec.input_size)
-    x = backbone.preprocess([image], size)  # [1, 3, S, S]
-    if backbone.spec.has_attention:
-        return SaliencyView(vit_attention(backbone, x).rollout(), "attention rollout", "CLS token")
-    if backbone.spec.has_classifier:
-        top = top_classes(backbone, x, k=1)[0]
-        target = CamTarget.imagenet_class(backbone, top.index)
-        cam = compute_cam(backbone, x, "Grad-CAM", target)  # [S, S]
-        return SaliencyView(cam, "Grad-CAM", f"{top.name} ({top.probability:.0%})")
-    if prototypes is None:
-        raise ValueError(f"{backbone.spec.name} has neither attention nor a classifier head: pass class prototypes "
-                         "of its final embeddings to explain the nearest one")
-    emb = backbone.embed(x, -1)[0].float().numpy()  # [D]
-    sims = prototypes.vectors @ (emb / max(float(np.linalg.norm(emb)), 1e-12))  # [K]
-    c = int(np.argmax(sims))
-    target = CamTarget.similarity(f"prototype: {prototypes.classes[c]}", prototypes.vectors[c])
-    return SaliencyView(compute_cam(backbone, x, "Grad-CAM", target), "Grad-CAM", target.label)
+    inp = SaliencyInput.from_image(backbone, image, size)
+    method = default_method(backbone.spec)
+    target = default_target(inp, prototypes) if "target" in method.needs else None
+    return SaliencyView(method(inp, target), method.name, target.label if target else method.explains)

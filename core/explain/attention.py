@@ -1,4 +1,5 @@
-"""Attention maps of ViTs: CLS-to-patch maps per layer and head, and attention rollout.
+"""Attention maps of ViTs: CLS-to-patch maps per layer and head, attention rollout (with its one set of
+default settings, :data:`DEFAULT_ROLLOUT`), and the attention of one image through a backbone.
 
 Token layout (timm): ``T = num_prefix_tokens + h * w`` tokens, CLS at index 0, then register tokens
 (if any), then the patch tokens in raster order. Prefix counts and grid sizes are always passed in.
@@ -6,12 +7,14 @@ Inputs may be numpy arrays or CPU torch tensors; outputs are numpy arrays.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 
 from core.explain.maps import normalize01
+from core.models.base import Backbone
 
 HeadFusion = Literal["mean", "max", "min"]
 
@@ -149,3 +152,87 @@ def rollout_cls_map(
     _check_layout(a.shape[-1], num_prefix_tokens, grid)
     r = attention_rollout(a, head_fusion, discard_ratio, start_layer)  # [T, T]
     return normalize01(cls_rows_to_maps(r[0, num_prefix_tokens:], grid))  # [h, w]
+
+
+# ---- rollout settings: one default for every caller (Saliency page, Compare page, report card) ----
+@dataclass(frozen=True)
+class RolloutParams:
+    """Settings of :func:`rollout_cls_map`.
+
+    Attributes:
+        head_fusion: how heads are combined per block.
+        discard_ratio: fraction of each block's weakest fused weights set to zero (vit-explain's 0.9).
+        start_layer: first block rolled out; None = the middle block (``L // 2``): rolling out from block
+            0 lets the few high-norm "artifact" tokens of DINOv2 without registers dominate, later starts
+            show the object.
+    """
+
+    head_fusion: HeadFusion = "mean"
+    discard_ratio: float = 0.9
+    start_layer: int | None = None
+
+    def start(self, num_layers: int) -> int:
+        """The first block for a model of ``num_layers`` blocks."""
+        return num_layers // 2 if self.start_layer is None else int(self.start_layer)
+
+
+DEFAULT_ROLLOUT = RolloutParams()
+
+
+# ---- one image through a backbone ------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttentionMaps:
+    """All attention of one image.
+
+    Attributes:
+        attn: ``[L, H, T, T]`` softmax attention, ``T = num_prefix_tokens + h * w``.
+        cls_maps: ``[L, H, h, w]`` CLS-to-patch attention per block and head.
+        num_prefix_tokens: CLS + register tokens.
+        grid: ``(h, w)``.
+    """
+
+    attn: np.ndarray
+    cls_maps: np.ndarray
+    num_prefix_tokens: int
+    grid: tuple[int, int]
+
+    def head_map(self, block: int = -1, head: int | HeadFusion = "mean") -> np.ndarray:
+        """CLS-to-patch attention of one block: one head (an index) or the heads fused, ``[h, w]``."""
+        L, H = self.cls_maps.shape[:2]
+        if not -L <= block < L:
+            raise ValueError(f"block {block} out of range for {L} blocks (0..{L - 1} or -1..-{L})")
+        maps = self.cls_maps[block]  # [H, h, w]
+        if isinstance(head, str):
+            return _fuse_heads(maps, head)  # [h, w]
+        if not 0 <= int(head) < H:
+            raise ValueError(f"head {head} out of range for {H} heads; or use 'mean', 'max' or 'min'")
+        return maps[int(head)].copy()
+
+    def rollout(self, head_fusion: HeadFusion = "mean", discard_ratio: float = 0.0, start_layer: int = 0) -> np.ndarray:
+        """Attention rollout of the CLS token over the patches, ``[h, w]`` in ``[0, 1]``."""
+        return rollout_cls_map(self.attn, self.num_prefix_tokens, self.grid, head_fusion, discard_ratio, start_layer)
+
+    def rollout_with(self, params: RolloutParams = DEFAULT_ROLLOUT) -> np.ndarray:
+        """:meth:`rollout` with a :class:`RolloutParams` (start block resolved for this model)."""
+        return self.rollout(params.head_fusion, params.discard_ratio, params.start(self.attn.shape[0]))
+
+
+def vit_attention(b: Backbone, x: torch.Tensor) -> AttentionMaps:
+    """Attention of one image ``x [1, 3, S, S]`` (ViTs; others raise ``UnsupportedOperationError``)."""
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"x must be one image [1, 3, S, S], got shape {tuple(x.shape)}")
+    grid = b.spec.grid(int(x.shape[-1]))
+    with b.lock:
+        attn = b.attention(x)[0].float().numpy()  # [L, H, T, T]
+    p = b.spec.num_prefix_tokens
+    return AttentionMaps(attn, cls_attention_maps(attn, p, grid), p, grid)
+
+
+def cls_attention_map(b: Backbone, x: torch.Tensor, block: int = -1) -> np.ndarray:
+    """Head-mean CLS-to-patch attention of one block for one image ``x [1, 3, S, S]``: ``[h, w]``.
+
+    Reads only the CLS rows (``extract(want=("attention_cls",))``), lighter than :func:`vit_attention`.
+    """
+    with b.lock:
+        rows = b.extract(x, None, want=("attention_cls",))["attention_cls"]  # [1, L, H, h*w]
+    return cls_rows_to_maps(rows[0, block].float().numpy().mean(0), b.spec.grid(int(x.shape[-1])))  # [h, w]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import functools
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,21 @@ def locked(method):
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+def tokens_to_grid(grid: tuple[int, int], num_prefix_tokens: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A Grad-CAM ``reshape_transform`` for ViT blocks: tokens ``[N, T, D]`` -> feature map ``[N, D, h, w]``.
+
+    The ``num_prefix_tokens`` CLS / register tokens are dropped (never ``[:, 1:]``); ``grid`` is the
+    ``(h, w)`` patch grid of the input size used.
+    """
+    h, w = (int(g) for g in grid)
+    p = int(num_prefix_tokens)
+
+    def reshape(t: torch.Tensor) -> torch.Tensor:  # [N, T, D] -> [N, D, h, w]
+        return t[:, p:].reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
+
+    return reshape
 
 
 class Backbone(abc.ABC):

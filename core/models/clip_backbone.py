@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import UnsupportedOperationError
-from core.models.base import Backbone, locked
+from core.models.base import Backbone, locked, tokens_to_grid
 from core.models.layers import LayerLike
 from core.models.spec import BackboneSpec, Source
 
@@ -116,10 +116,4 @@ class ClipBackbone(Backbone):
         return [self.blocks[-1].ln_1]
 
     def cam_reshape_transform(self, size: int | None = None):
-        h, w = self.spec.grid(size)
-        p = self.spec.num_prefix_tokens
-
-        def reshape(t: torch.Tensor) -> torch.Tensor:  # [N, T, D] -> [N, D, h, w]
-            return t[:, p:].reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
-
-        return reshape
+        return tokens_to_grid(self.spec.grid(size), self.spec.num_prefix_tokens)

@@ -7,7 +7,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from core.errors import UnsupportedOperationError
-from core.models.base import Backbone, locked
+from core.models.base import Backbone, locked, tokens_to_grid
 from core.models.layers import LayerLike
 from core.models.spec import BackboneSpec
 
@@ -161,13 +161,7 @@ class TimmBackbone(Backbone):
     def cam_reshape_transform(self, size: int | None = None):
         if not self.is_vit:
             return None
-        h, w = self.spec.grid(size)
-        p = self.model.num_prefix_tokens
-
-        def reshape(t: torch.Tensor) -> torch.Tensor:  # [N, T, D] -> [N, D, h, w]
-            return t[:, p:].reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
-
-        return reshape
+        return tokens_to_grid(self.spec.grid(size), self.model.num_prefix_tokens)
 
 
 def timm_spec_fields(model: Any, *, input_size: int | None = None) -> dict[str, Any]:
