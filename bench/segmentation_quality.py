@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.models.registry import create_backbone
 from core.io.images import load_folder
+from core.models.registry import create_backbone
 from core.segment.quality import composite_stamps, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Segmentation from frozen patch tokens: click a point to segment by similarity (in this picture and
 in others), k-means parts, a PCA / CLS-attention foreground, and co-segmentation of several pictures.
-The maths lives in core.segment.similarity; figures in core.render."""
+The maths lives in core.segment; figures in core.render."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,12 +9,14 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import render
 from core.errors import ImageDecodeError
-from core.segment.quality import otsu_threshold
-from core.render import ColorScale
 from core.explain.saliency import cls_attention_map, image_tokens
-from core.segment.similarity import (attention_foreground, common_foreground, cosegment, cross_similarity, kmeans_parts,
-                               mask_png_bytes, mask_to_image_size, patch_similarity, pca_foreground, pixel_to_patch,
-                               threshold_mask)
+from core.render import ColorScale
+from core.segment.click import click_mask
+from core.segment.clustering import common_foreground, cosegment, kmeans_parts
+from core.segment.foreground import attention_foreground, pca_foreground
+from core.segment.masks import mask_png_bytes, mask_to_image_size
+from core.segment.similarity import cross_similarity, pixel_to_patch
+from core.segment.threshold import threshold_mask
 from pages.common import PATCH_DEFAULT, PickedImage, get_backbone, pick_image, sidebar
 
 CLICK_SIDE = 448   # px, the clickable picture
@@ -97,12 +99,11 @@ with tabs["Click to segment"]:
         else:  # before any click: the most object-like patch (highest first-principal-component score)
             fg_score = pca_foreground(tokens)[0]  # [h, w]
             q = tuple(int(v) for v in np.unravel_index(np.argmax(fg_score), fg_score.shape))
-        sim = patch_similarity(tokens, q)  # [h, w], 1 at the clicked patch
-        otsu = otsu_threshold(sim)
-        thr = t2.slider("Cosine threshold", -1.0, 1.0, 0.5, 0.01, key="seg_thr", disabled=auto,
-                        help=f"Otsu's threshold for this map: {otsu:.2f}")
-        thr = otsu if auto else thr
-        mask = threshold_mask(sim, thr)  # [h, w]
+        fixed = st.session_state.get("seg_thr", 0.5)
+        click = click_mask(tokens, q, None if auto else fixed)
+        sim, thr, mask = click.similarity, click.threshold, click.mask  # [h, w], float, bool [h, w]
+        t2.slider("Cosine threshold", -1.0, 1.0, 0.5, 0.01, key="seg_thr", disabled=auto,
+                  help=f"Otsu's threshold for this map: {click.otsu:.2f}")
         left, right = st.columns([1, 1])
         with left:
             st.markdown(f"**Click on the picture** — patch {q} (row, column), threshold {thr:.2f}, "

@@ -8,20 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from core.segment.similarity import (
-    attention_foreground,
-    common_foreground,
-    cosegment,
-    cross_similarity,
-    iou,
-    kmeans_parts,
-    mask_png_bytes,
-    mask_to_image_size,
-    patch_similarity,
-    pca_foreground,
-    pixel_to_patch,
-    threshold_mask,
-)
+from core.segment.click import click_mask
+from core.segment.clustering import common_foreground, cosegment, kmeans_parts
+from core.segment.foreground import attention_foreground, pca_foreground
+from core.segment.masks import iou, mask_png_bytes, mask_to_image_size
+from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch
+from core.segment.threshold import otsu_threshold, threshold_mask
 
 
 def _two_group_tokens(rng: np.random.Generator, grid: tuple[int, int], D: int = 16, block=None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +80,20 @@ def test_threshold_and_upsampled_mask_roundtrip() -> None:
     for y in range(20):
         for x in range(30):
             assert big[y, x] == mask[pixel_to_patch((x + 0.5, y + 0.5), (30, 20), mask.shape)]
+
+
+def test_click_mask_is_similarity_then_threshold() -> None:
+    tokens, block = _two_group_tokens(np.random.default_rng(3), (8, 10))
+    q = (4, 5)  # inside the centre block
+    c = click_mask(tokens, q)
+    sim = patch_similarity(tokens, q)
+    np.testing.assert_array_equal(c.similarity, sim)
+    assert c.query == q and c.threshold == c.otsu == otsu_threshold(sim)
+    np.testing.assert_array_equal(c.mask, sim >= c.otsu)
+    np.testing.assert_array_equal(c.mask, block)  # two clean groups: Otsu splits them exactly
+    fixed = click_mask(torch.from_numpy(tokens), q, 0.99)
+    assert fixed.threshold == 0.99 and fixed.otsu == c.otsu
+    np.testing.assert_array_equal(fixed.mask, sim >= 0.99)
 
 
 def test_mask_png_bytes_decodes() -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.segment.quality import (METHODS, composite_stamps, evaluate, interior_point, otsu_threshold, patch_majority)
+from core.segment.quality import METHODS, composite_stamps, evaluate, interior_point, patch_majority
 from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch
+from core.segment.threshold import otsu_threshold
 from tests.conftest import SCENES, scene
 
 # Measured with the subset below (every 3rd stamp: 16 composites, seed 0, 224 px, last block, Otsu for

@@ -5,11 +5,11 @@ object mask. Each stamp is pasted (soft alpha) onto a random crop of a bundled s
 (``sample_data/scenes/*.jpg``), so the ground-truth mask is known exactly, and unsupervised masks from
 a backbone are scored by IoU against it at pixel resolution:
 
-* ``pca``: first principal component of the patch tokens, ``score > 0`` (:func:`core.segment.similarity.pca_foreground`);
+* ``pca``: first principal component of the patch tokens, ``score > 0`` (:func:`core.segment.foreground.pca_foreground`);
 * ``cls_attention``: the head-mean CLS attention of the last block, the patches holding 60 % of the
-  mass (:func:`core.segment.similarity.attention_foreground`; ViTs only);
+  mass (:func:`core.segment.foreground.attention_foreground`; ViTs only);
 * ``click``: a click on the object (the pixel deepest inside the mask), the cosine similarity of that
-  patch to all patches, thresholded (Otsu's threshold, or a fixed one);
+  patch to all patches, thresholded (Otsu's threshold, or a fixed one; :func:`core.segment.click.click_mask`);
 * ``oracle``: the ground truth itself at patch resolution (majority per patch): the ceiling any patch
   mask can reach at that grid;
 * ``full``: the whole picture as the mask (IoU = object area fraction): the floor.
@@ -28,42 +28,18 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
 from core.explain.attention import cls_rows_to_maps
-from core.models.base import Backbone
 from core.io.images import ImageRecord, decode_alpha, decode_image
-from core.segment.similarity import (attention_foreground, iou, mask_to_image_size, patch_similarity, pca_foreground,
-                               pixel_to_patch, threshold_mask)
+from core.models.base import Backbone
+from core.segment.click import click_mask
+from core.segment.foreground import attention_foreground, pca_foreground
+from core.segment.masks import iou, mask_to_image_size
+from core.segment.similarity import pixel_to_patch
 
 METHODS = ("pca", "cls_attention", "click", "oracle", "full")
 ATTENTION_KEEP = 0.6  # DINO's default mass for attention masks
 
 
-# ---- thresholds -------------------------------------------------------------------------------
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold: the cut maximising the between-class variance of ``values`` (any shape).
-
-    When an empty gap between the two modes makes several cuts equally good, the middle of the gap is
-    returned. A constant input returns its value (everything is ``>=`` it).
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size == 0 or not np.all(np.isfinite(v)):
-        raise ValueError("otsu_threshold needs a non-empty finite array")
-    lo, hi = float(v.min()), float(v.max())
-    if hi <= lo:
-        return lo
-    hist, edges = np.histogram(v, bins=bins, range=(lo, hi))
-    p = hist / hist.sum()  # [bins]
-    centres = (edges[:-1] + edges[1:]) / 2
-    n0 = np.cumsum(hist)  # values at or below each cut (integers: no round-off at the ends)
-    w0 = n0 / hist.sum()  # weight of the class below each cut
-    mu = np.cumsum(p * centres)
-    w1 = 1.0 - w0
-    valid = (n0 > 0) & (n0 < hist.sum())
-    between = np.zeros_like(w0)
-    between[valid] = (mu[-1] * w0[valid] - mu[valid]) ** 2 / (w0[valid] * w1[valid])
-    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))  # a plateau when the modes leave a gap
-    return float((edges[best[0] + 1] + edges[best[-1] + 1]) / 2)  # its middle; values >= this are the upper class
-
-
+# ---- ground truth helpers -----------------------------------------------------------------------
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
     """``(x, y)`` of the pixel deepest inside a boolean ``[H, W]`` mask (where a user would click)."""
     m = np.asarray(mask, dtype=bool)
@@ -171,13 +147,6 @@ class QualityReport:
         return float("nan") if np.all(np.isnan(v)) else float(np.nanmean(v))
 
 
-def click_mask(tokens: np.ndarray, query: tuple[int, int], threshold: float | None = None) -> np.ndarray:
-    """Mask of the patches similar to the clicked one: ``sim >= threshold`` (None: Otsu's threshold)."""
-    sim = patch_similarity(tokens, query)  # [h, w]
-    thr = otsu_threshold(sim) if threshold is None else float(threshold)
-    return threshold_mask(sim, thr)
-
-
 def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None = None, layer: int = -1,
              click_threshold: float | None = None, batch_size: int = 8,
              progress: Callable[[int, int], None] | None = None) -> QualityReport:
@@ -212,7 +181,7 @@ def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None =
                 rows = out["attention_cls"][j, -1].float().numpy().mean(0)  # [h*w] head mean, last block
                 ious["cls_attention"][n] = score(attention_foreground(cls_rows_to_maps(rows, grid), ATTENTION_KEEP))
             q = pixel_to_patch(interior_point(c.mask), img_size, grid)
-            ious["click"][n] = score(click_mask(toks[j], q, click_threshold))
+            ious["click"][n] = score(click_mask(toks[j], q, click_threshold).mask)
             ious["oracle"][n] = score(patch_majority(c.mask, grid))
             ious["full"][n] = score(np.ones(grid, dtype=bool))
         if progress is not None:
