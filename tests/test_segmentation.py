@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.segment.click import click_mask
 from core.segment.clustering import common_foreground, cosegment, kmeans_parts
-from core.segment.foreground import attention_foreground, pca_foreground
+from core.segment.foreground import attention_foreground, ncut_foreground, pca_foreground
 from core.segment.masks import iou, mask_png_bytes, mask_to_image_size
 from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch
 from core.segment.threshold import otsu_threshold, threshold_mask
@@ -178,3 +178,49 @@ def test_attention_foreground_keeps_mass() -> None:
     assert attention_foreground(cls_map, keep=1.0).all()
     with pytest.raises(ValueError, match="non-negative"):
         attention_foreground(cls_map - 0.3)
+
+
+# ---- normalized cut (TokenCut) -------------------------------------------------------------------------
+def _ncut_reference(tokens: np.ndarray, tau: float, eps: float) -> np.ndarray:
+    """Second smallest generalized eigenvector of (D - W) x = l D x, written out through the symmetric
+    normalized Laplacian: D^-1/2 (D - W) D^-1/2 y = l y, x = D^-1/2 y (so x^T D x = 1)."""
+    x = tokens.reshape(-1, tokens.shape[-1]).astype(np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    Wm = np.where(x @ x.T > tau, 1.0, eps)
+    d = Wm.sum(1)
+    L = np.eye(len(d)) - Wm / np.sqrt(d[:, None] * d[None, :])
+    _, vecs = np.linalg.eigh(L)
+    return vecs[:, 1] / np.sqrt(d)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ncut_foreground_matches_the_written_out_eigenproblem(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    tokens, mask = _two_group_tokens(rng, (8, 10))
+    tokens += rng.normal(scale=1.0, size=tokens.shape).astype(np.float32)  # a graph that is not two clean cliques
+    score, fg = ncut_foreground(tokens, seed_component=False)
+    v = _ncut_reference(tokens, 0.2, 1e-5)
+    ref = (v - v.mean()).reshape(8, 10)
+    sign = np.sign(score.ravel() @ ref.ravel())
+    np.testing.assert_allclose(score, sign * ref, atol=1e-5)
+    seed_patch = np.unravel_index(np.argmax(np.abs(v)), (8, 10))
+    assert score[seed_patch] > 0  # the most extreme patch is on the object side
+    np.testing.assert_array_equal(fg, score > 0)
+
+
+def test_ncut_foreground_finds_centre_block_and_keeps_the_seed_component() -> None:
+    tokens, mask = _two_group_tokens(np.random.default_rng(4), (8, 10))
+    score, fg = ncut_foreground(tokens)
+    np.testing.assert_array_equal(fg, mask)  # the smaller group holds the seed (largest |x|): the object
+    assert score[mask].min() > 0 > score[~mask].max()
+    # two separate blobs of the same object tokens: the object side has both, the seed's component one
+    two = np.zeros((8, 10), bool)
+    two[1:3, 1:3] = True
+    two[5:7, 6:9] = True
+    tokens2, _ = _two_group_tokens(np.random.default_rng(4), (8, 10), block=two)
+    _, side = ncut_foreground(tokens2, seed_component=False)
+    np.testing.assert_array_equal(side, two)
+    _, comp = ncut_foreground(tokens2)
+    assert comp.sum() in (4, 6) and (comp <= two).all()
+    with pytest.raises(ValueError, match="eps"):
+        ncut_foreground(tokens, eps=0.0)

@@ -1,5 +1,5 @@
 """Unsupervised foreground of one image from a backbone: the first principal component of its patch
-tokens, or the patches holding most of the CLS attention.
+tokens, the patches holding most of the CLS attention, or a normalized cut of the patch affinity graph.
 
 Patch tokens are ``[h, w, D]``; every function returns ``[h, w]`` maps.
 """
@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
+from scipy.linalg import eigh
 
-from core.segment.grid import as_grid_tokens
+from core.segment.grid import EPS, as_grid_tokens
 
 
 def pca_foreground(
@@ -82,3 +84,54 @@ def attention_foreground(cls_map: np.ndarray | torch.Tensor, keep: float = 0.6) 
     mask = np.empty_like(keep_sorted)
     mask[order] = keep_sorted
     return mask.reshape(a.shape)
+
+
+# TokenCut's graph (Wang et al. 2022, "Self-Supervised Transformers for Unsupervised Object Discovery using
+# Normalized Cut"): an edge of weight 1 where the cosine of two patches exceeds tau, else a tiny weight.
+NCUT_TAU = 0.2
+NCUT_EPS = 1e-5
+
+
+def ncut_foreground(tokens: np.ndarray | torch.Tensor, tau: float = NCUT_TAU, eps: float = NCUT_EPS,
+                    seed_component: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground by normalized cut of the patch affinity graph (TokenCut).
+
+    Nodes are the ``h*w`` patches; ``W_ab = 1`` if ``cos(t_a, t_b) > tau`` else ``eps`` (the self-loop
+    included, as in TokenCut); ``D = diag(W 1)``. The second smallest generalized eigenvector of
+    ``(D - W) x = lambda D x`` relaxes the minimum normalized cut; it is split at its mean. The object
+    is the side holding the seed, the patch with the largest ``|x|`` (the most confidently separated
+    patch). With ``seed_component`` only the 4-connected component of that side containing the seed is
+    kept, as TokenCut does for object discovery and saliency.
+
+    Args:
+        tokens: ``[h, w, D]`` patch tokens of one image.
+        tau: cosine threshold of the graph's edges.
+        eps: weight of the edges below ``tau`` (keeps the graph connected, ``D`` positive definite).
+        seed_component: keep only the seed's connected component.
+
+    Returns:
+        ``(score [h, w], mask bool [h, w])``: the eigenvector minus its mean, signed so that the object
+        side is positive (``mask`` is ``score > 0``, restricted to the seed's component when asked).
+    """
+    t = as_grid_tokens(tokens)
+    h, w, D = t.shape
+    if h * w < 3:
+        raise ValueError(f"normalized cut needs at least 3 patches, got a {h}x{w} grid")
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0 (it keeps every node's degree positive), got {eps}")
+    x = t.reshape(h * w, D).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + EPS  # [P, D] unit rows
+    A = np.where(x @ x.T > tau, 1.0, eps)  # [P, P] affinity
+    d = A.sum(axis=1)  # [P] degrees
+    _, vecs = eigh(np.diag(d) - A, np.diag(d), subset_by_index=[1, 1])  # second smallest: [P, 1]
+    v = vecs[:, 0]
+    score = v - v.mean()  # [P], > 0 on one side of the mean split
+    seed = int(np.argmax(np.abs(v)))
+    if score[seed] <= 0:  # the seed's side is the object
+        score = -score
+    score = score.reshape(h, w)
+    mask = score > 0
+    if seed_component:
+        comps, _ = ndimage.label(mask)  # 4-connectivity
+        mask = comps == comps.reshape(-1)[seed]
+    return score.astype(np.float32), mask
