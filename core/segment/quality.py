@@ -107,7 +107,7 @@ def _paste(stamp: Image.Image, bg: Image.Image, rng: np.random.Generator, canvas
     (alpha >= 128)."""
     f = float(rng.uniform(*scale)) * canvas / max(stamp.size)
     sw, sh = max(1, round(stamp.width * f)), max(1, round(stamp.height * f))
-    st = stamp.resize((sw, sh), Image.BICUBIC)
+    st = stamp.resize((sw, sh), Image.Resampling.BICUBIC)
     px, py = int(rng.integers(0, canvas - sw + 1)), int(rng.integers(0, canvas - sh + 1))
     layer = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
     layer.paste(st, (px, py))
@@ -135,7 +135,7 @@ def composite_stamps(stamps: Sequence[ImageRecord], scene_paths: Sequence[Path],
         W, H = scene.size
         side = int(rng.integers(min(W, H) // 2, min(W, H) + 1))
         x0, y0 = int(rng.integers(0, W - side + 1)), int(rng.integers(0, H - side + 1))
-        bg = scene.crop((x0, y0, x0 + side, y0 + side)).resize((canvas, canvas), Image.BICUBIC)
+        bg = scene.crop((x0, y0, x0 + side, y0 + side)).resize((canvas, canvas), Image.Resampling.BICUBIC)
         img, mask = _paste(stamp, bg, rng, canvas, scale)
         out.append(Composite(img, mask, rec.name, rec.label, sname))
     return out
