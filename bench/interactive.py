@@ -28,8 +28,9 @@ from core import render
 from core.explain.attention import vit_attention
 from core.io.images import decode_image
 from core.models.registry import create_backbone
-from core.segment.quality import otsu_threshold
-from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch, threshold_mask
+from core.segment.similarity import cross_similarity, pixel_to_patch
+from core.segment.click import click_mask
+from core.segment.threshold import threshold_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENES = ROOT / "sample_data" / "scenes"
@@ -74,14 +75,12 @@ def bench_click(repeats: int) -> None:
 
     def core_only():
         q = pixel_to_patch(next_click(), shown, grid)
-        sim = patch_similarity(tokens, q)  # [32, 32]
-        return threshold_mask(sim, otsu_threshold(sim)), cross_similarity(tokens[q], others)
+        return click_mask(tokens, q).mask, cross_similarity(tokens[q], others)  # [32, 32], [3, 32, 32]
 
     def with_figures():
         q = pixel_to_patch(next_click(), shown, grid)
-        sim = patch_similarity(tokens, q)
-        thr = otsu_threshold(sim)
-        mask = threshold_mask(sim, thr)
+        click = click_mask(tokens, q)
+        sim, thr, mask = click.similarity, click.threshold, click.mask
         maps = [sim, *cross_similarity(tokens[q], others)]
         scale = render.ColorScale(float(min(m.min() for m in maps)), 1.0, "viridis", "cosine to the clicked patch")
         clickable = render.mask_panel(img, mask, max_side=448, marker=(q, grid))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from core.segment.similarity import mask_to_image_size
+from core.segment.masks import mask_to_image_size
 
 _BG = (255, 255, 255)
 _FG = (20, 20, 20)
@@ -269,7 +269,7 @@ def mask_panel(image: Image.Image, mask: np.ndarray | torch.Tensor, *, alpha: fl
                title: str = "", max_side: int = 448, marker=None) -> Image.Image:
     """A boolean mask ``[h, w]`` (or ``[H, W]``) tinted over the picture, with a 2-px outline.
 
-    The mask is stretched by nearest neighbour (:func:`core.segment.similarity.mask_to_image_size`), so the
+    The mask is stretched by nearest neighbour (:func:`core.segment.masks.mask_to_image_size`), so the
     blocky edge shows the true resolution of the features.
     """
     base = fit(image, max_side)

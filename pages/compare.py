@@ -28,11 +28,11 @@ from core.errors import BackboneLensError
 from core.io.images import thumbnail
 from core.geometry.neighbours import neighbours_of_row
 from core.projection.projectors import ProjectionParams, available_methods, method_label, project
-from core.segment.quality import otsu_threshold
 from core.render import ColorScale
 from core.explain.inputs import image_tokens
 from core.explain.prototype_maps import PrototypeSet
-from core.segment.similarity import patch_similarity, pixel_to_patch, threshold_mask
+from core.segment.similarity import pixel_to_patch
+from core.segment.click import click_mask
 from pages.common import (CLASS_DEFAULT, PATCH_DEFAULT, features, get_backbone, load_backbone_or_stop,
                           offline_backbone_names, show_failures, sidebar)
 from pages.compare_views import (OTHER, SAME, NEUTRAL, agreement_scatter, captioned_thumb, cka_heatmap,
@@ -438,9 +438,8 @@ for col, name, b, fs in zip(cols_ui, names, backbones, fsets):
         tokens = _tokens(name, rec.sha256, pic)  # [h, w, D]
         tgrid = tokens.shape[:2]
         q = pixel_to_patch((uv[0] * pic.width, uv[1] * pic.height), pic.size, tgrid)
-        sim = patch_similarity(tokens, q)  # [h, w]
-        thr = otsu_threshold(sim) if auto else thr_fixed
-        mask = threshold_mask(sim, thr)
+        click = click_mask(tokens, q, None if auto else thr_fixed)
+        thr, mask = click.threshold, click.mask  # float, bool [h, w]
         panels.append(render.mask_panel(pic, mask, alpha=alpha, max_side=PANEL, marker=(q, tgrid),
                                         title=f"click mask: cos >= {thr:.2f}"))
         if len(names) == 2:  # room for the two maps side by side

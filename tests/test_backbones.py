@@ -110,9 +110,10 @@ def test_cnn_attention_is_a_clear_error(get_backbone):
 @pytest.mark.slow
 def test_vit_first_principal_component_separates_stamps_from_background(get_backbone, stamps):
     """The patch tokens' first PC splits the object from its (white) background: IoU with the
-    stamp's alpha mask, sign fixed by the border heuristic of core.segment.similarity."""
+    stamp's alpha mask, sign fixed by the border heuristic of core.segment.foreground."""
     from core.io.images import decode_alpha
-    from core.segment.similarity import iou, mask_to_image_size, pca_foreground
+    from core.segment.foreground import pca_foreground
+    from core.segment.masks import iou, mask_to_image_size
 
     b = get_backbone("vits14_saliency")
     recs = [r for r in stamps.records][::4]  # 12 stamps, every class

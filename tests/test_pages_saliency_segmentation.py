@@ -102,6 +102,12 @@ def test_segmentation_page_every_tab():
     for tab in ["Parts (k-means)", "Foreground", "Co-segmentation"]:
         _open(at, "seg_tab", tab)
     assert any("One k-means over the patches of all 4 pictures" in c.value for c in at.caption)
+    at.toggle(key="seg_sharp").set_value(True)  # every mask refined to the picture's edges
+    for tab in ["Foreground", "Parts (k-means)", "Click to segment"]:
+        _open(at, "seg_tab", tab)
+        if tab == "Foreground":
+            assert any("Normalized cut" in m.value for m in at.markdown)
+    assert "(pixel-sharp edges)" in " ".join(m.value for m in at.markdown)
 
 
 # ---- the real app in headless Chromium -------------------------------------------------------------
@@ -136,11 +142,17 @@ def test_segmentation_upload_click_mask_in_browser(page, app_url, tmp_path):
         }""", arg=[iframes, 451 / 300], timeout=60_000)
     img = page.frame_locator(iframes).locator("#image")
     box = img.bounding_box()
+    before = img.get_attribute("src")  # the picture with the mask of the default patch drawn on it
     x, y = 0.32 * box["width"], 0.42 * box["height"]  # on the cat's left eye
     want = pixel_to_patch((x, y), (box["width"], box["height"]), (16, 16))
     img.click(position={"x": x, "y": y})
     label = page.get_by_text(re.compile(rf"patch \({want[0]}, {want[1]}\)"))
     label.wait_for(timeout=60_000)
+    page.wait_for_function(  # the click view (a fragment) redrew the clickable picture with the new mask
+        """([sel, old]) => {
+            const i = document.querySelector(sel).contentDocument.getElementById('image');
+            return !!i && i.src !== old && i.complete && i.naturalWidth > 0;
+        }""", arg=[iframes, before], timeout=60_000)
     wait_idle(page)
     share = int(re.search(r"mask (\d+)% of the picture", label.inner_text()).group(1))
     assert 0 < share < 100  # a real mask, neither empty nor everything

@@ -8,20 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from core.segment.similarity import (
-    attention_foreground,
-    common_foreground,
-    cosegment,
-    cross_similarity,
-    iou,
-    kmeans_parts,
-    mask_png_bytes,
-    mask_to_image_size,
-    patch_similarity,
-    pca_foreground,
-    pixel_to_patch,
-    threshold_mask,
-)
+from core.segment.click import click_mask
+from core.segment.clustering import common_foreground, cosegment, kmeans_parts
+from core.segment.foreground import attention_foreground, ncut_foreground, pca_foreground
+from core.segment.masks import iou, mask_png_bytes, mask_to_image_size
+from core.segment.similarity import cross_similarity, patch_similarity, pixel_to_patch
+from core.segment.threshold import otsu_threshold, threshold_mask
 
 
 def _two_group_tokens(rng: np.random.Generator, grid: tuple[int, int], D: int = 16, block=None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +80,20 @@ def test_threshold_and_upsampled_mask_roundtrip() -> None:
     for y in range(20):
         for x in range(30):
             assert big[y, x] == mask[pixel_to_patch((x + 0.5, y + 0.5), (30, 20), mask.shape)]
+
+
+def test_click_mask_is_similarity_then_threshold() -> None:
+    tokens, block = _two_group_tokens(np.random.default_rng(3), (8, 10))
+    q = (4, 5)  # inside the centre block
+    c = click_mask(tokens, q)
+    sim = patch_similarity(tokens, q)
+    np.testing.assert_array_equal(c.similarity, sim)
+    assert c.query == q and c.threshold == c.otsu == otsu_threshold(sim)
+    np.testing.assert_array_equal(c.mask, sim >= c.otsu)
+    np.testing.assert_array_equal(c.mask, block)  # two clean groups: Otsu splits them exactly
+    fixed = click_mask(torch.from_numpy(tokens), q, 0.99)
+    assert fixed.threshold == 0.99 and fixed.otsu == c.otsu
+    np.testing.assert_array_equal(fixed.mask, sim >= 0.99)
 
 
 def test_mask_png_bytes_decodes() -> None:
@@ -172,3 +178,49 @@ def test_attention_foreground_keeps_mass() -> None:
     assert attention_foreground(cls_map, keep=1.0).all()
     with pytest.raises(ValueError, match="non-negative"):
         attention_foreground(cls_map - 0.3)
+
+
+# ---- normalized cut (TokenCut) -------------------------------------------------------------------------
+def _ncut_reference(tokens: np.ndarray, tau: float, eps: float) -> np.ndarray:
+    """Second smallest generalized eigenvector of (D - W) x = l D x, written out through the symmetric
+    normalized Laplacian: D^-1/2 (D - W) D^-1/2 y = l y, x = D^-1/2 y (so x^T D x = 1)."""
+    x = tokens.reshape(-1, tokens.shape[-1]).astype(np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    Wm = np.where(x @ x.T > tau, 1.0, eps)
+    d = Wm.sum(1)
+    L = np.eye(len(d)) - Wm / np.sqrt(d[:, None] * d[None, :])
+    _, vecs = np.linalg.eigh(L)
+    return vecs[:, 1] / np.sqrt(d)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ncut_foreground_matches_the_written_out_eigenproblem(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    tokens, mask = _two_group_tokens(rng, (8, 10))
+    tokens += rng.normal(scale=1.0, size=tokens.shape).astype(np.float32)  # a graph that is not two clean cliques
+    score, fg = ncut_foreground(tokens, seed_component=False)
+    v = _ncut_reference(tokens, 0.2, 1e-5)
+    ref = (v - v.mean()).reshape(8, 10)
+    sign = np.sign(score.ravel() @ ref.ravel())
+    np.testing.assert_allclose(score, sign * ref, atol=1e-5)
+    seed_patch = np.unravel_index(np.argmax(np.abs(v)), (8, 10))
+    assert score[seed_patch] > 0  # the most extreme patch is on the object side
+    np.testing.assert_array_equal(fg, score > 0)
+
+
+def test_ncut_foreground_finds_centre_block_and_keeps_the_seed_component() -> None:
+    tokens, mask = _two_group_tokens(np.random.default_rng(4), (8, 10))
+    score, fg = ncut_foreground(tokens)
+    np.testing.assert_array_equal(fg, mask)  # the smaller group holds the seed (largest |x|): the object
+    assert score[mask].min() > 0 > score[~mask].max()
+    # two separate blobs of the same object tokens: the object side has both, the seed's component one
+    two = np.zeros((8, 10), bool)
+    two[1:3, 1:3] = True
+    two[5:7, 6:9] = True
+    tokens2, _ = _two_group_tokens(np.random.default_rng(4), (8, 10), block=two)
+    _, side = ncut_foreground(tokens2, seed_component=False)
+    np.testing.assert_array_equal(side, two)
+    _, comp = ncut_foreground(tokens2)
+    assert comp.sum() in (4, 6) and (comp <= two).all()
+    with pytest.raises(ValueError, match="eps"):
+        ncut_foreground(tokens, eps=0.0)

@@ -5,14 +5,20 @@ object mask. Each stamp is pasted (soft alpha) onto a random crop of a bundled s
 (``sample_data/scenes/*.jpg``), so the ground-truth mask is known exactly, and unsupervised masks from
 a backbone are scored by IoU against it at pixel resolution:
 
-* ``pca``: first principal component of the patch tokens, ``score > 0`` (:func:`core.segment.similarity.pca_foreground`);
+* ``pca``: first principal component of the patch tokens, ``score > 0`` (:func:`core.segment.foreground.pca_foreground`);
 * ``cls_attention``: the head-mean CLS attention of the last block, the patches holding 60 % of the
-  mass (:func:`core.segment.similarity.attention_foreground`; ViTs only);
+  mass (:func:`core.segment.foreground.attention_foreground`; ViTs only);
+* ``ncut``: normalized cut of the patch affinity graph, TokenCut's choices (:func:`core.segment.foreground.ncut_foreground`);
 * ``click``: a click on the object (the pixel deepest inside the mask), the cosine similarity of that
-  patch to all patches, thresholded (Otsu's threshold, or a fixed one);
+  patch to all patches, thresholded (Otsu's threshold, or a fixed one; :func:`core.segment.click.click_mask`);
 * ``oracle``: the ground truth itself at patch resolution (majority per patch): the ceiling any patch
   mask can reach at that grid;
-* ``full``: the whole picture as the mask (IoU = object area fraction): the floor.
+* ``full``: the whole picture as the mask (IoU = object area fraction): the floor;
+* ``<method>+gf``: each patch mask above (the oracle included) made pixel-sharp by the guided filter
+  (:func:`core.segment.refine.refine_mask`), so the refined IoU stands beside the patch-grid ceiling.
+
+:func:`composite_stamps` pastes onto crops of real scenes (clutter, other objects); :func:`composite_on_textures`
+onto plain textured backgrounds (the stamp is the only object).
 
 Nothing here imports Streamlit.
 """
@@ -30,47 +36,19 @@ from scipy.ndimage import distance_transform_edt
 from core.explain.attention import cls_rows_to_maps
 from core.io.images import ImageRecord, decode_alpha, decode_image
 from core.models.base import Backbone
-from core.segment.similarity import (
-    attention_foreground,
-    iou,
-    mask_to_image_size,
-    patch_similarity,
-    pca_foreground,
-    pixel_to_patch,
-    threshold_mask,
-)
+from core.segment.click import click_mask
+from core.segment.foreground import attention_foreground, ncut_foreground, pca_foreground
+from core.segment.masks import iou, mask_to_image_size
+from core.segment.refine import refine_mask
+from core.segment.similarity import pixel_to_patch
 
-METHODS = ("pca", "cls_attention", "click", "oracle", "full")
+METHODS = ("pca", "cls_attention", "ncut", "click", "oracle", "full")
+REFINED = ("pca", "cls_attention", "ncut", "click", "oracle")  # scored again as "<method>+gf"
+GF = "+gf"
 ATTENTION_KEEP = 0.6  # DINO's default mass for attention masks
 
 
-# ---- thresholds -------------------------------------------------------------------------------
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold: the cut maximising the between-class variance of ``values`` (any shape).
-
-    When an empty gap between the two modes makes several cuts equally good, the middle of the gap is
-    returned. A constant input returns its value (everything is ``>=`` it).
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size == 0 or not np.all(np.isfinite(v)):
-        raise ValueError("otsu_threshold needs a non-empty finite array")
-    lo, hi = float(v.min()), float(v.max())
-    if hi <= lo:
-        return lo
-    hist, edges = np.histogram(v, bins=bins, range=(lo, hi))
-    p = hist / hist.sum()  # [bins]
-    centres = (edges[:-1] + edges[1:]) / 2
-    n0 = np.cumsum(hist)  # values at or below each cut (integers: no round-off at the ends)
-    w0 = n0 / hist.sum()  # weight of the class below each cut
-    mu = np.cumsum(p * centres)
-    w1 = 1.0 - w0
-    valid = (n0 > 0) & (n0 < hist.sum())
-    between = np.zeros_like(w0)
-    between[valid] = (mu[-1] * w0[valid] - mu[valid]) ** 2 / (w0[valid] * w1[valid])
-    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))  # a plateau when the modes leave a gap
-    return float((edges[best[0] + 1] + edges[best[-1] + 1]) / 2)  # its middle; values >= this are the upper class
-
-
+# ---- ground truth helpers -----------------------------------------------------------------------
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
     """``(x, y)`` of the pixel deepest inside a boolean ``[H, W]`` mask (where a user would click)."""
     m = np.asarray(mask, dtype=bool)
@@ -122,6 +100,21 @@ def _rgba(record: ImageRecord) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGBA")
 
 
+def _paste(stamp: Image.Image, bg: Image.Image, rng: np.random.Generator, canvas: int,
+           scale: tuple[float, float]) -> tuple[Image.Image, np.ndarray]:
+    """Paste ``stamp`` (RGBA) onto ``bg`` (``canvas x canvas``): longer side a random fraction ``scale`` of
+    the canvas, at a random position fully inside it. Returns the RGB picture and the ``[H, W]`` mask
+    (alpha >= 128)."""
+    f = float(rng.uniform(*scale)) * canvas / max(stamp.size)
+    sw, sh = max(1, round(stamp.width * f)), max(1, round(stamp.height * f))
+    st = stamp.resize((sw, sh), Image.Resampling.BICUBIC)
+    px, py = int(rng.integers(0, canvas - sw + 1)), int(rng.integers(0, canvas - sh + 1))
+    layer = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
+    layer.paste(st, (px, py))
+    img = Image.alpha_composite(bg.convert("RGBA"), layer).convert("RGB")
+    return img, np.asarray(layer.getchannel("A")) >= 128  # [H, W]
+
+
 def composite_stamps(stamps: Sequence[ImageRecord], scene_paths: Sequence[Path], *, canvas: int = 320,
                      scale: tuple[float, float] = (0.45, 0.75), seed: int = 0) -> list[Composite]:
     """Paste every stamp onto a crop of a scene (scenes in turn), deterministically from ``seed``.
@@ -142,16 +135,48 @@ def composite_stamps(stamps: Sequence[ImageRecord], scene_paths: Sequence[Path],
         W, H = scene.size
         side = int(rng.integers(min(W, H) // 2, min(W, H) + 1))
         x0, y0 = int(rng.integers(0, W - side + 1)), int(rng.integers(0, H - side + 1))
-        bg = scene.crop((x0, y0, x0 + side, y0 + side)).resize((canvas, canvas), Image.BICUBIC).convert("RGBA")
-        f = float(rng.uniform(*scale)) * canvas / max(stamp.size)
-        sw, sh = max(1, round(stamp.width * f)), max(1, round(stamp.height * f))
-        st = stamp.resize((sw, sh), Image.BICUBIC)
-        px, py = int(rng.integers(0, canvas - sw + 1)), int(rng.integers(0, canvas - sh + 1))
-        layer = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
-        layer.paste(st, (px, py))
-        img = Image.alpha_composite(bg, layer).convert("RGB")
-        mask = np.asarray(layer.getchannel("A")) >= 128  # [H, W]
+        bg = scene.crop((x0, y0, x0 + side, y0 + side)).resize((canvas, canvas), Image.Resampling.BICUBIC)
+        img, mask = _paste(stamp, bg, rng, canvas, scale)
         out.append(Composite(img, mask, rec.name, rec.label, sname))
+    return out
+
+
+def texture(rng: np.random.Generator, canvas: int) -> Image.Image:
+    """A plain textured background with no object in it: one random colour modulated by fractal noise
+    (power spectrum ``1/f^beta``, ``beta`` in [1.5, 3]: from grainy to cloudy) with a little chroma noise.
+
+    Returns:
+        RGB ``canvas x canvas``.
+    """
+    base = rng.uniform(0.15, 0.85, size=3)  # [3] RGB in [0, 1]
+    fy = np.fft.fftfreq(canvas)[:, None]
+    fx = np.fft.fftfreq(canvas)[None, :]
+    f = np.sqrt(fx ** 2 + fy ** 2)
+    f[0, 0] = 1.0
+    beta = float(rng.uniform(1.5, 3.0))
+
+    def noise() -> np.ndarray:  # [canvas, canvas], zero mean, unit std
+        spec = np.fft.fft2(rng.normal(size=(canvas, canvas))) / f ** (beta / 2)
+        spec[0, 0] = 0.0
+        n = np.fft.ifft2(spec).real
+        return n / n.std()
+
+    lum = noise()[..., None] * float(rng.uniform(0.06, 0.14))  # [canvas, canvas, 1] shared by the channels
+    chroma = np.stack([noise() for _ in range(3)], -1) * 0.02  # [canvas, canvas, 3]
+    rgb = np.clip(base + lum + chroma, 0.0, 1.0)
+    return Image.fromarray((rgb * 255).round().astype(np.uint8), mode="RGB")
+
+
+def composite_on_textures(stamps: Sequence[ImageRecord], *, canvas: int = 320, scale: tuple[float, float] = (0.45, 0.75),
+                          seed: int = 0) -> list[Composite]:
+    """Paste every stamp onto its own plain textured background (:func:`texture`): the easy benchmark,
+    where nothing but the stamp is an object. Deterministic from ``seed``; ``scene`` is ``"texture"``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for rec in stamps:
+        stamp = _rgba(rec)
+        img, mask = _paste(stamp, texture(rng, canvas), rng, canvas, scale)
+        out.append(Composite(img, mask, rec.name, rec.label, "texture"))
     return out
 
 
@@ -161,7 +186,8 @@ class QualityReport:
     """Per-image IoUs of each method on one backbone / input size / block.
 
     Attributes:
-        ious: ``method -> [n_images]`` (NaN where a method does not apply, e.g. attention on a CNN).
+        ious: ``method -> [n_images]`` for :data:`METHODS` and, when refined, ``method + GF`` for
+            :data:`REFINED` (NaN where a method does not apply, e.g. attention on a CNN).
         grid: the patch grid.
     """
 
@@ -178,17 +204,10 @@ class QualityReport:
         return float("nan") if np.all(np.isnan(v)) else float(np.nanmean(v))
 
 
-def click_mask(tokens: np.ndarray, query: tuple[int, int], threshold: float | None = None) -> np.ndarray:
-    """Mask of the patches similar to the clicked one: ``sim >= threshold`` (None: Otsu's threshold)."""
-    sim = patch_similarity(tokens, query)  # [h, w]
-    thr = otsu_threshold(sim) if threshold is None else float(threshold)
-    return threshold_mask(sim, thr)
-
-
 def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None = None, layer: int = -1,
-             click_threshold: float | None = None, batch_size: int = 8,
+             click_threshold: float | None = None, refine: bool = True, batch_size: int = 8,
              progress: Callable[[int, int], None] | None = None) -> QualityReport:
-    """IoU of every method in :data:`METHODS` on ``composites``.
+    """IoU of every method in :data:`METHODS` on ``composites`` (and of its guided-filter refinement).
 
     Args:
         b: the backbone.
@@ -196,13 +215,15 @@ def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None =
         size: input side (None: the spec's).
         layer: block of the patch tokens used by ``pca`` and ``click`` (attention is always the last block).
         click_threshold: fixed cosine threshold for ``click``; None uses Otsu's threshold per map.
+        refine: also score the masks of :data:`REFINED` made pixel-sharp (``"<method>+gf"``).
         batch_size: images per forward pass.
         progress: called as ``progress(done, total)``.
     """
     size = b.spec.check_size(size or b.spec.input_size)
     grid = b.spec.grid(size)
     want = ("patch_tokens", "attention_cls") if b.spec.has_attention else ("patch_tokens",)
-    ious = {m: np.full(len(composites), np.nan) for m in METHODS}
+    names = list(METHODS) + ([m + GF for m in REFINED] if refine else [])
+    ious = {m: np.full(len(composites), np.nan) for m in names}
     for s in range(0, len(composites), batch_size):
         batch = composites[s:s + batch_size]
         x = b.preprocess([c.image for c in batch], size)  # [B, 3, S, S]
@@ -213,15 +234,18 @@ def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None =
         for j, c in enumerate(batch):
             n = s + j
             img_size = c.image.size  # (W, H)
-            score = lambda m: iou(mask_to_image_size(m, img_size), c.mask)  # noqa: E731
-            ious["pca"][n] = score(pca_foreground(toks[j])[1])
+            masks = {"pca": pca_foreground(toks[j])[1], "ncut": ncut_foreground(toks[j])[1]}  # bool [h, w] each
             if "attention_cls" in out:
                 rows = out["attention_cls"][j, -1].float().numpy().mean(0)  # [h*w] head mean, last block
-                ious["cls_attention"][n] = score(attention_foreground(cls_rows_to_maps(rows, grid), ATTENTION_KEEP))
+                masks["cls_attention"] = attention_foreground(cls_rows_to_maps(rows, grid), ATTENTION_KEEP)
             q = pixel_to_patch(interior_point(c.mask), img_size, grid)
-            ious["click"][n] = score(click_mask(toks[j], q, click_threshold))
-            ious["oracle"][n] = score(patch_majority(c.mask, grid))
-            ious["full"][n] = score(np.ones(grid, dtype=bool))
+            masks["click"] = click_mask(toks[j], q, click_threshold).mask
+            masks["oracle"] = patch_majority(c.mask, grid)
+            masks["full"] = np.ones(grid, dtype=bool)
+            for m, pm in masks.items():
+                ious[m][n] = iou(mask_to_image_size(pm, img_size), c.mask)
+                if refine and m in REFINED:
+                    ious[m + GF][n] = iou(refine_mask(c.image, pm), c.mask)
         if progress is not None:
             progress(min(s + batch_size, len(composites)), len(composites))
     thr = "Otsu" if click_threshold is None else f"{click_threshold:g}"
