@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from core.geometry.vectors import Metric, as_features, as_labels, check_metric, distances
 
+
 def class_prototypes(X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Class means of the features.
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from core.classify.classifiers import CLASSIFIERS
+from core.classify.classifiers import check_classifier, classifier_info, classifier_names
 from core.classify.evaluation import EvalResult, evaluate, few_shot_curve
 from core.classify.prototypes import class_prototypes
 from core.classify.teen import teen_experiment
@@ -22,31 +22,29 @@ from core.classify.zeroshot import zero_shot
 from core.geometry.vectors import Metric, distances
 
 __all__ = [
-    "METHOD_LABELS", "classifier_kwargs", "evaluate_all", "train_indices", "eval_summary",
+    "method_label", "classifier_kwargs", "evaluate_all", "train_indices", "eval_summary",
     "ShotEval", "evaluate_shots", "nearest_wrong_prototypes", "prototype_exemplars",
     "class_sorted_order", "teen_repeated", "teen_alpha_sweep", "zero_shot_mix_curve",
 ]
 
-METHOD_LABELS: dict[str, str] = {
-    "nmc": "NMC (nearest class mean)",
-    "knn": "k-NN (cosine, k=5)",
-    "linear": "linear probe (logistic regression)",
-    "nb": "Gaussian naive Bayes",
-}
+def method_label(method: str) -> str:
+    """Human name of a registered classifier (its registry label)."""
+    return classifier_info(method).label
 
 
 def classifier_kwargs(method: str, metric: Metric) -> dict[str, Any]:
-    """Keyword arguments for :func:`core.classify.prototypes.make_classifier`: the metric only applies to NMC."""
-    if method not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {method!r}; choose one of {list(CLASSIFIERS)}")
+    """Keyword arguments for :func:`core.classify.classifiers.make_classifier`: the metric only applies to NMC."""
+    check_classifier(method)
     return {"metric": metric} if method == "nmc" else {}
 
 
 def evaluate_all(
-    X: ArrayLike, y: ArrayLike, methods: Sequence[str] = CLASSIFIERS, *, metric: Metric = "cosine",
+    X: ArrayLike, y: ArrayLike, methods: Sequence[str] | None = None, *, metric: Metric = "cosine",
     test_size: float = 0.3, seed: int = 0,
 ) -> list[EvalResult]:
-    """:func:`core.classify.evaluation.evaluate` for each method on the same split (same seed)."""
+    """:func:`core.classify.evaluation.evaluate` for each method (default: every registered one) on the
+    same split (same seed)."""
+    methods = classifier_names() if methods is None else methods
     return [evaluate(X, y, m, test_size=test_size, seed=seed, **classifier_kwargs(m, metric)) for m in methods]
 
 
@@ -120,6 +118,10 @@ def evaluate_shots(
     if shots < 1 or draws < 1:
         raise ValueError(f"shots and draws must be >= 1, got shots={shots}, draws={draws}")
     kw = classifier_kwargs(method, metric)
+    need = classifier_info(method).min_shots
+    if shots < need:
+        raise ValueError(f"{method_label(method)} needs at least {need} training images per class; use --shots {need} "
+                         "or more")
     classes, counts = np.unique(y, return_counts=True)
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")

@@ -11,6 +11,7 @@ from core.classify.evaluation import _stratified_split
 from core.classify.prototypes import class_prototypes
 from core.geometry.vectors import as_features, as_labels, distances, l2_normalize
 
+
 # ---- TEEN prototype calibration ---------------------------------------------------------------------
 def teen_calibrate(
     base_protos: ArrayLike,
