@@ -295,3 +295,34 @@ def test_unknown_class_ood_separates_a_far_class() -> None:
         assert a > 0.9
     with pytest.raises(ValueError, match="do not occur"):
         unknown_class_ood(X, y, "nope")
+
+
+# ---- the two regimes -----------------------------------------------------------------------------------
+def _rows(nb, lr, shots=(1, 2, 5, 10)):
+    from core.classify.evaluation import FewShotRow
+    return ([FewShotRow("nb", k, a, 0.0, 3) for k, a in zip(shots, nb)]
+            + [FewShotRow("linear", k, a, 0.0, 3) for k, a in zip(shots, lr)])
+
+
+def test_two_regimes_finds_the_crossing_on_a_log_scale() -> None:
+    from core.classify.tables import PAPER_FINDING, two_regimes
+    r = two_regimes(_rows([0.6, 0.7, 0.75, 0.78], [0.4, 0.6, 0.8, 0.9]))
+    # NB - LR: +0.2, +0.1, -0.05: crosses between 2 and 5 shots, 2/3 of the way in log(shots)
+    assert r.pattern == "both"
+    assert r.crossing == pytest.approx(np.exp(np.log(2) + (0.1 / 0.15) * (np.log(5) - np.log(2))))
+    assert r.crossing_accuracy == pytest.approx(0.7 + (0.1 / 0.15) * 0.05)
+    assert r.sentence.startswith(PAPER_FINDING) and "both regimes show" in r.sentence and r.sentence.count(".") >= 1
+    assert two_regimes(_rows([0.6, 0.7, 0.8, 0.9], [0.4, 0.5, 0.6, 0.7])).pattern == "generative"
+    none = two_regimes(_rows([0.3, 0.4, 0.5, 0.6], [0.4, 0.5, 0.6, 0.7]))
+    assert none.pattern == "discriminative" and none.crossing is None and "do not show" in none.sentence
+    assert two_regimes(_rows([0.3, 0.8], [0.4, 0.6], shots=(1, 2))).pattern == "reversed"
+    assert two_regimes(_rows([0.5], [0.4], shots=(1,))).pattern == "undetermined"
+
+
+def test_evaluate_methods_reports_what_cannot_run() -> None:
+    from core.classify.tables import evaluate_methods
+    X, y = _blobs(n_per=4)
+    X, y = X[:13], y[:13]  # the last class has a single image: leave-one-out, and no covariance for it
+    results, not_run = evaluate_methods(X, y, ("nmc", "lda", "fecam", "nb"))
+    assert [r.method for r in results] == ["nmc", "nb"] and all(r.protocol == "loo" for r in results)
+    assert set(not_run) == {"lda", "fecam"} and "at least 2 images per class" in not_run["lda"]

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
+from sklearn.svm import LinearSVC
 
 from core.classify.fecam import FeCAM
 from core.classify.lda import ShrunkLDA
@@ -78,6 +79,13 @@ def _make_linear(n_train: int | None = None, C: float = 1.0, max_iter: int = 500
     return make_pipeline(Normalizer(norm="l2"), LogisticRegression(C=C, max_iter=max_iter, **kw))
 
 
+@register_classifier("linear_svm", "linear SVM (Razavian et al. 2014)",
+                     "Classes are separated by maximum-margin hyperplanes on L2-normalised features (one-vs-rest, "
+                     "C = 1): the off-the-shelf protocol of Razavian et al.")
+def _make_linear_svm(n_train: int | None = None, C: float = 1.0, **kw: Any) -> Any:
+    return make_pipeline(Normalizer(norm="l2"), LinearSVC(C=C, **kw))
+
+
 @register_classifier("nb", "naive Bayes, shared variance (Zheng et al. 2023)",
                      "Independent Gaussian features with one variance per feature shared by all classes: "
                      "a linear rule, the generative twin of logistic regression.", incremental=True)
@@ -136,7 +144,8 @@ def make_classifier(method: str, *, n_train: int | None = None, **kw: Any) -> An
     Args:
         method: a name from :func:`classifier_names`: ``"nmc"`` (cosine unless ``metric=``),
             ``"knn"`` (cosine, ``k = min(5, n_train)``), ``"linear"`` (L2 normalisation then
-            LogisticRegression, ``C=1.0``), ``"nb"`` (shared-variance naive Bayes, Zheng et al.),
+            LogisticRegression, ``C=1.0``), ``"linear_svm"`` (L2 normalisation then LinearSVC, ``C=1.0``:
+            Razavian et al.'s protocol), ``"nb"`` (shared-variance naive Bayes, Zheng et al.),
             ``"nb_per_class"`` (GaussianNB), ``"lda"``, ``"ranpac"``, ``"fecam"``.
         n_train: size of the training set it will be fitted on (caps k for k-NN).
         **kw: passed to the estimator (e.g. ``metric``, ``n_neighbors``, ``C``).

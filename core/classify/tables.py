@@ -22,9 +22,9 @@ from core.classify.zeroshot import zero_shot
 from core.geometry.vectors import Metric, distances
 
 __all__ = [
-    "method_label", "classifier_kwargs", "evaluate_all", "train_indices", "eval_summary",
+    "method_label", "classifier_kwargs", "evaluate_all", "evaluate_methods", "train_indices", "eval_summary",
     "ShotEval", "evaluate_shots", "nearest_wrong_prototypes", "prototype_exemplars",
-    "class_sorted_order", "teen_repeated", "teen_alpha_sweep", "zero_shot_mix_curve",
+    "class_sorted_order", "teen_repeated", "teen_alpha_sweep", "zero_shot_mix_curve", "TwoRegimes", "two_regimes",
 ]
 
 def method_label(method: str) -> str:
@@ -46,6 +46,27 @@ def evaluate_all(
     same split (same seed)."""
     methods = classifier_names() if methods is None else methods
     return [evaluate(X, y, m, test_size=test_size, seed=seed, **classifier_kwargs(m, metric)) for m in methods]
+
+
+def evaluate_methods(
+    X: ArrayLike, y: ArrayLike, methods: Sequence[str] | None = None, *, metric: Metric = "cosine",
+    test_size: float = 0.3, seed: int = 0,
+) -> tuple[list[EvalResult], dict[str, str]]:
+    """Like :func:`evaluate_all`, but a method that cannot be fitted on this set (e.g. LDA or FeCAM with
+    a one-image class) is reported instead of stopping the others.
+
+    Returns:
+        ``(results, not_run)``: the results of the methods that ran, in order, and
+        ``{method: reason}`` for the others.
+    """
+    methods = classifier_names() if methods is None else methods
+    results, not_run = [], {}
+    for m in methods:
+        try:
+            results.append(evaluate(X, y, m, test_size=test_size, seed=seed, **classifier_kwargs(m, metric)))
+        except ValueError as e:
+            not_run[m] = str(e)
+    return results, not_run
 
 
 def train_indices(res: EvalResult, n: int) -> np.ndarray:
@@ -283,3 +304,83 @@ def zero_shot_mix_curve(
         pred = classes[zero_shot(E[te], text_protos, P_img, float(m))]
         rows.append({"mix": float(m), "accuracy": float(np.mean(pred == y[te])), "n_test": len(te)})
     return pd.DataFrame(rows), nmc
+
+
+@dataclass(frozen=True)
+class TwoRegimes:
+    """Where the generative and the discriminative few-shot curves cross (Ng & Jordan 2001; Zheng et al. 2023).
+
+    Attributes:
+        shots: ``[S]`` shot values both methods have.
+        generative / discriminative: ``[S]`` mean accuracies (e.g. ``nb`` and ``linear``).
+        crossing: shots where the curves cross, interpolated linearly in ``log(shots)`` (first
+            crossing), or ``None``.
+        crossing_accuracy: the accuracy there (``None`` without a crossing).
+        pattern: ``"both"`` (generative ahead first, discriminative later: the two regimes),
+            ``"generative"`` (generative ahead at every shot value), ``"discriminative"`` (the
+            discriminative one ahead or level everywhere), ``"reversed"`` (discriminative first,
+            generative later) or ``"undetermined"`` (fewer than two shared shot values).
+        sentence: one sentence: the paper's finding and whether these curves show it.
+    """
+
+    shots: np.ndarray
+    generative: np.ndarray
+    discriminative: np.ndarray
+    crossing: float | None
+    crossing_accuracy: float | None
+    pattern: str
+    sentence: str
+
+
+PAPER_FINDING = ("Zheng et al. (2023) found that on frozen pre-trained features naive Bayes nears its best accuracy "
+                 "with far fewer training images than logistic regression, so it leads with few shots and logistic "
+                 "regression catches up or overtakes it as shots grow")
+
+
+def two_regimes(rows: Sequence[Any], generative: str = "nb", discriminative: str = "linear") -> TwoRegimes:
+    """Compare two few-shot curves (rows of :func:`core.classify.evaluation.few_shot_curve`).
+
+    Args:
+        rows: objects with ``method``, ``shots`` and ``mean_acc``.
+        generative / discriminative: the two method names.
+
+    Returns:
+        a :class:`TwoRegimes`; the crossing is where ``generative - discriminative`` changes sign
+        between two consecutive shot values (a shot value where they are level counts as a crossing).
+    """
+    g = {r.shots: r.mean_acc for r in rows if r.method == generative}
+    d = {r.shots: r.mean_acc for r in rows if r.method == discriminative}
+    ks = np.array(sorted(set(g) & set(d)), dtype=np.int64)
+    ga = np.array([g[k] for k in ks])
+    da = np.array([d[k] for k in ks])
+    names = (method_label(generative).split(" (")[0], method_label(discriminative).split(" (")[0])
+    if len(ks) < 2:
+        return TwoRegimes(ks, ga, da, None, None, "undetermined",
+                          f"{PAPER_FINDING}; pick at least two shot values to see whether this dataset and backbone "
+                          "show it.")
+    diff = ga - da  # [S] > 0: generative ahead
+    crossing = crossing_acc = None
+    for i in range(len(ks) - 1):
+        if diff[i] > 0 >= diff[i + 1] or diff[i] < 0 <= diff[i + 1]:
+            t = diff[i] / (diff[i] - diff[i + 1])  # in [0, 1]
+            lk = np.log(ks[i]) + t * (np.log(ks[i + 1]) - np.log(ks[i]))
+            crossing, crossing_acc = float(np.exp(lk)), float(ga[i] + t * (ga[i + 1] - ga[i]))
+            break
+    if diff[0] > 0 and diff[-1] <= 0 and crossing is not None:
+        pattern = "both"
+        here = (f"here {names[0]} leads up to {int(ks[ks < crossing].max())} shots and {names[1]} catches up at "
+                f"about {crossing:.1f} shots, so both regimes show")
+    elif np.all(diff > 0):
+        pattern = "generative"
+        here = (f"here {names[0]} leads at every shot value tried (up to {int(ks[-1])}): the few-shot regime shows, "
+                "and any crossing lies beyond these shots")
+    elif np.all(diff <= 0):
+        pattern = "discriminative"
+        here = (f"here {names[1]} is level or ahead at every shot value tried, so this dataset and backbone do not "
+                f"show the {names[0]} advantage")
+    else:
+        pattern = "reversed" if diff[0] <= 0 else "both"
+        here = (f"here the curves cross {'' if crossing is None else f'at about {crossing:.1f} shots '}"
+                f"but {names[1]} leads first, the reverse of the paper's pattern" if pattern == "reversed" else
+                f"here the lead changes more than once (first crossing at about {crossing:.1f} shots)")
+    return TwoRegimes(ks, ga, da, crossing, crossing_acc, pattern, f"{PAPER_FINDING}; {here}.")
