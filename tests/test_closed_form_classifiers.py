@@ -126,6 +126,15 @@ def test_lda_matches_sklearn_lsqr_auto_and_is_incremental() -> None:
         ShrunkLDA().fit(X[[0, 20, 21]], y[[0, 20, 21]])
 
 
+def test_lda_with_two_images_per_class_is_sklearns_least_squares_answer() -> None:
+    X, y = _blobs(n_per=2, d=30)  # Ledoit-Wolf gives shrinkage 0 on two images: a singular covariance
+    Xte, _ = _blobs(n_per=5, d=30, seed=8)
+    sk = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(X, y)
+    ours = ShrunkLDA().fit(X, y)
+    assert np.linalg.matrix_rank(ours.covariance_) < 30
+    np.testing.assert_allclose(ours.decision_function(Xte), sk.decision_function(Xte), rtol=1e-6, atol=1e-6)
+
+
 def test_lda_mahalanobis_formula() -> None:
     X, y = _blobs(d=6)
     m = ShrunkLDA().fit(X, y)

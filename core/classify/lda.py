@@ -6,7 +6,10 @@ each class covariance is a Ledoit-Wolf estimate on the class's standardised feat
 (``sklearn.discriminant_analysis._cov``); the shared covariance is their prior-weighted average
 ``Sigma = sum_c pi_c Sigma_c`` with ``pi_c`` the class frequencies. Because it is a weighted sum of
 per-class terms, a new class only adds ``n_c Sigma_c`` to a running sum: no old image is needed.
-Scores: ``s_c(x) = x . Sigma^-1 mu_c - 1/2 mu_c . Sigma^-1 mu_c + log pi_c``.
+Scores: ``s_c(x) = x . Sigma^-1 mu_c - 1/2 mu_c . Sigma^-1 mu_c + log pi_c``, with ``Sigma^-1 mu_c`` the
+least-squares solution as in the reference (by Cholesky when ``Sigma`` is positive definite; by the
+pseudo-inverse when it is singular, e.g. with two images per class, where the Ledoit-Wolf shrinkage
+of each class is 0).
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ class ShrunkLDA(IncrementalClassifier):
     min_per_class = 2
 
     def _reset(self) -> None:
-        for a in ("means_", "_cov_sum", "coef_", "intercept_", "_chol"):
+        for a in ("means_", "_cov_sum", "coef_", "intercept_", "_chol", "_pinv"):
             self.__dict__.pop(a, None)
 
     def _update(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -56,17 +59,21 @@ class ShrunkLDA(IncrementalClassifier):
             self._cov_sum += len(Xc) * ledoit_wolf_class_cov(Xc)
         self.means_ = np.vstack([self.means_, np.asarray(means).reshape(-1, D)])
         self.covariance_ = self._cov_sum / self.class_count_.sum()
-        try:
-            self._chol = np.linalg.cholesky(self.covariance_)
-        except np.linalg.LinAlgError as e:
-            raise ValueError("the shared covariance is singular (every class has identical images?); "
-                             "give at least 2 distinct images per class") from e
+        try:  # positive definite (the usual case after shrinkage): Cholesky
+            self._chol: np.ndarray | None = np.linalg.cholesky(self.covariance_)
+            self._pinv: np.ndarray | None = None
+        except np.linalg.LinAlgError:
+            # singular, e.g. two images per class, where Ledoit-Wolf's shrinkage is 0: the minimum-norm
+            # least-squares solution, which is what the reference's lstsq returns
+            self._chol, self._pinv = None, np.linalg.pinv(self.covariance_, hermitian=True)
         self.coef_ = self._solve(self.means_.T).T  # [K, D] = (Sigma^-1 mu_c)^T
         prior = self.class_count_ / self.class_count_.sum()
         self.intercept_ = -0.5 * np.sum(self.means_ * self.coef_, axis=1) + np.log(prior)
 
     def _solve(self, B: np.ndarray) -> np.ndarray:
-        """``Sigma^-1 B`` for ``B [D, m]`` by the Cholesky factor."""
+        """``Sigma^-1 B`` for ``B [D, m]`` (``Sigma^+ B`` when the covariance is singular)."""
+        if self._chol is None:
+            return self._pinv @ B
         z = np.linalg.solve(self._chol, B)
         return np.linalg.solve(self._chol.T, z)
 
@@ -83,7 +90,6 @@ class ShrunkLDA(IncrementalClassifier):
             ``[N, K]`` ``(x - mu_c)^T Sigma^-1 (x - mu_c)``.
         """
         X = self._features(X)
-        L_inv_x = np.linalg.solve(self._chol, X.T)  # [D, N]; |L^-1 x|^2 = x^T Sigma^-1 x
-        xx = np.sum(L_inv_x ** 2, axis=0)  # [N]
+        xx = np.sum(X * self._solve(X.T).T, axis=1)  # [N] x^T Sigma^-1 x
         mm = np.sum(self.means_ * self.coef_, axis=1)  # [K]
         return np.maximum(xx[:, None] - 2.0 * X @ self.coef_.T + mm[None, :], 0.0)
