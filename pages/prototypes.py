@@ -247,10 +247,12 @@ def tab_classifiers() -> None:
                 if proto == "split" else "Leave-one-out: the set is too small for a hold-out split "
                 "(under 20 images, or a class with under 3); every image is predicted by a model that never saw it.")
                + " k-NN uses k = 5 and cosine; the linear probe is logistic regression on L2-normalised features "
-                 "(C = 1); NMC uses the distance chosen above; every other method follows its paper's code "
-                 "(docs/METHODS.md). Two departures: FeCAM's Tukey transform keeps the sign of negative features "
-                 "(the paper's x^0.5 assumes non-negative ones), and RanPAC here is its closed-form head only, "
-                 "without the first-session adaptation of the backbone.")
+                 "(C = 1); the linear SVM is Razavian et al.'s off-the-shelf protocol (L2-normalised features, "
+                 "C = 1) without their crop and flip augmentation; NMC uses the distance chosen above (Euclidean on "
+                 "raw features, where iCaRL's NME normalises them first). The other methods follow their authors' "
+                 "code (docs/METHODS.md), with two departures: FeCAM's Tukey transform keeps the sign of negative "
+                 "features (the paper's x^0.5 assumes non-negative ones), and RanPAC here is its closed-form head "
+                 "only, without the first-session adaptation of the backbone.")
     table = pd.DataFrame([{"method": method_label(r.method), "accuracy": r.accuracy,
                            "correct": f"{int(round(r.accuracy * r.n_test))} / {r.n_test}",
                            "assumes": classifier_info(r.method).assumes,
@@ -379,8 +381,9 @@ def tab_few_shot() -> None:
 def tab_incremental() -> None:
     st.caption("Classes arrive in tasks. After each task its statistics are added from its training images only; "
                "no old image is revisited and none is kept. Accuracy is over the test images of every class seen so "
-               "far. Cosine NMC = SimpleCIL, Euclidean = classic NMC; the methods below keep second-order statistics "
-               "(a shared or per-class covariance, or RanPAC's Gram matrix), updated class by class.")
+               "far. Cosine NMC = SimpleCIL, Euclidean = classic NMC on raw features (iCaRL's NME normalises them); "
+               "the other methods keep second-order statistics (a shared or per-class covariance, or RanPAC's Gram "
+               "matrix), updated class by class.")
     c1, c2, c3 = st.columns([1, 1, 2])
     n_tasks = c1.slider("Tasks", 1, K, min(4, K), key="cil_tasks", persist_state="session")
     mode = c2.radio("Class order", ["sorted", "shuffled", "custom"], key="cil_mode", persist_state="session",

@@ -335,3 +335,25 @@ def test_prototypes_upload_and_prediction_in_browser(page, app_url, tmp_path):
     assert page.get_by_text("Cannot use the uploaded file notes.png: not an image").is_visible()  # named, the rest goes on
     page.wait_for_timeout(800)
     page.screenshot(path=str(SCREENSHOTS / "prototypes_upload.png"))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_prototypes_classifier_views_in_browser(page, app_url):
+    """Every classifier in the table, the two regimes marked on the few-shot curve, the class-incremental
+    run of the statistics-based methods and an unknown class in the OOD tab, in a real browser."""
+    page.set_viewport_size({"width": 1500, "height": 1500})
+    _open_page(page, app_url, "Prototypes")
+    page.get_by_text("Per-class margin").wait_for(timeout=120_000)
+    wait_idle(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for tab, ready, shot in (("Classifiers", "Misclassified by", "prototypes_classifiers.png"),
+                             ("Few-shot", "Two regimes (mobilenetv2):", "prototypes_few_shot.png"),
+                             ("Class-incremental", "Accuracy per task", "prototypes_incremental.png"),
+                             ("Out-of-distribution", "Most unusual images", "prototypes_ood.png")):
+        page.get_by_role("tab", name=tab).click()
+        page.get_by_text(ready).first.wait_for(timeout=300_000)
+        wait_idle(page, timeout=300_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(SCREENSHOTS / shot), full_page=True)
+    assert page.get_by_text("Zheng et al. (2023) found").is_visible()

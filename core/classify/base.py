@@ -25,6 +25,9 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         n_features_in_: ``D``.
     """
 
+    classes_: np.ndarray
+    class_count_: np.ndarray
+    n_features_in_: int
     merges_seen_classes: bool = False  # may partial_fit give more images of a known class?
     min_per_class: int = 1  # fewest training images per class the statistics need
 

@@ -136,6 +136,7 @@ class FeCAM(IncrementalClassifier):
                              - np.einsum("ni,ij,nj->n", LW, m.core_inv, LW) / m.alpha ** 2)
             else:
                 V = (Z - m.proto[None, :])
+                assert m.dense_pinv is not None  # built when alpha <= 0
                 out[:, k] = np.einsum("ni,ij,nj->n", V, m.dense_pinv, V)
         return out
 

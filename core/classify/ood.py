@@ -58,7 +58,7 @@ def ood_scores(model: ShrunkLDA, X: ArrayLike, temperature: float = 1.0) -> OODS
     """Mahalanobis and energy scores of ``X [N, D]`` under a fitted :class:`ShrunkLDA`."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    Dm = model.mahalanobis(X)  # [N, K]
+    Dm = model.mahalanobis(as_features(X))  # [N, K]
     logits = np.log(model.class_count_ / model.class_count_.sum())[None, :] - 0.5 * Dm  # [N, K] log-joints + const
     energy = -temperature * logsumexp(logits / temperature, axis=1)
     return OODScores(model.classes_, Dm, Dm.min(axis=1), energy, model.classes_[np.argmin(Dm, axis=1)])

@@ -56,6 +56,7 @@ class RanPAC(IncrementalClassifier):
     """
 
     merges_seen_classes = True  # G and C are sums over images
+    _R: np.ndarray  # [r, M + K] factor of [H Y]^T [H Y]
 
     def __init__(self, M: int = 10000, ridge: float | None = None, seed: int = 0):
         self.M = M
@@ -99,7 +100,7 @@ class RanPAC(IncrementalClassifier):
             old = np.hstack([self._R, np.zeros((len(self._R), K - (self._R.shape[1] - self.M)))])  # new classes: 0
             Z = np.vstack([old, Z])
         # R^T R = Z^T Z: a triangular factor, min(rows, M + K) rows, that stores no image's projection
-        self._R = np.linalg.qr(Z, mode="r")
+        self._R = np.asarray(np.linalg.qr(Z, mode="r"))
         self.ridge_ = lam
         self.ridge_history_ = [*getattr(self, "ridge_history_", []), lam]
         A, B = self._R[:, : self.M], self._R[:, self.M:]
