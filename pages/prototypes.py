@@ -25,7 +25,6 @@ from core.projection.projectors import ProjectionParams, make_projector
 from core.classify.classifiers import classifier_info, classifier_names
 from core.classify.evaluation import few_shot_curve
 from core.classify.incremental import class_incremental
-from core.classify.lda import ShrunkLDA
 from core.classify.ood import OOD_SCORES, ood_scores, unknown_class_ood
 from core.classify.prototypes import class_prototypes, per_class_margin
 from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
@@ -67,11 +66,6 @@ def _incremental(fid: str, n_tasks: int, order: tuple, test_size: float, seed: i
     runs = {m: class_incremental(_X, _y, n_tasks, order, test_size, seed, metric=m) for m in METRICS}
     runs.update({m: class_incremental(_X, _y, n_tasks, order, test_size, seed, method=m) for m in methods})
     return runs
-
-
-@st.cache_resource(max_entries=8, show_spinner="Class means and shared covariance (LDA)…")
-def _gaussian_model(fid: str, _X: np.ndarray, _y: np.ndarray) -> ShrunkLDA:
-    return ShrunkLDA().fit(_X, _y)
 
 
 @st.cache_data(max_entries=16, show_spinner="Scoring images against the known classes…")
@@ -255,18 +249,18 @@ def tab_classifiers() -> None:
                  "only, without the first-session adaptation of the backbone.")
     table = pd.DataFrame([{"method": method_label(r.method), "accuracy": r.accuracy,
                            "correct": f"{int(round(r.accuracy * r.n_test))} / {r.n_test}",
-                           "assumes": classifier_info(r.method).assumes,
                            "protocol": r.protocol, "n_train": r.n_train, "n_test": r.n_test} for r in results])
     c1, c2 = st.columns([3, 2], gap="medium")
     c1.dataframe(table, hide_index=True, column_config={
-        "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1),
-        "assumes": st.column_config.TextColumn("what it assumes", width="large")})
+        "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1)})
     if sel.dataset.root is not None:
         c1.caption(f"Same numbers from a shell: `backbone-lens evaluate --backbone {sel.backbone} --train "
                    f"{sel.dataset.root} --method nmc` (or `--method {'|'.join(classifier_names()[1:])}`; add `--json` for one "
                    "JSON object).")
     for m, why in not_run.items():
         c1.caption(f"Not run: **{method_label(m)}**: {why}")
+    with c1.expander("What each method assumes", expanded=True):
+        st.markdown("\n".join(f"- **{method_label(m)}**: {classifier_info(m).assumes}" for m in classifier_names()))
     c1.download_button("Download accuracies (CSV)", table.to_csv(index=False).encode(), file_name="accuracies.csv",
                        mime="text/csv", icon=":material/download:")
     method = c2.selectbox("Confusion matrix and mistakes of", names, format_func=method_label,
@@ -351,8 +345,9 @@ def tab_few_shot() -> None:
         fig.add_trace(go.Scatter(x=[regimes.crossing], y=[regimes.crossing_accuracy], mode="markers",
                                  marker=dict(symbol="x", size=14, color="black"), name="NB and LR cross",
                                  hovertemplate="curves cross at %{x:.1f} shots<extra></extra>"))
-        fig.add_annotation(x=np.log10(regimes.crossing), y=1.0, text="← NB regime | LR regime →", showarrow=False,
-                           yanchor="bottom", font=dict(size=12))
+        first, then = ("NB", "LR") if regimes.pattern == "both" else ("LR", "NB")
+        fig.add_annotation(x=np.log10(regimes.crossing), y=1.0, text=f"← {first} ahead | {then} ahead →",
+                           showarrow=False, yanchor="bottom", font=dict(size=12))  # log axis: x in log10
     ks = sorted(df.shots.unique())
     fig.update_layout(height=460, title=dict(text=f"Few-shot accuracy, {draws} draws per point", x=0),
                       legend=dict(title=dict(text="classifier")), margin=dict(l=10, r=10, t=50, b=10))
@@ -582,16 +577,11 @@ def tab_ood() -> None:
         st.info("Leave at least two known classes.")
         return
     try:
-        if unknown:
-            res = _unknown(fid, tuple(sorted(unknown)), test_size, seed, X, y)
-            rows, sc, flag = res.test_indices, res.scores, res.is_unknown
-        else:
-            rows = np.arange(len(y))
-            sc = ood_scores(_gaussian_model(fid, X, y), X)
-            flag = np.zeros(len(y), dtype=bool)
+        res = _unknown(fid, tuple(sorted(unknown)), test_size, seed, X, y)
     except ValueError as e:
         st.error(f"Cannot fit the class statistics: {e}")
         return
+    rows, sc, flag = res.test_indices, res.scores, res.is_unknown
     if unknown:
         st.caption(f"Statistics from the training split of the {K - len(unknown)} known classes ({res.n_train} images); "
                    f"scored: their {int((~flag).sum())} test images and all {int(flag.sum())} images of the unknown "
@@ -601,8 +591,9 @@ def tab_ood() -> None:
         for col, kind in zip(m, OOD_SCORES):
             col.metric(f"AUROC, {OOD_LABEL[kind]}", f"{res.auroc[kind]:.3f}")
     else:
-        st.caption("No class is held out, so these are in-sample scores (every image helped estimate the statistics). "
-                   "Mark a class as unknown above to measure how well the scores flag a class the model never saw.")
+        st.caption(f"Statistics from the training split ({res.n_train} images); scored: the {len(rows)} held-out test "
+                   "images, which the statistics never saw. Mark a class as unknown above to measure how well the "
+                   "scores flag a class the model never saw.")
     cols = st.columns(len(OOD_SCORES), gap="medium")
     for col, kind in zip(cols, OOD_SCORES):
         v = sc.score(kind)
@@ -650,11 +641,11 @@ def tab_upload() -> None:
     U = ufs["embedding"]  # [M, D]
     Dm = distances(U, P, metric)  # [M, K]
     own = distances(X, P, metric)[np.arange(len(y)), np.searchsorted(classes, y)]  # [N] dataset image to its own prototype
-    try:
-        gauss = _gaussian_model(fid, X, y)
-        ref_maha = ood_scores(gauss, X).mahalanobis  # [N] in-sample scores of the dataset images
+    try:  # statistics of the training split; the held-out test images are the reference
+        held = _unknown(fid, (), test_size, seed, X, y)
+        gauss, ref_maha = held.model, held.scores.mahalanobis  # ShrunkLDA, [T] held-out scores
         up_ood = ood_scores(gauss, U)
-    except ValueError as e:  # e.g. a class with a single image: no covariance
+    except ValueError as e:  # e.g. a class with a single image: no split, no covariance
         gauss = None
         st.caption(f"No Mahalanobis distances: {e}")
     proj = _pca_map(fid, X)
@@ -677,8 +668,8 @@ def tab_upload() -> None:
                 d = np.sqrt(up_ood.distances[j])  # [K] Mahalanobis distance to every class
                 beyond = float(np.mean(ref_maha < up_ood.mahalanobis[j]))
                 c1.caption(f"How far from every class (Mahalanobis, shared covariance): nearest **{up_ood.nearest[j]}** "
-                           f"at {d.min():.1f}; further than {_pct(beyond)} of the dataset images are from their "
-                           f"nearest class; energy {up_ood.energy[j]:.1f}.")
+                           f"at {d.min():.1f}; further than {_pct(beyond)} of the held-out dataset images are from "
+                           f"their nearest class (statistics of the training split); energy {up_ood.energy[j]:.1f}.")
                 c1.dataframe(pd.DataFrame({"class": gauss.classes_, "Mahalanobis": d}).sort_values("Mahalanobis"),
                              hide_index=True, height=min(36 * K + 40, 320),
                              column_config={"Mahalanobis": st.column_config.NumberColumn(format="%.1f")})

@@ -93,8 +93,10 @@ class UnknownClassResult:
             image of the unknown classes.
         is_unknown: ``[T]`` whether each scored image is of an unknown class.
         scores: the :class:`OODScores` of the ``T`` images.
-        auroc: ``{"mahalanobis": a, "energy": b}``.
+        auroc: ``{"mahalanobis": a, "energy": b}``; empty when no class is held out.
         n_train: known-class training images the statistics come from.
+        model: the :class:`ShrunkLDA` fitted on them (to score further images, e.g. an upload, on the
+            same footing as the held-out ones).
     """
 
     unknown: np.ndarray
@@ -103,24 +105,26 @@ class UnknownClassResult:
     scores: OODScores
     auroc: dict[str, float]
     n_train: int
+    model: ShrunkLDA
 
 
-def unknown_class_ood(X: ArrayLike, y: ArrayLike, unknown: Any, *, test_size: float = 0.3,
+def unknown_class_ood(X: ArrayLike, y: ArrayLike, unknown: Any = (), *, test_size: float = 0.3,
                       seed: int = 0) -> UnknownClassResult:
     """Hold classes out as unknown: fit the statistics on the training split of the other classes,
-    score their test split and every unknown image, and measure the separation (AUROC).
+    score their test split and every unknown image, and measure the separation (AUROC). With no
+    unknown class, every image of the test split is scored by statistics that never saw it.
 
     The split is the stratified split of :func:`core.classify.evaluation.evaluate` (same
     ``test_size`` and ``seed``), restricted to the known classes.
 
     Args:
         X: ``[N, D]``; y: ``[N]``.
-        unknown: one label or a list of labels treated as never seen.
+        unknown: one label or a list of labels treated as never seen (may be empty).
     """
     X = as_features(X)
     y = as_labels(y, len(X))
     classes = np.unique(y)
-    unk = np.unique(np.atleast_1d(np.asarray(unknown, dtype=classes.dtype)))
+    unk = np.unique(np.atleast_1d(np.asarray(unknown, dtype=classes.dtype)))  # [U], U may be 0
     missing = unk[~np.isin(unk, classes)]
     if len(missing):
         raise ValueError(f"unknown classes {missing.tolist()} do not occur in y")
@@ -133,5 +137,5 @@ def unknown_class_ood(X: ArrayLike, y: ArrayLike, unknown: Any, *, test_size: fl
     scored = np.concatenate([rows[te], np.flatnonzero(np.isin(y, unk))])
     is_unknown = np.isin(y[scored], unk)
     sc = ood_scores(model, X[scored])
-    return UnknownClassResult(unk, scored, is_unknown, sc, {k: auroc(sc.score(k), is_unknown) for k in OOD_SCORES},
-                              len(tr))
+    aurocs = {k: auroc(sc.score(k), is_unknown) for k in OOD_SCORES} if len(unk) else {}
+    return UnknownClassResult(unk, scored, is_unknown, sc, aurocs, len(tr), model)

@@ -337,50 +337,63 @@ PAPER_FINDING = ("Zheng et al. (2023) found that on frozen pre-trained features 
                  "regression catches up or overtakes it as shots grow")
 
 
-def two_regimes(rows: Sequence[Any], generative: str = "nb", discriminative: str = "linear") -> TwoRegimes:
+def two_regimes(rows: Sequence[Any], generative: str = "nb", discriminative: str = "linear",
+                tie: float = 0.01) -> TwoRegimes:
     """Compare two few-shot curves (rows of :func:`core.classify.evaluation.few_shot_curve`).
 
     Args:
         rows: objects with ``method``, ``shots`` and ``mean_acc``.
         generative / discriminative: the two method names.
+        tie: accuracy gap at or below which the two are called level (default one point).
 
     Returns:
-        a :class:`TwoRegimes`; the crossing is where ``generative - discriminative`` changes sign
-        between two consecutive shot values (a shot value where they are level counts as a crossing).
+        a :class:`TwoRegimes`. The pattern reads the signs of ``generative - discriminative`` over the
+        shot values, gaps within ``tie`` counting as level: ``"both"`` when the generative one leads
+        before the discriminative one does, ``"reversed"`` the other way round. The crossing is where
+        the gap changes sign between two consecutive shot values after the first lead (linear in
+        ``log(shots)``).
     """
     g = {r.shots: r.mean_acc for r in rows if r.method == generative}
     d = {r.shots: r.mean_acc for r in rows if r.method == discriminative}
     ks = np.array(sorted(set(g) & set(d)), dtype=np.int64)
     ga = np.array([g[k] for k in ks])
     da = np.array([d[k] for k in ks])
-    names = (method_label(generative).split(" (")[0], method_label(discriminative).split(" (")[0])
+    short = {"nb": "naive Bayes", "nb_per_class": "per-class naive Bayes", "linear": "logistic regression",
+             "linear_svm": "the linear SVM"}
+    gn, dn = short.get(generative, method_label(generative)), short.get(discriminative, method_label(discriminative))
     if len(ks) < 2:
         return TwoRegimes(ks, ga, da, None, None, "undetermined",
                           f"{PAPER_FINDING}; pick at least two shot values to see whether this dataset and backbone "
                           "show it.")
     diff = ga - da  # [S] > 0: generative ahead
+    sign = np.where(diff > tie, 1, np.where(diff < -tie, -1, 0))  # [S] level within ``tie``
+    leads = sign[sign != 0]
+    first = int(leads[0]) if len(leads) else 0
     crossing = crossing_acc = None
-    for i in range(len(ks) - 1):
-        if diff[i] > 0 >= diff[i + 1] or diff[i] < 0 <= diff[i + 1]:
-            t = diff[i] / (diff[i] - diff[i + 1])  # in [0, 1]
-            lk = np.log(ks[i]) + t * (np.log(ks[i + 1]) - np.log(ks[i]))
-            crossing, crossing_acc = float(np.exp(lk)), float(ga[i] + t * (ga[i + 1] - ga[i]))
-            break
-    if diff[0] > 0 and diff[-1] <= 0 and crossing is not None:
+    if first != 0 and np.any(leads == -first):
+        start = int(np.flatnonzero(sign == first)[0])
+        for i in range(start, len(ks) - 1):
+            if diff[i] * first > 0 >= diff[i + 1] * first:
+                t = diff[i] / (diff[i] - diff[i + 1])  # in [0, 1]
+                lk = np.log(ks[i]) + t * (np.log(ks[i + 1]) - np.log(ks[i]))
+                crossing, crossing_acc = float(np.exp(lk)), float(ga[i] + t * (ga[i + 1] - ga[i]))
+                break
+    level = ks[sign == 0]
+    tied = f" (level within {100 * tie:.0f} point at {', '.join(map(str, level))} shots)" if len(level) else ""
+    if first == 1 and crossing is not None:
         pattern = "both"
-        here = (f"here {names[0]} leads up to {int(ks[ks < crossing].max())} shots and {names[1]} catches up at "
-                f"about {crossing:.1f} shots, so both regimes show")
-    elif np.all(diff > 0):
+        here = (f"here {gn} leads at {', '.join(map(str, ks[sign == 1]))} shots and {dn} overtakes it at about "
+                f"{crossing:.1f} shots{tied}, so both regimes show")
+    elif first == 1:
         pattern = "generative"
-        here = (f"here {names[0]} leads at every shot value tried (up to {int(ks[-1])}): the few-shot regime shows, "
-                "and any crossing lies beyond these shots")
-    elif np.all(diff <= 0):
-        pattern = "discriminative"
-        here = (f"here {names[1]} is level or ahead at every shot value tried, so this dataset and backbone do not "
-                f"show the {names[0]} advantage")
+        here = (f"here {gn} leads or is level at every shot value tried (up to {int(ks[-1])}){tied}: the few-shot "
+                "regime shows, and any crossing lies beyond these shots")
+    elif first == -1 and crossing is not None:
+        pattern = "reversed"
+        here = (f"here {dn} leads first and {gn} only catches up at about {crossing:.1f} shots{tied}, the reverse "
+                "of the paper's pattern")
     else:
-        pattern = "reversed" if diff[0] <= 0 else "both"
-        here = (f"here the curves cross {'' if crossing is None else f'at about {crossing:.1f} shots '}"
-                f"but {names[1]} leads first, the reverse of the paper's pattern" if pattern == "reversed" else
-                f"here the lead changes more than once (first crossing at about {crossing:.1f} shots)")
+        pattern = "discriminative"
+        here = (f"here {dn} is ahead or level at every shot value tried{tied}, so this dataset and backbone do not "
+                f"show the {gn} advantage")
     return TwoRegimes(ks, ga, da, crossing, crossing_acc, pattern, f"{PAPER_FINDING}; {here}.")
