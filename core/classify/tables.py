@@ -379,7 +379,8 @@ def two_regimes(rows: Sequence[Any], generative: str = "nb", discriminative: str
                 crossing, crossing_acc = float(np.exp(lk)), float(ga[i] + t * (ga[i + 1] - ga[i]))
                 break
     level = ks[sign == 0]
-    tied = f" (level within {100 * tie:.0f} point at {', '.join(map(str, level))} shots)" if len(level) else ""
+    tied = (f" (level within {100 * tie:.0f} point at {', '.join(map(str, level))} "
+            f"shot{'' if list(level) == [1] else 's'})" if len(level) else "")
     if first == 1 and crossing is not None:
         pattern = "both"
         here = (f"here {gn} leads at {', '.join(map(str, ks[sign == 1]))} shots and {dn} overtakes it at about "
