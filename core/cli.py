@@ -189,7 +189,8 @@ def _print_indices(cmp) -> None:
 def cmd_evaluate(args) -> int:
     """Accuracy of one classifier on frozen features (core.classify.prototypes, as on the Prototypes page)."""
     from core.classify.evaluation import evaluate
-    from core.classify.tables import METHOD_LABELS, classifier_kwargs, eval_summary, evaluate_shots
+    from core.classify.tables import classifier_kwargs, eval_summary, evaluate_shots
+    from core.classify.tables import method_label
 
     def labelled(folder: str):
         _, fs, failures = _features(argparse.Namespace(**{**vars(args), "images": folder}))
@@ -230,7 +231,7 @@ def cmd_evaluate(args) -> int:
         first = ("method", "backbone", "accuracy", "n_train", "n_test", "protocol")
         print(json.dumps({**{k: out[k] for k in first}, **out}))
         return 0
-    print(f"{args.backbone} · {METHOD_LABELS[args.method]}{f', {args.metric}' if kw else ''}: accuracy {acc}")
+    print(f"{args.backbone} · {method_label(args.method)}{f', {args.metric}' if kw else ''}: accuracy {acc}")
     print(f"protocol: {how}; n_train {out['n_train']}, n_test {out['n_test']}, {len(set(y.tolist()))} classes"
           + (f"; {len(failures)} files skipped" if failures else ""))
     return 0
@@ -326,19 +327,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_compare)
 
+    from core.classify.classifiers import classifier_info, classifier_names
+
+    methods = classifier_names()  # whatever is registered when the parser is built
     p = sub.add_parser(
-        "evaluate", help="accuracy of NMC / k-NN / linear probe / naive Bayes on frozen features",
-        description="The accuracies of the Prototypes page (core.classify.prototypes). Without --test: a stratified "
-                    "hold-out "
+        "evaluate", help="accuracy of a classifier on frozen features (NMC, k-NN, linear probe, naive Bayes, LDA, "
+                         "RanPAC, FeCAM ...)",
+        description="The accuracies of the Prototypes page (core.classify.prototypes). Without --test: a stratified hold-out "
                     "(--test-size per class), or leave-one-out for tiny sets. --shots K: K random training images "
                     "per class, mean and std over --draws draws. --json prints one object with method, backbone, "
                     "accuracy, n_train, n_test, protocol, ...")
     p.add_argument("--backbone", required=True, help="registry name (see `backbone-lens backbones`)")
     p.add_argument("--train", required=True, help="labelled folder: root/<class>/<image>")
     p.add_argument("--test", default=None, help="labelled test folder (default: split --train)")
-    p.add_argument("--method", choices=("nmc", "knn", "linear", "nb"), default="nmc",
-                   help="nmc: nearest class mean; knn: cosine k-NN (k=5); linear: logistic-regression probe; "
-                        "nb: Gaussian naive Bayes (default nmc)")
+    p.add_argument("--method", choices=methods, default="nmc",
+                   help="; ".join(f"{m}: {classifier_info(m).label}" for m in methods) + " (default nmc)")
     p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine", help="NMC distance (default cosine)")
     p.add_argument("--shots", type=int, default=None, help="training images per class (few-shot)")
     p.add_argument("--draws", type=int, default=10, help="random draws with --shots (default 10)")

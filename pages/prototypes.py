@@ -1,8 +1,9 @@
 """Prototypes: class means of frozen features as a classifier. Distances between prototypes and from
-every image to every prototype with per-class margins; NMC vs k-NN vs linear probe vs naive Bayes
-with a confusion matrix and the misclassified images; the few-shot "two regimes" curve;
-exemplar-free class-incremental learning (NMC / SimpleCIL); TEEN calibration of few-shot
-prototypes; CLIP text prototypes (zero-shot); and classifying an uploaded image.
+every image to every prototype with per-class margins; every registered classifier (NMC, k-NN,
+linear probe, two naive Bayes, LDA, RanPAC, FeCAM) with a confusion matrix and the misclassified
+images; the few-shot "two regimes" curve; exemplar-free class-incremental learning; TEEN
+calibration of few-shot prototypes; CLIP text prototypes (zero-shot); out-of-distribution scores
+with an unknown class; and classifying an uploaded image.
 
 Each tab computes only while it is open, and every result is cached by (features, parameters).
 The maths lives in core.classify.prototypes (and core.classify.tables for repeats and tables).
@@ -15,20 +16,23 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import render
-from core.classify.classifiers import CLASSIFIERS
 from core.classify.evaluation import few_shot_curve
 from core.classify.incremental import class_incremental, class_order
 from core.classify.margins import PrototypeDistances, misclassified, new_image_distances, prototype_distances
-from core.classify.tables import METHOD_LABELS, evaluate_all, teen_alpha_sweep, teen_repeated, zero_shot_mix_curve
+from core.classify.tables import teen_alpha_sweep, teen_repeated, zero_shot_mix_curve
 from core.classify.teen import max_new_class_shots
-from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
 from core.errors import ImageDecodeError
-from core.geometry.vectors import METRICS
+from core.classify.tables import (evaluate_methods, method_label, two_regimes)
 from core.io.images import ImageRecord, load_uploads, thumbnail
 from core.projection.projectors import ProjectionParams, make_projector
+from core.classify.classifiers import classifier_info, classifier_names
+from core.classify.ood import OOD_SCORES, ood_scores, unknown_class_ood
+from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
+from core.geometry.vectors import METRICS
 from pages.common import CLASS_DEFAULT, choose_backbone, features, get_backbone, show_failures, sidebar
 
-TABS = ["Prototypes", "Classifiers", "Few-shot", "Class-incremental", "TEEN", "Zero-shot", "Classify an upload"]
+TABS = ["Prototypes", "Classifiers", "Few-shot", "Class-incremental", "TEEN", "Zero-shot", "Out-of-distribution",
+        "Classify an upload"]
 CLIP_OFFLINE = "open_clip/ViT-B-32/random"
 THUMB = 120
 MAX_WRONG = 24       # misclassified images shown
@@ -42,9 +46,9 @@ def _prototypes(fid: str, metric: str, _X: np.ndarray, _y: np.ndarray) -> Protot
     return prototype_distances(_X, _y, metric)
 
 
-@st.cache_data(max_entries=16, show_spinner="Training and testing the four classifiers…")
-def _evaluations(fid: str, metric: str, test_size: float, seed: int, _X: np.ndarray, _y: np.ndarray):
-    return evaluate_all(_X, _y, CLASSIFIERS, metric=metric, test_size=test_size, seed=seed)
+@st.cache_data(max_entries=16, show_spinner="Training and testing every classifier…")
+def _evaluations(fid: str, metric: str, test_size: float, seed: int, methods: tuple, _X: np.ndarray, _y: np.ndarray):
+    return evaluate_methods(_X, _y, methods, metric=metric, test_size=test_size, seed=seed)
 
 
 @st.cache_data(max_entries=16, show_spinner="Few-shot draws (each method on the same draws)…")
@@ -52,9 +56,16 @@ def _few_shot(fid: str, shots: tuple, methods: tuple, draws: int, seed: int, _X,
     return few_shot_curve(_X, _y, shots=shots, methods=methods, draws=draws, seed=seed)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _incremental(fid: str, n_tasks: int, order: tuple, test_size: float, seed: int, _X, _y):
-    return {m: class_incremental(_X, _y, n_tasks, order, test_size, seed, metric=m) for m in METRICS}
+@st.cache_data(max_entries=16, show_spinner="Adding the classes task by task…")
+def _incremental(fid: str, n_tasks: int, order: tuple, test_size: float, seed: int, methods: tuple, _X, _y):
+    runs = {m: class_incremental(_X, _y, n_tasks, order, test_size, seed, metric=m) for m in METRICS}
+    runs.update({m: class_incremental(_X, _y, n_tasks, order, test_size, seed, method=m) for m in methods})
+    return runs
+
+
+@st.cache_data(max_entries=16, show_spinner="Scoring images against the known classes…")
+def _unknown(fid: str, unknown: tuple, test_size: float, seed: int, _X, _y):
+    return unknown_class_ood(_X, _y, list(unknown), test_size=test_size, seed=seed)
 
 
 @st.cache_data(max_entries=32, show_spinner="TEEN over random draws…")
@@ -203,18 +214,29 @@ def tab_prototypes() -> None:
 
 # ---- Classifiers ----------------------------------------------------------------------------------
 def tab_classifiers() -> None:
+    names = classifier_names()
     try:
-        results = _evaluations(fid, metric, test_size, seed, X, y)
+        results, not_run = _evaluations(fid, metric, test_size, seed, names, X, y)
     except ValueError as e:  # e.g. leave-one-out with a class of one image
         st.error(f"Cannot evaluate the classifiers on this dataset: {e}")
         return
+    if not results:
+        st.error("No classifier can be evaluated on this dataset: " + "; ".join(f"{method_label(m)}: {e}"
+                                                                              for m, e in not_run.items()))
+        return
+    names = tuple(r.method for r in results)
     proto = results[0].protocol
     st.caption(("Stratified hold-out: " + _pct(test_size) + f" of each class is the test set (seed {seed})."
                 if proto == "split" else "Leave-one-out: the set is too small for a hold-out split "
                 "(under 20 images, or a class with under 3); every image is predicted by a model that never saw it.")
                + " k-NN uses k = 5 and cosine; the linear probe is logistic regression on L2-normalised features "
-                 "(C = 1); NMC uses the distance chosen above.")
-    table = pd.DataFrame([{"method": METHOD_LABELS[r.method], "accuracy": r.accuracy,
+                 "(C = 1); the linear SVM is Razavian et al.'s off-the-shelf protocol (L2-normalised features, "
+                 "C = 1) without their crop and flip augmentation; NMC uses the distance chosen above (Euclidean on "
+                 "raw features, where iCaRL's NME normalises them first). The other methods follow their authors' "
+                 "code (docs/METHODS.md), with two departures: FeCAM's Tukey transform keeps the sign of negative "
+                 "features (the paper's x^0.5 assumes non-negative ones), and RanPAC here is its closed-form head "
+                 "only, without the first-session adaptation of the backbone.")
+    table = pd.DataFrame([{"method": method_label(r.method), "accuracy": r.accuracy,
                            "correct": f"{int(round(r.accuracy * r.n_test))} / {r.n_test}",
                            "protocol": r.protocol, "n_train": r.n_train, "n_test": r.n_test} for r in results])
     c1, c2 = st.columns([3, 2], gap="medium")
@@ -222,21 +244,26 @@ def tab_classifiers() -> None:
         "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1)})
     if sel.dataset.root is not None:
         c1.caption(f"Same numbers from a shell: `backbone-lens evaluate --backbone {sel.backbone} --train "
-                   f"{sel.dataset.root} --method nmc` (add `--json` for one JSON object).")
+                   f"{sel.dataset.root} --method nmc` (or `--method {'|'.join(classifier_names()[1:])}`; add `--json` for one "
+                   "JSON object).")
+    for m, why in not_run.items():
+        c1.caption(f"Not run: **{method_label(m)}**: {why}")
+    with c1.expander("What each method assumes", expanded=True):
+        st.markdown("\n".join(f"- **{method_label(m)}**: {classifier_info(m).assumes}" for m in classifier_names()))
     c1.download_button("Download accuracies (CSV)", table.to_csv(index=False).encode(), file_name="accuracies.csv",
                        mime="text/csv", icon=":material/download:")
-    method = c2.selectbox("Confusion matrix and mistakes of", CLASSIFIERS, format_func=METHOD_LABELS.get,
+    method = c2.selectbox("Confusion matrix and mistakes of", names, format_func=method_label,
                           key="proto_cm_method", persist_state="session")
-    r = results[list(CLASSIFIERS).index(method)]
+    r = results[list(names).index(method)]
     cm = r.confusion
     c2.plotly_chart(_heatmap(cm, list(r.classes), list(r.classes), colorbar="test images", text=cm.astype(str),
                              colorscale="Blues", zmin=0, dtick=max(1, int(np.ceil(cm.max() / 5))),
-                             title=f"Confusion: {METHOD_LABELS[method]} ({_pct(r.accuracy)})",
+                             title=f"Confusion: {method_label(method)} ({_pct(r.accuracy)})",
                              xtitle="predicted class", ytitle="true class", height=460), key="cm_heat")
 
     mis = misclassified(X, y, r, metric)
     wrong = mis.rows
-    st.subheader(f"Misclassified by {METHOD_LABELS[method]}: {len(wrong)} of {r.n_test}")
+    st.subheader(f"Misclassified by {method_label(method)}: {len(wrong)} of {r.n_test}")
     if not len(wrong):
         st.success("No test image is misclassified.")
         return
@@ -258,12 +285,15 @@ def tab_classifiers() -> None:
 # ---- Few-shot ---------------------------------------------------------------------------------------
 def tab_few_shot() -> None:
     st.caption("k random training images per class, the rest is the test set; repeated draws give the error bars "
-               "(± one standard deviation). Generative classifiers (NMC, naive Bayes) tend to win with very few "
-               "shots, the discriminative linear probe catches up as shots grow: the two regimes (Ng & Jordan 2001).")
+               "(± one standard deviation). Generative classifiers (naive Bayes, NMC, LDA) need few images to near "
+               "their best; the discriminative linear probe catches up as shots grow: the two regimes (Ng & Jordan "
+               "2001, revisited for pre-trained features by Zheng et al. 2023). LDA and FeCAM need 2 images per "
+               "class for a covariance and have no point at 1 shot.")
     c1, c2, c3 = st.columns([2, 2, 1])
-    shots = c1.multiselect("Shots per class", [1, 2, 3, 4, 5, 8, 10, 15, 20, 30, 50, 100], default=[1, 2, 5, 10],
+    shots = c1.multiselect("Shots per class", [1, 2, 3, 4, 5, 8, 10, 15, 20, 30, 50, 100], default=[1, 2, 3, 5],
                            key="fs_shots", persist_state="session")
-    methods = c2.multiselect("Methods", CLASSIFIERS, default=["nmc", "linear", "nb"], format_func=METHOD_LABELS.get,
+    names = classifier_names()
+    methods = c2.multiselect("Methods", names, default=["nb", "linear", "nmc", "nb_per_class"], format_func=method_label,
                              key="fs_methods", persist_state="session")
     draws = c3.slider("Draws", 1, 30, 10, key="fs_draws", persist_state="session")
     if not shots or not methods:
@@ -285,21 +315,41 @@ def tab_few_shot() -> None:
         return
     df = pd.DataFrame([r.__dict__ for r in rows])
     fig = go.Figure()
-    colours = dict(zip(CLASSIFIERS, render.hex_colours(len(CLASSIFIERS))))
+    colours = dict(zip(names, render.hex_colours(len(names))))
     for m in methods:
         d = df[df.method == m]
+        bold = m in ("nb", "linear")
         fig.add_trace(go.Scatter(x=d.shots, y=d.mean_acc, error_y=dict(type="data", array=d.std_acc, visible=True),
-                                 mode="lines+markers", name=METHOD_LABELS[m], line=dict(color=colours[m])))
+                                 mode="lines+markers", name=method_label(m),
+                                 line=dict(color=colours[m], width=3 if bold else 1.5, dash=None if bold else "dot")))
     fig.add_hline(y=1 / K, line_dash="dot", line_color="gray", annotation_text=f"chance (1/{K})",
                   annotation_position="bottom right")
+    regimes = two_regimes(rows, "nb", "linear") if {"nb", "linear"} <= set(methods) else None
+    if regimes is not None and regimes.crossing is not None:
+        fig.add_vline(x=regimes.crossing, line_dash="dash", line_color="black")
+        fig.add_trace(go.Scatter(x=[regimes.crossing], y=[regimes.crossing_accuracy], mode="markers",
+                                 marker=dict(symbol="x", size=14, color="black"), name="NB and LR cross",
+                                 hovertemplate="curves cross at %{x:.1f} shots<extra></extra>"))
+        first, then = ("NB", "LR") if regimes.pattern == "both" else ("LR", "NB")
+        fig.add_annotation(x=np.log10(regimes.crossing), y=1.0, text=f"← {first} ahead | {then} ahead →",
+                           showarrow=False, yanchor="bottom", font=dict(size=12))  # log axis: x in log10
     ks = sorted(df.shots.unique())
     fig.update_layout(height=460, title=dict(text=f"Few-shot accuracy, {draws} draws per point", x=0),
                       legend=dict(title=dict(text="classifier")), margin=dict(l=10, r=10, t=50, b=10))
     fig.update_xaxes(title_text="training images per class (shots, log scale)", type="log", tickvals=ks,
                      ticktext=[str(k) for k in ks])
-    fig.update_yaxes(title_text="accuracy on the remaining images", range=[0, 1.02], tickformat=".0%")
+    fig.update_yaxes(title_text="accuracy on the remaining images", range=[0, 1.06], tickformat=".0%")
     st.plotly_chart(fig, key="fs_plot")
-    out = df.assign(method=df.method.map(METHOD_LABELS)).rename(columns={"n_draws": "draws"})
+    if regimes is not None:
+        st.markdown(f"**Two regimes ({sel.backbone}):** {regimes.sentence}")
+    else:
+        st.caption("Add naive Bayes (shared variance) and the linear probe to the methods to see where the two "
+                   "regimes meet.")
+    if "nb_per_class" in methods:
+        st.caption("Naive Bayes with a variance per class (scikit-learn's GaussianNB) estimates D variances from k "
+                   "images of each class, which is why it can collapse at few shots; the paper's naive Bayes "
+                   "shares one variance across classes.")
+    out = df.assign(method=df.method.map(method_label)).rename(columns={"n_draws": "draws"})
     st.dataframe(out, hide_index=True, column_config={
         "mean_acc": st.column_config.NumberColumn("mean accuracy", format="%.3f"),
         "std_acc": st.column_config.NumberColumn("std", format="%.3f")})
@@ -309,13 +359,18 @@ def tab_few_shot() -> None:
 
 # ---- Class-incremental -----------------------------------------------------------------------------
 def tab_incremental() -> None:
-    st.caption("Classes arrive in tasks. After each task its prototypes are added (class means of its training "
-               "images); old prototypes never change and no exemplar images are kept. Accuracy is over the test "
-               "images of every class seen so far. Cosine = SimpleCIL, Euclidean = classic NMC.")
+    st.caption("Classes arrive in tasks. After each task its statistics are added from its training images only; "
+               "no old image is revisited and none is kept. Accuracy is over the test images of every class seen so "
+               "far. Cosine NMC = SimpleCIL, Euclidean = classic NMC on raw features (iCaRL's NME normalises them); "
+               "the other methods keep second-order statistics (a shared or per-class covariance, or RanPAC's Gram "
+               "matrix), updated class by class.")
     c1, c2, c3 = st.columns([1, 1, 2])
     n_tasks = c1.slider("Tasks", 1, K, min(4, K), key="cil_tasks", persist_state="session")
     mode = c2.radio("Class order", ["sorted", "shuffled", "custom"], key="cil_mode", persist_state="session",
                     help="shuffled uses the seed above; custom: pick every class once, in arrival order.")
+    incremental = [m for m in classifier_names() if m != "nmc" and classifier_info(m).incremental]
+    extra = c3.multiselect("Also run", incremental, default=[m for m in ("lda", "ranpac", "fecam") if m in incremental],
+                           format_func=method_label, key="cil_methods", persist_state="session")
     if mode != "custom":
         order = class_order(classes_all, mode, seed)
     else:
@@ -326,28 +381,33 @@ def tab_incremental() -> None:
             st.warning(f"Add every class once; missing: {', '.join(missing)}.")
             return
     try:
-        res = _incremental(fid, n_tasks, tuple(str(c) for c in order), test_size, seed, X, y)
+        res = _incremental(fid, n_tasks, tuple(str(c) for c in order), test_size, seed, tuple(extra), X, y)
     except ValueError as e:
         st.error(str(e))
         return
     r = res[metric]
+    runs = {"SimpleCIL (cosine)": res["cosine"], "NMC (Euclidean)": res["euclidean"],
+            **{method_label(m).split(" (")[0]: res[m] for m in extra}}
     aia = "Mean of the accuracies after each task (average incremental accuracy)."
     fin = "Accuracy over all classes after the last task."
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("SimpleCIL: average incremental", _pct(res["cosine"].average_incremental_accuracy), help=aia)
     m2.metric("SimpleCIL: final", _pct(res["cosine"].final_accuracy), help=fin)
-    m3.metric("NMC (Euclidean): average incremental", _pct(res["euclidean"].average_incremental_accuracy), help=aia)
-    m4.metric("NMC (Euclidean): final", _pct(res["euclidean"].final_accuracy), help=fin)
+    best = max(runs, key=lambda n: runs[n].final_accuracy)
+    m3.metric(f"Best final: {best}", _pct(runs[best].final_accuracy), help=fin)
+    m4.metric(f"{best}: average incremental", _pct(runs[best].average_incremental_accuracy), help=aia)
     ticks = [f"task {t + 1}<br>+{', '.join(map(str, g))}" if len(g) <= 3 else f"task {t + 1}<br>+{len(g)} classes"
              for t, g in enumerate(r.task_classes)]
     fig = go.Figure()
-    for m, name, style in (("cosine", "SimpleCIL (cosine)", dict(color="#d62728", width=3)),
-                           ("euclidean", "NMC (Euclidean)", dict(color="#1f77b4", width=2, dash="dash"))):
-        fig.add_trace(go.Scatter(x=ticks, y=res[m].step_accuracies, mode="lines+markers", name=name, line=style,
-                                 customdata=res[m].n_seen_classes,
+    styles = [dict(color="#d62728", width=3), dict(color="#1f77b4", width=2, dash="dash")]
+    others = render.hex_colours(8)
+    for i, (name, run) in enumerate(runs.items()):
+        style = styles[i] if i < 2 else dict(color=others[(i - 2) % len(others)], width=2)
+        fig.add_trace(go.Scatter(x=ticks, y=run.step_accuracies, mode="lines+markers", name=name, line=style,
+                                 customdata=run.n_seen_classes,
                                  hovertemplate="%{y:.1%} over %{customdata} classes<extra>" + name + "</extra>"))
     fig.update_layout(height=420, title=dict(text="Accuracy over all classes seen so far", x=0),
-                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(title=dict(text="prototypes")))
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(title=dict(text="classifier")))
     fig.update_yaxes(title_text="accuracy (seen classes)", range=[0, 1.02], tickformat=".0%")
     fig.update_xaxes(title_text="after task")
     c1, c2 = st.columns([3, 2], gap="medium")
@@ -359,12 +419,12 @@ def tab_incremental() -> None:
                              title=f"Accuracy per task ({'SimpleCIL' if metric == 'cosine' else 'NMC'})",
                              xtitle="test images of task", ytitle="after training on task", height=420),
                     key="cil_heat")
+    if extra:
+        st.caption(" ".join(f"**{method_label(m)}**: {classifier_info(m).assumes}" for m in extra))
     st.dataframe(pd.DataFrame({"task": range(1, n_tasks + 1), "classes": [", ".join(map(str, g)) for g in r.task_classes],
                                "seen classes": r.n_seen_classes,
-                               "SimpleCIL (cosine)": res["cosine"].step_accuracies,
-                               "NMC (Euclidean)": res["euclidean"].step_accuracies}), hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(c, format="percent")
-                                for c in ("SimpleCIL (cosine)", "NMC (Euclidean)")})
+                               **{name: run.step_accuracies for name, run in runs.items()}}), hide_index=True,
+                 column_config={name: st.column_config.NumberColumn(name, format="percent") for name in runs})
 
 
 # ---- TEEN ---------------------------------------------------------------------------------------------
@@ -484,6 +544,63 @@ def tab_zero_shot() -> None:
     st.plotly_chart(fig, key="zs_curve")
 
 
+# ---- Out-of-distribution ----------------------------------------------------------------------------
+OOD_LABEL = {"mahalanobis": "Mahalanobis (to the nearest class)", "energy": "energy (−log p(x) + const)"}
+
+
+def tab_ood() -> None:
+    st.caption("How far an image lies from every class, from the statistics LDA uses: the class means and one shared "
+               "covariance (Ledoit-Wolf). Mahalanobis score = squared distance to the nearest class mean (Lee et al. "
+               "2018); energy = −log Σ_c π_c exp(−d_c / 2), i.e. −log p(x) up to a constant (Liu et al. 2020). "
+               "Higher = more unusual.")
+    unknown = st.multiselect("Treat these classes as unknown (left out of the statistics)", list(classes_all),
+                             default=[], key="ood_unknown", persist_state="session")
+    if unknown and K - len(unknown) < 2:
+        st.info("Leave at least two known classes.")
+        return
+    try:
+        res = _unknown(fid, tuple(sorted(unknown)), test_size, seed, X, y)
+    except ValueError as e:
+        st.error(f"Cannot fit the class statistics: {e}")
+        return
+    rows, sc, flag = res.test_indices, res.scores, res.is_unknown
+    if unknown:
+        st.caption(f"Statistics from the training split of the {K - len(unknown)} known classes ({res.n_train} images); "
+                   f"scored: their {int((~flag).sum())} test images and all {int(flag.sum())} images of the unknown "
+                   "classes. AUROC = chance that an unknown image scores above a known one (0.5 = no better than "
+                   "chance, 1 = perfect).")
+        m = st.columns(len(OOD_SCORES))
+        for col, kind in zip(m, OOD_SCORES):
+            col.metric(f"AUROC, {OOD_LABEL[kind]}", f"{res.auroc[kind]:.3f}")
+    else:
+        st.caption(f"Statistics from the training split ({res.n_train} images); scored: the {len(rows)} held-out test "
+                   "images, which the statistics never saw. Mark a class as unknown above to measure how well the "
+                   "scores flag a class the model never saw.")
+    cols = st.columns(len(OOD_SCORES), gap="medium")
+    for col, kind in zip(cols, OOD_SCORES):
+        v = sc.score(kind)
+        fig = go.Figure()
+        for name, mask, colour in (("known classes", ~flag, "#1f77b4"), ("unknown classes", flag, "#d62728")):
+            if mask.any():
+                fig.add_trace(go.Histogram(x=v[mask], name=name, marker_color=colour, opacity=0.65, nbinsx=30))
+        fig.update_layout(barmode="overlay", height=320, margin=dict(l=10, r=10, t=40, b=10),
+                          title=dict(text=OOD_LABEL[kind], x=0), legend=dict(orientation="h", y=-0.25))
+        fig.update_xaxes(title_text="score (higher = more unusual)")
+        fig.update_yaxes(title_text="images")
+        col.plotly_chart(fig, key=f"ood_hist_{kind}")
+    table = pd.DataFrame({"image": [fs.records[i].name for i in rows], "class": y[rows],
+                          "unknown class": flag, "nearest class": sc.nearest,
+                          "mahalanobis": sc.mahalanobis, "energy": sc.energy}).sort_values("mahalanobis",
+                                                                                           ascending=False)
+    st.subheader("Most unusual images (Mahalanobis)")
+    top = st.columns(6)
+    for j, i in enumerate(table.index[:6]):
+        _show(top[j], fs.records[rows[i]], caption=f"{y[rows[i]]} · {sc.mahalanobis[i]:.0f}")
+    st.dataframe(table, hide_index=True, column_config={
+        "mahalanobis": st.column_config.NumberColumn(format="%.1f"),
+        "energy": st.column_config.NumberColumn(format="%.1f")})
+
+
 # ---- Classify an upload ------------------------------------------------------------------------------
 def tab_upload() -> None:
     files = st.file_uploader("Upload images to classify", accept_multiple_files=True, key="proto_upload",
@@ -505,6 +622,13 @@ def tab_upload() -> None:
     U = ufs["embedding"]  # [M, D]
     nd = new_image_distances(X, y, U, metric)
     classes, Dm = nd.classes, nd.D  # [K], [M, K]
+    try:  # statistics of the training split; the held-out test images are the reference
+        held = _unknown(fid, (), test_size, seed, X, y)
+        gauss, ref_maha = held.model, held.scores.mahalanobis  # ShrunkLDA, [T] held-out scores
+        up_ood = ood_scores(gauss, U)
+    except ValueError as e:  # e.g. a class with a single image: no split, no covariance
+        gauss = None
+        st.caption(f"No Mahalanobis distances: {e}")
     proj = _pca_map(fid, X)
     base, pcs, ups = proj.embedding_, proj.transform(nd.P), proj.transform(U)  # [N, 2], [K, 2], [M, 2]
     colours = render.class_colours(list(classes))
@@ -520,6 +644,15 @@ def tab_upload() -> None:
             share = float(nd.share_as_far[j])
             c1.caption(f"{_pct(share)} of the dataset images lie at least this far from their own prototype"
                        + (": the upload may belong to none of these classes (NMC always picks one)." if share < 0.05 else "."))
+            if gauss is not None:
+                d = np.sqrt(up_ood.distances[j])  # [K] Mahalanobis distance to every class
+                beyond = float(np.mean(ref_maha < up_ood.mahalanobis[j]))
+                c1.caption(f"How far from every class (Mahalanobis, shared covariance): nearest **{up_ood.nearest[j]}** "
+                           f"at {d.min():.1f}; further than {_pct(beyond)} of the held-out dataset images are from "
+                           f"their nearest class (statistics of the training split); energy {up_ood.energy[j]:.1f}.")
+                c1.dataframe(pd.DataFrame({"class": gauss.classes_, "Mahalanobis": d}).sort_values("Mahalanobis"),
+                             hide_index=True, height=min(36 * K + 40, 320),
+                             column_config={"Mahalanobis": st.column_config.NumberColumn(format="%.1f")})
             fig = go.Figure(go.Bar(x=Dm[j, order], y=classes[order], orientation="h",
                                    marker_color=["#d62728" if i == 0 else "#9ecae1" for i in range(K)],
                                    text=[f"{v:.3f}" for v in Dm[j, order]], textposition="auto"))
@@ -553,7 +686,7 @@ def tab_upload() -> None:
 
 SECTIONS = {"Prototypes": tab_prototypes, "Classifiers": tab_classifiers, "Few-shot": tab_few_shot,
             "Class-incremental": tab_incremental, "TEEN": tab_teen, "Zero-shot": tab_zero_shot,
-            "Classify an upload": tab_upload}
+            "Out-of-distribution": tab_ood, "Classify an upload": tab_upload}
 for name, tab in tabs.items():
     if tab.open:  # only the open tab computes
         with tab:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from core.cli import main
+from core.classify.classifiers import classifier_names
 from core.classify.evaluation import evaluate, few_shot_curve
 from tests.conftest import SCENES, STAMPS
 
@@ -63,9 +64,11 @@ def test_evaluate_json_from_the_installed_command(stamp_features):
 @pytest.mark.slow
 def test_every_method_matches_core_prototypes(capsys, stamp_features):
     X, y = stamp_features
-    for method in ("knn", "linear", "nb"):
+    for method in [m for m in classifier_names() if m != "nmc"]:  # every registered classifier, same JSON keys
         out = _json(capsys, "--backbone", "mobilenetv2", "--train", str(STAMPS), "--method", method)
         assert out["accuracy"] == evaluate(X, y, method).accuracy, method
+        assert {"method", "backbone", "accuracy", "n_correct", "n_train", "n_test", "protocol", "classes",
+                "confusion"} <= out.keys() and out["method"] == method
     out = _json(capsys, "--backbone", "mobilenetv2", "--train", str(STAMPS), "--metric", "euclidean", "--seed", "3")
     assert out["accuracy"] == evaluate(X, y, "nmc", metric="euclidean", seed=3).accuracy and out["metric"] == "euclidean"
 

@@ -14,6 +14,7 @@ from core.projection.jobs import JobPool
 from core.classify.tables import (evaluate_shots, nearest_wrong_prototypes, prototype_exemplars, teen_repeated,
                              train_indices, zero_shot_mix_curve)
 from core.geometry.neighbours import cosine_neighbours, projection_table
+from core.classify.classifiers import classifier_names
 from core.classify.evaluation import evaluate, few_shot_curve
 from core.classify.prototypes import class_prototypes
 from core.classify.teen import teen_experiment
@@ -177,17 +178,33 @@ def test_prototypes_page_every_tab():
     at.session_state["proto_tab"] = "Classifiers"  # lazy tabs: only the open one runs
     _run(at)
     table = at.dataframe[0].value
-    assert list(table.protocol) == ["split"] * 4 and list(table.n_test) == [16] * 4
+    names = classifier_names()
+    assert list(table.protocol) == ["split"] * len(names) and list(table.n_test) == [16] * len(names)
     from core.models.registry import create_backbone
     from core.models.extract import extract_features
     from core.io.images import load_folder
 
     fs = extract_features(create_backbone("mobilenetv2"), load_folder(ROOT / "sample_data" / "stamps").records)
-    ref = [evaluate(fs["embedding"], fs.labels, m).accuracy for m in ("nmc", "knn", "linear", "nb")]
+    ref = [evaluate(fs["embedding"], fs.labels, m).accuracy for m in names]
     assert np.allclose(table.accuracy, ref)  # the page shows core.classify.evaluation.evaluate's numbers
     assert any("Misclassified by NMC" in s.value for s in at.subheader)
 
-    for tab in ("Few-shot", "Class-incremental", "TEEN"):
+    at.session_state["proto_tab"] = "Few-shot"
+    _run(at)
+    assert any(m.value.startswith("**Two regimes (mobilenetv2):** Zheng et al. (2023) found") for m in at.markdown)
+    shown = set(at.dataframe[0].value.method)
+    assert {"naive Bayes, shared variance (Zheng et al. 2023)", "linear probe (logistic regression)"} <= shown
+
+    at.session_state["proto_tab"] = "Out-of-distribution"
+    _run(at)
+    at.multiselect(key="ood_unknown").set_value(["fish"])
+    _run(at)
+    from core.classify.ood import unknown_class_ood
+    ref_ood = unknown_class_ood(fs["embedding"], np.asarray(fs.labels), ["fish"])
+    shown_auroc = {m.label: m.value for m in at.metric}
+    assert shown_auroc["AUROC, Mahalanobis (to the nearest class)"] == f"{ref_ood.auroc['mahalanobis']:.3f}"
+
+    for tab in ("Class-incremental", "TEEN"):
         at.session_state["proto_tab"] = tab
         _run(at)
     assert set(at.dataframe[0].value.prototypes) == {"plain", "TEEN"}
@@ -201,6 +218,7 @@ def test_prototypes_page_every_tab():
     at.slider(key="cil_tasks").set_value(2)
     _run(at)
     assert any(m.label == "SimpleCIL: final" for m in at.metric)
+    assert {"SimpleCIL (cosine)", "LDA", "RanPAC", "FeCAM"} <= set(at.dataframe[0].value.columns)
 
     at.session_state["proto_tab"] = "Zero-shot"
     _run(at)
@@ -317,3 +335,26 @@ def test_prototypes_upload_and_prediction_in_browser(page, app_url, tmp_path):
     assert page.get_by_text("Cannot use the uploaded file notes.png: not an image").is_visible()  # named, the rest goes on
     page.wait_for_timeout(800)
     page.screenshot(path=str(SCREENSHOTS / "prototypes_upload.png"))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_prototypes_classifier_views_in_browser(page, app_url):
+    """Every classifier in the table, the two regimes marked on the few-shot curve, the class-incremental
+    run of the statistics-based methods and an unknown class in the OOD tab, in a real browser."""
+    page.set_viewport_size({"width": 1500, "height": 1500})
+    _open_page(page, app_url, "Prototypes")
+    page.get_by_text("Per-class margin").wait_for(timeout=120_000)
+    wait_idle(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for tab, ready, shot in (("Classifiers", "Misclassified by", "prototypes_classifiers.png"),
+                             ("Few-shot", "Two regimes (mobilenetv2):", "prototypes_few_shot.png"),
+                             ("Class-incremental", "Accuracy per task", "prototypes_incremental.png"),
+                             ("Out-of-distribution", "Most unusual images", "prototypes_ood.png")):
+        page.get_by_role("tab", name=tab).click()
+        page.get_by_text(ready).first.wait_for(timeout=300_000)
+        wait_idle(page, timeout=300_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(SCREENSHOTS / shot), full_page=True)
+        if tab == "Few-shot":
+            assert page.get_by_text("Zheng et al. (2023) found").is_visible()

@@ -7,8 +7,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.svm import LinearSVC
 
-from core.classify.classifiers import CLASSIFIERS, make_classifier
+from core.classify.classifiers import classifier_names, make_classifier
 from core.classify.evaluation import evaluate, few_shot_curve
 from core.classify.incremental import class_incremental
 from core.classify.prototypes import NearestMeanClassifier, class_prototypes, per_class_margin
@@ -98,12 +99,12 @@ def test_nmc_decision_function_is_negative_distance() -> None:
 def _sklearn_direct(method: str, n_train: int):
     if method == "knn":
         return KNeighborsClassifier(n_neighbors=min(5, n_train), metric="cosine")
-    if method == "nb":
+    if method == "nb_per_class":
         return GaussianNB()
     raise AssertionError(method)
 
 
-@pytest.mark.parametrize("method", ["knn", "linear", "nb"])
+@pytest.mark.parametrize("method", ["knn", "linear", "linear_svm", "nb_per_class"])
 def test_classifiers_match_sklearn(method: str) -> None:
     X, y, Xte, _ = _train_test()
     got = make_classifier(method, n_train=len(X)).fit(X, y).predict(Xte)
@@ -111,6 +112,10 @@ def test_classifiers_match_sklearn(method: str) -> None:
         Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
         Xten = Xte / np.linalg.norm(Xte, axis=1, keepdims=True)
         want = LogisticRegression(C=1.0, max_iter=5000).fit(Xn, y).predict(Xten)
+    elif method == "linear_svm":  # Razavian et al.: L2-normalised features, linear SVM
+        Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+        Xten = Xte / np.linalg.norm(Xte, axis=1, keepdims=True)
+        want = LinearSVC(C=1.0).fit(Xn, y).predict(Xten)
     else:
         want = _sklearn_direct(method, len(X)).fit(X, y).predict(Xte)
     np.testing.assert_array_equal(got, want)
@@ -124,11 +129,12 @@ def test_knn_k_is_capped_by_training_size() -> None:
 def test_unknown_classifier_lists_known_ones() -> None:
     with pytest.raises(ValueError, match="nmc"):
         make_classifier("svm")
-    assert set(CLASSIFIERS) == {"nmc", "knn", "linear", "nb"}
+    assert set(classifier_names()) >= {"nmc", "knn", "linear", "linear_svm", "nb", "nb_per_class", "lda", "ranpac",
+                                       "fecam"}
 
 
 # ---- evaluate -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["nmc", "knn", "linear", "nb"])
+@pytest.mark.parametrize("method", ["nmc", "knn", "linear", "nb", "nb_per_class", "lda", "ranpac", "fecam"])
 def test_evaluate_given_equals_direct_fit(method: str) -> None:
     X, y, Xte, yte = _train_test()
     r = evaluate(X, y, method, X_test=Xte, y_test=yte)

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import confusion_matrix
 
-from core.classify.classifiers import check_classifier, make_classifier
+from core.classify.classifiers import check_classifier, classifier_info, make_classifier
 from core.classify.prototypes import class_prototypes
 from core.geometry.vectors import as_features, as_labels, distances, l2_normalize
 
@@ -136,7 +136,7 @@ def evaluate(
     Args:
         X: features ``[N, D]``.
         y: labels ``[N]``.
-        method: a name from :data:`CLASSIFIERS`.
+        method: a name from :func:`core.classify.classifiers.classifier_names`.
         test_size: hold-out fraction for ``"split"``.
         seed: seed of the split.
         X_test / y_test: optional explicit test set ``[T, D]`` / ``[T]``.
@@ -218,14 +218,15 @@ def few_shot_curve(
 
     For each shot value k and each draw, k random training images are picked per class and all
     remaining images are the test set; every method sees the same draws. A shot value that
-    leaves some class without a test image (class size <= k) is skipped. The draws of a shot value
-    depend only on ``(seed, k)``.
+    leaves some class without a test image (class size <= k) is skipped, and a method has no row
+    at shot values below its ``min_shots`` (LDA and FeCAM need two images per class for a
+    covariance). The draws of a shot value depend only on ``(seed, k)``.
 
     Args:
         X: features ``[N, D]``.
         y: labels ``[N]``.
         shots: train images per class.
-        methods: names from :data:`CLASSIFIERS`.
+        methods: names from :func:`core.classify.classifiers.classifier_names`.
         draws: random draws per shot value.
         seed: base seed.
 
@@ -256,8 +257,10 @@ def few_shot_curve(
             train = np.concatenate([rng.choice(p, k, replace=False) for p in per_class])  # [K * k]
             test = np.setdiff1d(np.arange(len(y)), train)
             for m in methods:
+                if k < classifier_info(m).min_shots:
+                    continue
                 clf = make_classifier(m, n_train=len(train)).fit(X[train], y[train])
                 accs.setdefault((m, k), []).append(float(np.mean(clf.predict(X[test]) == y[test])))
     ks = sorted({k for _, k in accs})
     return [FewShotRow(m, k, float(np.mean(accs[m, k])), float(np.std(accs[m, k])), len(accs[m, k]))
-            for m in methods for k in ks]
+            for m in methods for k in ks if (m, k) in accs]

@@ -1,5 +1,6 @@
-"""Exemplar-free class-incremental learning on a frozen backbone: prototypes are added task by task
-and never revisited (NMC / SimpleCIL)."""
+"""Exemplar-free class-incremental learning on a frozen backbone: class statistics are added task by task
+and no old image is revisited (NMC / SimpleCIL prototypes, or any registered classifier with
+``partial_fit``: naive Bayes, LDA, RanPAC, FeCAM)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.classify.classifiers import classifier_info, make_classifier
 from core.classify.evaluation import Protocol, _stratified_split
-from core.classify.prototypes import NearestMeanClassifier
 from core.geometry.vectors import Metric, as_features, as_labels
 
 
@@ -58,13 +59,16 @@ def class_incremental(
     metric: Metric = "cosine",
     X_test: ArrayLike | None = None,
     y_test: ArrayLike | None = None,
+    method: str = "nmc",
+    classifier_kw: dict[str, Any] | None = None,
 ) -> IncrementalResult:
-    """Exemplar-free class-incremental learning with NMC / SimpleCIL prototypes.
+    """Exemplar-free class-incremental learning with NMC / SimpleCIL prototypes or another
+    incremental classifier.
 
     Classes (``class_order`` or sorted) are cut into ``n_tasks`` consecutive groups
-    (``np.array_split``). At step t the prototypes of task t's classes are added from their
-    training images only (old prototypes are never updated, no exemplars kept); the model is then
-    tested on the test images of all classes seen so far.
+    (``np.array_split``). At step t the statistics of task t's classes are added from their
+    training images only (``partial_fit``; no exemplars kept, old images never revisited); the
+    model is then tested on the test images of all classes seen so far.
 
     Args:
         X: features ``[N, D]``; training images (all of them when ``X_test`` is given).
@@ -73,14 +77,18 @@ def class_incremental(
         class_order: a permutation of the classes; default sorted.
         test_size: per-class hold-out fraction when no test set is given.
         seed: seed of the split.
-        metric: NMC metric.
+        metric: NMC metric (ignored by the other methods).
         X_test / y_test: optional explicit test set.
+        method: a registered classifier whose ``incremental`` flag is set (default ``"nmc"``).
+        classifier_kw: passed to :func:`make_classifier` (e.g. ``{"M": 2000}`` for RanPAC).
 
     Returns:
         an :class:`IncrementalResult`.
     """
     X = as_features(X)
     y = as_labels(y, len(X))
+    if not classifier_info(method).incremental:
+        raise ValueError(f"{method!r} has no partial_fit that adds classes; use one of the incremental classifiers")
     classes = np.unique(y)
     if class_order is None:
         order = classes
@@ -111,7 +119,10 @@ def class_incremental(
     for j, g in enumerate(tasks):
         task_of_test[np.isin(yte, g)] = j
 
-    clf = NearestMeanClassifier(metric=metric)
+    kw = dict(classifier_kw or {})
+    if method == "nmc":
+        kw.setdefault("metric", metric)
+    clf = make_classifier(method, **kw)
     step_acc = np.empty(n_tasks)
     task_acc = np.full((n_tasks, n_tasks), np.nan)
     n_seen = np.empty(n_tasks, dtype=int)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from core.classify.classifiers import CLASSIFIERS
+from core.classify.classifiers import check_classifier, classifier_info, classifier_names
 from core.classify.evaluation import EvalResult, evaluate, few_shot_curve
 from core.classify.prototypes import class_prototypes
 from core.classify.teen import teen_experiment
@@ -22,32 +22,51 @@ from core.classify.zeroshot import zero_shot
 from core.geometry.vectors import Metric, distances
 
 __all__ = [
-    "METHOD_LABELS", "classifier_kwargs", "evaluate_all", "train_indices", "eval_summary",
+    "method_label", "classifier_kwargs", "evaluate_all", "evaluate_methods", "train_indices", "eval_summary",
     "ShotEval", "evaluate_shots", "nearest_wrong_prototypes", "prototype_exemplars",
-    "class_sorted_order", "teen_repeated", "teen_alpha_sweep", "zero_shot_mix_curve",
+    "class_sorted_order", "teen_repeated", "teen_alpha_sweep", "zero_shot_mix_curve", "TwoRegimes", "two_regimes",
 ]
 
-METHOD_LABELS: dict[str, str] = {
-    "nmc": "NMC (nearest class mean)",
-    "knn": "k-NN (cosine, k=5)",
-    "linear": "linear probe (logistic regression)",
-    "nb": "Gaussian naive Bayes",
-}
+def method_label(method: str) -> str:
+    """Human name of a registered classifier (its registry label)."""
+    return classifier_info(method).label
 
 
 def classifier_kwargs(method: str, metric: Metric) -> dict[str, Any]:
-    """Keyword arguments for :func:`core.classify.prototypes.make_classifier`: the metric only applies to NMC."""
-    if method not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {method!r}; choose one of {list(CLASSIFIERS)}")
+    """Keyword arguments for :func:`core.classify.classifiers.make_classifier`: the metric only applies to NMC."""
+    check_classifier(method)
     return {"metric": metric} if method == "nmc" else {}
 
 
 def evaluate_all(
-    X: ArrayLike, y: ArrayLike, methods: Sequence[str] = CLASSIFIERS, *, metric: Metric = "cosine",
+    X: ArrayLike, y: ArrayLike, methods: Sequence[str] | None = None, *, metric: Metric = "cosine",
     test_size: float = 0.3, seed: int = 0,
 ) -> list[EvalResult]:
-    """:func:`core.classify.evaluation.evaluate` for each method on the same split (same seed)."""
+    """:func:`core.classify.evaluation.evaluate` for each method (default: every registered one) on the
+    same split (same seed)."""
+    methods = classifier_names() if methods is None else methods
     return [evaluate(X, y, m, test_size=test_size, seed=seed, **classifier_kwargs(m, metric)) for m in methods]
+
+
+def evaluate_methods(
+    X: ArrayLike, y: ArrayLike, methods: Sequence[str] | None = None, *, metric: Metric = "cosine",
+    test_size: float = 0.3, seed: int = 0,
+) -> tuple[list[EvalResult], dict[str, str]]:
+    """Like :func:`evaluate_all`, but a method that cannot be fitted on this set (e.g. LDA or FeCAM with
+    a one-image class) is reported instead of stopping the others.
+
+    Returns:
+        ``(results, not_run)``: the results of the methods that ran, in order, and
+        ``{method: reason}`` for the others.
+    """
+    methods = classifier_names() if methods is None else methods
+    results, not_run = [], {}
+    for m in methods:
+        try:
+            results.append(evaluate(X, y, m, test_size=test_size, seed=seed, **classifier_kwargs(m, metric)))
+        except ValueError as e:
+            not_run[m] = str(e)
+    return results, not_run
 
 
 def train_indices(res: EvalResult, n: int) -> np.ndarray:
@@ -120,6 +139,10 @@ def evaluate_shots(
     if shots < 1 or draws < 1:
         raise ValueError(f"shots and draws must be >= 1, got shots={shots}, draws={draws}")
     kw = classifier_kwargs(method, metric)
+    need = classifier_info(method).min_shots
+    if shots < need:
+        raise ValueError(f"{method_label(method)} needs at least {need} training images per class; use --shots {need} "
+                         "or more")
     classes, counts = np.unique(y, return_counts=True)
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
@@ -281,3 +304,97 @@ def zero_shot_mix_curve(
         pred = classes[zero_shot(E[te], text_protos, P_img, float(m))]
         rows.append({"mix": float(m), "accuracy": float(np.mean(pred == y[te])), "n_test": len(te)})
     return pd.DataFrame(rows), nmc
+
+
+@dataclass(frozen=True)
+class TwoRegimes:
+    """Where the generative and the discriminative few-shot curves cross (Ng & Jordan 2001; Zheng et al. 2023).
+
+    Attributes:
+        shots: ``[S]`` shot values both methods have.
+        generative / discriminative: ``[S]`` mean accuracies (e.g. ``nb`` and ``linear``).
+        crossing: shots where the curves cross, interpolated linearly in ``log(shots)`` (first
+            crossing), or ``None``.
+        crossing_accuracy: the accuracy there (``None`` without a crossing).
+        pattern: ``"both"`` (generative ahead first, discriminative later: the two regimes),
+            ``"generative"`` (generative ahead at every shot value), ``"discriminative"`` (the
+            discriminative one ahead or level everywhere), ``"reversed"`` (discriminative first,
+            generative later) or ``"undetermined"`` (fewer than two shared shot values).
+        sentence: one sentence: the paper's finding and whether these curves show it.
+    """
+
+    shots: np.ndarray
+    generative: np.ndarray
+    discriminative: np.ndarray
+    crossing: float | None
+    crossing_accuracy: float | None
+    pattern: str
+    sentence: str
+
+
+PAPER_FINDING = ("Zheng et al. (2023) found that on frozen pre-trained features naive Bayes nears its best accuracy "
+                 "with far fewer training images than logistic regression, so it leads with few shots and logistic "
+                 "regression catches up or overtakes it as shots grow")
+
+
+def two_regimes(rows: Sequence[Any], generative: str = "nb", discriminative: str = "linear",
+                tie: float = 0.01) -> TwoRegimes:
+    """Compare two few-shot curves (rows of :func:`core.classify.evaluation.few_shot_curve`).
+
+    Args:
+        rows: objects with ``method``, ``shots`` and ``mean_acc``.
+        generative / discriminative: the two method names.
+        tie: accuracy gap at or below which the two are called level (default one point).
+
+    Returns:
+        a :class:`TwoRegimes`. The pattern reads the signs of ``generative - discriminative`` over the
+        shot values, gaps within ``tie`` counting as level: ``"both"`` when the generative one leads
+        before the discriminative one does, ``"reversed"`` the other way round. The crossing is where
+        the gap changes sign between two consecutive shot values after the first lead (linear in
+        ``log(shots)``).
+    """
+    g = {r.shots: r.mean_acc for r in rows if r.method == generative}
+    d = {r.shots: r.mean_acc for r in rows if r.method == discriminative}
+    ks = np.array(sorted(set(g) & set(d)), dtype=np.int64)
+    ga = np.array([g[k] for k in ks])
+    da = np.array([d[k] for k in ks])
+    short = {"nb": "naive Bayes", "nb_per_class": "per-class naive Bayes", "linear": "logistic regression",
+             "linear_svm": "the linear SVM"}
+    gn, dn = short.get(generative, method_label(generative)), short.get(discriminative, method_label(discriminative))
+    if len(ks) < 2:
+        return TwoRegimes(ks, ga, da, None, None, "undetermined",
+                          f"{PAPER_FINDING}; pick at least two shot values to see whether this dataset and backbone "
+                          "show it.")
+    diff = ga - da  # [S] > 0: generative ahead
+    sign = np.where(diff > tie, 1, np.where(diff < -tie, -1, 0))  # [S] level within ``tie``
+    leads = sign[sign != 0]
+    first = int(leads[0]) if len(leads) else 0
+    crossing = crossing_acc = None
+    if first != 0 and np.any(leads == -first):
+        start = int(np.flatnonzero(sign == first)[0])
+        for i in range(start, len(ks) - 1):
+            if diff[i] * first > 0 >= diff[i + 1] * first:
+                t = diff[i] / (diff[i] - diff[i + 1])  # in [0, 1]
+                lk = np.log(ks[i]) + t * (np.log(ks[i + 1]) - np.log(ks[i]))
+                crossing, crossing_acc = float(np.exp(lk)), float(ga[i] + t * (ga[i + 1] - ga[i]))
+                break
+    level = ks[sign == 0]
+    tied = (f" (level within {100 * tie:.0f} point at {', '.join(map(str, level))} "
+            f"shot{'' if list(level) == [1] else 's'})" if len(level) else "")
+    if first == 1 and crossing is not None:
+        pattern = "both"
+        here = (f"here {gn} leads at {', '.join(map(str, ks[sign == 1]))} shots and {dn} overtakes it at about "
+                f"{crossing:.1f} shots{tied}, so both regimes show")
+    elif first == 1:
+        pattern = "generative"
+        here = (f"here {gn} leads or is level at every shot value tried (up to {int(ks[-1])}){tied}: the few-shot "
+                "regime shows, and any crossing lies beyond these shots")
+    elif first == -1 and crossing is not None:
+        pattern = "reversed"
+        here = (f"here {dn} leads first and {gn} only catches up at about {crossing:.1f} shots{tied}, the reverse "
+                "of the paper's pattern")
+    else:
+        pattern = "discriminative"
+        here = (f"here {dn} is ahead or level at every shot value tried{tied}, so this dataset and backbone do not "
+                f"show the {gn} advantage")
+    return TwoRegimes(ks, ga, da, crossing, crossing_acc, pattern, f"{PAPER_FINDING}; {here}.")
