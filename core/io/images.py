@@ -35,6 +35,7 @@ import hashlib
 import io
 import os
 import pathlib
+import stat
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -44,11 +45,15 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageOps
 
-from core.errors import ImageDecodeError
+from core.errors import BackboneLensError, ImageDecodeError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_FILE_BYTES",
+    "TooManyFilesError",
+    "read_regular_file",
+    "folder_signature",
     "ImageRecord",
     "Failure",
     "Dataset",
@@ -65,6 +70,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
 DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_FILE_BYTES = 256 * 2**20  # no supported image of DEFAULT_MAX_PIXELS needs more
 
 # Pillow plugin names allowed when opening (MPO = multi-picture JPEG written by many cameras,
 # DIB = the BMP plugin's headerless variant).
@@ -77,6 +83,71 @@ _ALPHA_THRESHOLD = 128  # alpha >= this counts as foreground in decode_alpha
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+class TooManyFilesError(BackboneLensError):
+    """A folder or an upload batch holds more image files than the limit."""
+
+
+class NotRegularFileError(OSError):
+    """A path that is a pipe, device, socket or folder: never opened for reading."""
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def _kind(mode: int) -> str:
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file (after following symlinks) of at most
+    ``max_bytes`` bytes.
+
+    Pipes, devices and sockets are refused before any read (a FIFO would block forever,
+    ``/dev/zero`` never ends): the path is stat-ed, then opened non-blocking and checked again on
+    the open descriptor (the file may have been swapped in between), and at most ``max_bytes + 1``
+    bytes are read.
+
+    Raises:
+        NotRegularFileError: not a regular file (the message says what it is).
+        OSError: missing, unreadable, or larger than ``max_bytes`` (``errno.EFBIG``).
+    """
+    import errno
+
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file: never read")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file: never read")
+        if st.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"the file is {st.st_size:,} bytes; the limit is {max_bytes:,}")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew while being read
+        raise OSError(errno.EFBIG, f"the file is larger than the limit of {max_bytes:,} bytes")
+    return data
+
+
+def folder_signature(root: str | os.PathLike, max_dirs: int = 10_000) -> tuple[int, int]:
+    """``(number of folders, newest folder mtime in ns)`` over ``root`` and its non-hidden
+    subfolders: changes when a file or class folder is added, removed or renamed anywhere in the
+    tree (a cache key for a folder's listing; files are not stat-ed, so it is cheap)."""
+    n, newest = 0, 0
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d) and d not in _SKIP_DIRS]
+        try:
+            newest = max(newest, os.stat(dirpath).st_mtime_ns)
+        except OSError:
+            continue
+        n += 1
+        if n >= max_dirs:
+            break
+    return n, newest
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,13 +174,14 @@ class ImageRecord:
     path: pathlib.Path | None
     data: bytes | None = field(default=None, repr=False, compare=False)
 
-    def read_bytes(self) -> bytes:
-        """The image file's bytes (from memory for uploads, else read from ``path``)."""
+    def read_bytes(self, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+        """The image file's bytes (from memory for uploads, else read from ``path``, which must
+        still be a regular file of at most ``max_bytes``: see :func:`read_regular_file`)."""
         if self.data is not None:
             return self.data
         if self.path is None:
             raise ValueError(f"{self.name}: record has neither in-memory data nor a path")
-        return self.path.read_bytes()
+        return read_regular_file(self.path, max_bytes)
 
     def decode(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         """Shortcut for ``decode_image(self.read_bytes(), self.name, max_pixels)``."""
@@ -209,7 +281,10 @@ def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
                 name, f"image is too large (possible decompression bomb): {e}"
             ) from e
         except Image.UnidentifiedImageError as e:
-            if _looks_like_text(data):
+            corrupt = _corrupt_signature(data)
+            if corrupt:
+                reason = corrupt
+            elif _looks_like_text(data):
                 reason = "not an image: the file contains text, not image data"
             else:
                 reason = f"not an image, or not a supported format (supported: {_FORMAT_NAMES})"
@@ -233,11 +308,43 @@ def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
         except Exception as e:
             raise ImageDecodeError(name, f"truncated or corrupt image data ({_describe(e)})") from e
 
-    try:
-        im = ImageOps.exif_transpose(im)
-    except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
-        pass  # malformed EXIF: keep the stored orientation rather than failing the image
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            im = ImageOps.exif_transpose(im)
+        except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
+            pass  # malformed EXIF: keep the stored orientation rather than failing the image
+    for w in caught:  # Pillow's "Corrupt EXIF data" and the like, said with the file's name
+        warnings.warn(f"{name}: {w.message}", w.category, stacklevel=3)
     return im
+
+
+# Signatures of the formats we open: a file that starts with one but that Pillow cannot identify is
+# a corrupt file of that format, not "not an image".
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _corrupt_signature(data: bytes) -> str | None:
+    """The reason for a file that carries an image signature but does not open, else None."""
+    fmt = next((f for sig, f in _SIGNATURES if data.startswith(sig)), None)
+    if fmt is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        fmt = "WEBP"
+    if fmt is None:
+        return None
+    label = "WebP" if fmt == "WEBP" else fmt
+    if fmt == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", data[16:24])
+        if w == 0 or h == 0:
+            return f"corrupt PNG file: its header says {w}x{h} pixels"
+    detail = ""
+    if fmt in Image.OPEN:
+        factory, _ = Image.OPEN[fmt]
+        try:
+            factory(io.BytesIO(data), "")
+        except Exception as e:  # the plugin's own reason, e.g. "broken PNG file (bad header checksum)"
+            detail = f" ({_describe(e)})"
+    return f"corrupt {label} file: it starts like a {label} but cannot be opened{detail}"
 
 
 def _scale_to_uint8(im: Image.Image) -> Image.Image:
@@ -353,16 +460,18 @@ def _is_candidate(filename: str) -> bool:
 
 
 def _iter_candidates(directory: Path, recursive: bool) -> Iterator[Path]:
-    """Image-extension files under ``directory`` (hidden files/dirs and ``__MACOSX`` skipped).
+    """Image-extension entries under ``directory`` that are not folders (hidden files/dirs and
+    ``__MACOSX`` skipped).
 
-    Symlinked files are read; symlinked directories are not followed (no loops)."""
+    Symlinked files are yielded; symlinked directories are not followed (no loops). Non-regular
+    entries (pipes, devices, sockets) are yielded so that the reader reports them by name."""
     if not recursive:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError:
             return
-        for e in entries:
-            if _is_candidate(e.name) and e.is_file():
+        for e in entries:  # pipes, devices and sockets are yielded too: the reader reports them
+            if _is_candidate(e.name) and not e.is_dir():
                 yield Path(e.path)
         return
     for dirpath, dirnames, filenames in os.walk(directory):
@@ -404,6 +513,9 @@ def load_folder(
     labelled: bool | None = None,
     recursive: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_files: int | None = None,
+    within: Callable[[Path], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Dataset:
     """Load and validate every image file under ``root``.
@@ -420,11 +532,19 @@ def load_folder(
     hashed and fully decoded; one that fails becomes a :class:`Failure` and the rest go on.
     Records are sorted by (label, name); names are POSIX paths relative to ``root``.
 
+    Only regular files are opened (:func:`read_regular_file`): a pipe, device or socket with an
+    image name, or a symlink to one, becomes a :class:`Failure` saying what it is.
+
     Args:
+        max_file_bytes: a larger file is a failure (read no further than this).
+        max_files: more candidate files than this raise :class:`TooManyFilesError` before any is read.
+        within: ``within(path)`` False for a file (e.g. a symlink leading outside the server's data
+            roots) makes it a failure without reading it.
         progress: called as ``progress(done, total)`` after each file.
 
     Raises:
         FileNotFoundError / NotADirectoryError: ``root`` is missing or not a folder.
+        TooManyFilesError: more than ``max_files`` candidates.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -439,10 +559,13 @@ def load_folder(
     # (label, name, path) jobs, plus top-level strays in a class tree
     jobs: list[tuple[str, str, Path]] = []
     failures: list[Failure] = []
+    over = max_files if max_files is not None else float("inf")
     if labelled:
         for d in class_dirs:
             for p in _iter_candidates(d, recursive):
                 jobs.append((d.name, p.relative_to(root).as_posix(), p))
+                if len(jobs) > over:
+                    break
         for p in _iter_candidates(root, recursive=False):
             failures.append(
                 Failure(
@@ -454,15 +577,25 @@ def load_folder(
     else:
         for p in _iter_candidates(root, recursive):
             jobs.append(("", p.relative_to(root).as_posix(), p))
+            if len(jobs) > over:
+                break
+    if len(jobs) > over:
+        raise TooManyFilesError(f"{root.name or root} holds more than {max_files:,} image files, the limit on this "
+                                "server: pick a smaller folder (or raise BACKBONE_LENS_MAX_FILES).")
     jobs.sort(key=lambda j: (j[0], j[1]))
 
     records: list[ImageRecord] = []
     total = len(jobs)
     for i, (label, name, path) in enumerate(jobs):
+        if within is not None and not within(path):
+            failures.append(Failure(name, "leads outside the server's data roots (a symlink): never read"))
+            continue
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, max_file_bytes)
+        except NotRegularFileError as e:
+            failures.append(Failure(name, f"skipped: {e.strerror}"))
         except OSError as e:
-            failures.append(Failure(name, f"could not read the file ({_describe(e)})"))
+            failures.append(Failure(name, f"could not read the file ({e.strerror or _describe(e)})"))
         else:
             res = _validate(data, name, label, path, keep_data=False, max_pixels=max_pixels)
             (records if isinstance(res, ImageRecord) else failures).append(res)
@@ -477,18 +610,30 @@ def load_uploads(
     label: str = "",
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_files: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Dataset:
     """Validate in-memory uploads ``(file name, bytes)``; every one gets ``label``.
 
     Unlike :func:`load_folder` there is no extension filter (the content decides) and the input
     order is kept. Records hold their bytes in ``data`` and have ``path=None``.
+
+    Raises:
+        TooManyFilesError: more than ``max_files`` files.
     """
     items = list(files)
+    if max_files is not None and len(items) > max_files:
+        raise TooManyFilesError(f"{len(items):,} files uploaded; the limit on this server is {max_files:,} "
+                                "(BACKBONE_LENS_MAX_FILES).")
     records: list[ImageRecord] = []
     failures: list[Failure] = []
     for i, (name, data) in enumerate(items):
-        res = _validate(bytes(data), name, label, None, keep_data=True, max_pixels=max_pixels)
+        res: ImageRecord | Failure
+        if len(data) > max_file_bytes:
+            res = Failure(name, f"the file is {len(data):,} bytes; the limit is {max_file_bytes:,}")
+        else:
+            res = _validate(bytes(data), name, label, None, keep_data=True, max_pixels=max_pixels)
         (records if isinstance(res, ImageRecord) else failures).append(res)
         if progress is not None:
             progress(i + 1, len(items))
