@@ -151,16 +151,16 @@ def _load_backbone(name: str):
         return create_backbone(name)
     except BackboneLensError:
         raise
-    except Exception as e:  # noqa: BLE001 - timm / torch / safetensors raise many types; all mean "cannot load"
+    except Exception as e:  # timm / torch / safetensors raise many types; all mean "cannot load"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CliError(f"cannot load backbone {name}: {type(e).__name__}: {first}") from e
 
 
 def _features(args, kinds=("embedding",)):
     """Load the dataset and extract (or reload) its features with a progress bar."""
-    from core.models.extract import extract_features
     from core.io.images import load_folder
     from core.io.store import FeatureStore
+    from core.models.extract import extract_features
 
     ds = load_folder(args.images)
     if not ds.records:
@@ -172,10 +172,11 @@ def _features(args, kinds=("embedding",)):
     if args.size is not None:
         backbone.spec.check_size(args.size)
     backbone.resolve_layer(args.layer)
+    store = FeatureStore()  # opened before the bar: a warning about a damaged cache gets its own line
     bar, update = _progress_bar(f"{args.backbone}")
     try:
         fs = extract_features(backbone, ds.records, kinds=kinds, layer=args.layer, size=args.size,
-                              batch_size=args.batch_size, store=FeatureStore(), progress=update)
+                              batch_size=args.batch_size, store=store, progress=update)
     finally:
         bar.close()
     failures = ds.failures + fs.failures

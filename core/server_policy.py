@@ -129,13 +129,18 @@ class ServerPolicy:
             raise PolicyError("No folder given: pick one from the list.")
         p = Path(text).expanduser()
         candidates = [p] if p.is_absolute() else [r / p for r in self.data_roots]
+        inside, not_dir = False, False
         for c in candidates:
             real = Path(os.path.realpath(c))
             if self._root_of(real, self.data_roots) is None:
                 continue
             if real.is_dir():
                 return real
+            inside, not_dir = True, not_dir or real.exists()
+        if not_dir:  # said only for paths inside a root
             raise PolicyError(f"Not a folder: {text} (pick a folder that holds the images).")
+        if inside:
+            raise PolicyError(f"No folder {text} under the data roots: pick one from the list.")
         raise PolicyError(f"{text} is not under the data roots this server reads; pick a folder from the list "
                           f"(the server's {ENV_DATA_ROOTS} sets the roots).")
 

@@ -267,8 +267,10 @@ def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
     """Open, size-check, fully load and EXIF-transpose; the result keeps its original mode."""
     if not data:
         raise ImageDecodeError(name, "the file is empty (0 bytes)")
-    with warnings.catch_warnings():
-        # Turn Pillow's own bomb warning into an error for this call only.
+    with warnings.catch_warnings(record=True) as caught:
+        # Turn Pillow's own bomb warning into an error for this call only; record the others
+        # (Pillow's "Corrupt EXIF data" and the like) to say them again with the file's name.
+        warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data), formats=_allowed_formats())
@@ -290,7 +292,9 @@ def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
                 reason = f"not an image, or not a supported format (supported: {_FORMAT_NAMES})"
             raise ImageDecodeError(name, reason) from e
         except Exception as e:  # any other failure while reading the header
-            raise ImageDecodeError(name, f"corrupt image header ({_describe(e)})") from e
+            fmt = _signature_format(data)
+            what = f"corrupt {fmt} file: cannot read its header" if fmt else "corrupt image header"
+            raise ImageDecodeError(name, f"{what} ({_describe(e)})") from e
 
         w, h = im.size
         if w <= 0 or h <= 0:
@@ -308,14 +312,12 @@ def _open_loaded(data: bytes, name: str, max_pixels: int) -> Image.Image:
         except Exception as e:
             raise ImageDecodeError(name, f"truncated or corrupt image data ({_describe(e)})") from e
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
         try:
             im = ImageOps.exif_transpose(im)
         except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
             pass  # malformed EXIF: keep the stored orientation rather than failing the image
-    for w in caught:  # Pillow's "Corrupt EXIF data" and the like, said with the file's name
-        warnings.warn(f"{name}: {w.message}", w.category, stacklevel=3)
+    for msg in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):  # each once, named
+        warnings.warn(f"{name}: {msg}", UserWarning, stacklevel=3)
     return im
 
 
@@ -325,14 +327,20 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8
                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
 
 
-def _corrupt_signature(data: bytes) -> str | None:
-    """The reason for a file that carries an image signature but does not open, else None."""
+def _signature_format(data: bytes) -> str | None:
+    """The format whose signature ``data`` starts with (display name), else None."""
     fmt = next((f for sig, f in _SIGNATURES if data.startswith(sig)), None)
     if fmt is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        fmt = "WEBP"
-    if fmt is None:
+        fmt = "WebP"
+    return fmt
+
+
+def _corrupt_signature(data: bytes) -> str | None:
+    """The reason for a file that carries an image signature but does not open, else None."""
+    label = _signature_format(data)
+    if label is None:
         return None
-    label = "WebP" if fmt == "WEBP" else fmt
+    fmt = label.upper()
     if fmt == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
         w, h = struct.unpack(">II", data[16:24])
         if w == 0 or h == 0:
@@ -587,10 +595,14 @@ def load_folder(
     records: list[ImageRecord] = []
     total = len(jobs)
     for i, (label, name, path) in enumerate(jobs):
-        if within is not None and not within(path):
-            failures.append(Failure(name, "leads outside the server's data roots (a symlink): never read"))
-            continue
         try:
+            if within is not None and not within(path):
+                mode = os.stat(path).st_mode
+                if stat.S_ISREG(mode):
+                    failures.append(Failure(name, "leads outside the server's data roots (a symlink): never read"))
+                else:  # say what it is: a link to /dev/zero is a device, whatever its name
+                    failures.append(Failure(name, f"skipped: {_kind(mode)}, not a regular file: never read"))
+                continue
             data = read_regular_file(path, max_file_bytes)
         except NotRegularFileError as e:
             failures.append(Failure(name, f"skipped: {e.strerror}"))
