@@ -10,7 +10,14 @@ import pytest
 
 from core.io.images import TooManyFilesError, load_folder, load_uploads
 from core.server_policy import ServerPolicy
-from tests.bad_files import IGNORED, MAX_FILE_BYTES, MAX_PIXELS, PATH_ONLY, make_corpus, upload_items
+from tests.bad_files import (
+    IGNORED,
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    PATH_ONLY,
+    make_corpus,
+    upload_items,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from core.server_policy import (ENV_ALLOW_ANY_MODEL, ENV_DATA_ROOTS, ENV_MAX_FILES, ENV_TEAM, ENV_WEIGHTS_DIRS,
-                                SAMPLE_DATA, PolicyError, ServerPolicy, check_checkpoint_file, is_loopback)
+from core.server_policy import (
+    ENV_ALLOW_ANY_MODEL,
+    ENV_DATA_ROOTS,
+    ENV_MAX_FILES,
+    ENV_TEAM,
+    ENV_WEIGHTS_DIRS,
+    SAMPLE_DATA,
+    PolicyError,
+    ServerPolicy,
+    check_checkpoint_file,
+    is_loopback,
+)
 
 
 @pytest.fixture

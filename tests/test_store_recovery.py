@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.io.store import CacheRecoveredWarning, FeatureKey, FeatureStore, remove_orphan_temp_files
+from core.io.store import (
+    CacheRecoveredWarning,
+    FeatureKey,
+    FeatureStore,
+    remove_orphan_temp_files,
+)
 
 
 def _filled(path: Path, n: int = 300) -> None:
