@@ -176,6 +176,14 @@ class ServerPolicy:
                 visit(r, 0)
         return out
 
+    def display_name(self, folder: Path) -> str:
+        """A short name for a folder under a root: ``<root folder name>/<relative path>``."""
+        root = self._root_of(folder, self.data_roots)
+        if root is None:
+            return str(folder)
+        rel = folder.relative_to(root).as_posix()
+        return root.name if rel == "." else f"{root.name}/{rel}"
+
     # ---- models ----------------------------------------------------------------------------------
     def check_backbone_name(self, name: str, registered: frozenset[str] | set[str] = frozenset()) -> str:
         """The backbone name a browser user may load, with a checkpoint path made absolute.

@@ -220,14 +220,16 @@ def _uploads_dataset() -> Dataset:
 
 def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     ss = st.session_state
-    folders = [str(f) for f in pol.data_folders()]
+    listed = pol.data_folders()
+    folders = [str(f) for f in listed]
+    short = {str(f): pol.display_name(f) for f in listed}
     if ss.get("ds_pick") not in (None, *folders):
         ss["ds_pick"] = None  # the folder is gone
-    pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick",
+    pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick", format_func=short.get,
                                 placeholder="Choose a folder under the data roots",
                                 help="Folders under this server's data roots (root/<class>/<image>, or a flat folder).")
     typed = st.sidebar.text_input("…or type a path under the data roots", key="ds_path",
-                                  placeholder=f"{folders[-1] if folders else '/data'}")
+                                  placeholder=str(pol.data_roots[-1]))
     text = (typed or "").strip() or pick
     if not text:
         st.sidebar.info("Choose a folder; showing the sample stamps meanwhile.")
