@@ -170,18 +170,24 @@ SOURCES = ["Sample stamps", "Folder on server", "Uploads"]
 
 
 def _restore_dataset_choice() -> None:
-    """Streamlit drops a widget's state when a page without it runs; the dataset widgets' values
-    are mirrored in plain keys and put back, so the choice survives page changes."""
+    """Streamlit resets a widget when another page runs without it (or with it under another id),
+    so the dataset widgets' values live in plain keys (``_kept_<key>``, set by their on_change
+    callbacks) and are put back before the widgets are drawn: the choice survives page changes."""
     ss = st.session_state
     for k in _DATASET_KEYS:
-        if k not in ss and f"_kept_{k}" in ss:
+        if f"_kept_{k}" in ss:
             ss[k] = ss[f"_kept_{k}"]
 
 
+def _keep(key: str) -> None:
+    st.session_state[f"_kept_{key}"] = st.session_state.get(key)
+
+
 def _remember_dataset_choice() -> None:
+    """First run: the widgets' initial values become the kept ones."""
     ss = st.session_state
     for k in _DATASET_KEYS:
-        if k in ss:
+        if k in ss and f"_kept_{k}" not in ss:
             ss[f"_kept_{k}"] = ss[k]
 
 
@@ -224,11 +230,12 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     folders = [str(f) for f in listed]
     short = {str(f): pol.display_name(f) for f in listed}
     if ss.get("ds_pick") not in (None, *folders):
-        ss["ds_pick"] = None  # the folder is gone
+        ss["ds_pick"] = ss["_kept_ds_pick"] = None  # the folder is gone
     pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick", format_func=short.get,
+                                on_change=_keep, args=("ds_pick",),
                                 placeholder="Choose a folder under the data roots",
                                 help="Folders under this server's data roots (root/<class>/<image>, or a flat folder).")
-    typed = st.sidebar.text_input("…or type a path under the data roots", key="ds_path",
+    typed = st.sidebar.text_input("…or type a path under the data roots", key="ds_path", on_change=_keep, args=("ds_path",),
                                   placeholder=str(pol.data_roots[-1]))
     text = (typed or "").strip() or pick
     if not text:
@@ -250,7 +257,7 @@ def _dataset_sidebar() -> tuple[Dataset, str]:
     ss.setdefault("uploads", [])  # list of (name, bytes, label, sha256)
     pol = policy()
     _restore_dataset_choice()
-    source = st.sidebar.radio("Dataset", SOURCES, key="ds_source",
+    source = st.sidebar.radio("Dataset", SOURCES, key="ds_source", on_change=_keep, args=("ds_source",),
                               help="Sample stamps: 48 photos in 8 classes bundled with the app.")
     try:
         if source == "Folder on server":
