@@ -1,7 +1,8 @@
 """Load test: N concurrent browser users on one app server (headless Chromium, Playwright).
 
-Each user is its own browser context (its own Streamlit session): it opens the app, uploads its own
-stamps in the sidebar (two classes, one batch each), then opens Saliency and then Segmentation. A
+Each user is its own browser context (its own Streamlit session), starting 1 s after the previous
+one: it opens the app, uploads four stamps of
+its own in the sidebar (one batch), then opens Saliency and then Segmentation. A
 page counts as done when Streamlit has finished running it and the page's first picture is shown;
 a user succeeds when every step finished without an error or exception box.
 
@@ -39,6 +40,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 HOME_TEXT = "See what pretrained vision backbones see"
 IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 PAGE_TIMEOUT_MS = 600_000
+STAGGER_S = 1.0
 
 
 @dataclass
@@ -109,6 +111,10 @@ def _user_files(user: int, workdir: Path) -> dict[str, list[Path]]:
     return out
 
 
+def _say(user: int, what: str) -> None:
+    print(f"  user {user}: {what}", file=sys.stderr, flush=True)
+
+
 async def _idle(page) -> None:
     await page.wait_for_timeout(500)
     await page.wait_for_function(IDLE_JS, timeout=PAGE_TIMEOUT_MS)
@@ -125,29 +131,28 @@ async def _check_no_error(page, where: str) -> None:
 
 async def _user(browser, url: str, user: int, workdir: Path) -> UserResult:
     res = UserResult(user)
+    await asyncio.sleep(user * STAGGER_S)  # people do not all arrive in the same second
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await ctx.new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)  # a loaded 2-core machine: waits, not failures
+    page.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
     try:
-        await page.goto(url)
+        await page.goto(url, wait_until="domcontentloaded")
         await page.get_by_text(HOME_TEXT).wait_for(timeout=PAGE_TIMEOUT_MS)
         await _idle(page)
         sidebar = page.get_by_test_id("stSidebar")
         t0 = time.perf_counter()
         await sidebar.get_by_text("Uploads", exact=True).click()
         await _idle(page)
-        total = 0
-        for label, files in _user_files(user, workdir).items():
-            total += len(files)
-            await sidebar.locator("input[type='file']").set_input_files([str(p) for p in files])
-            await sidebar.get_by_label("Class name for this batch (optional)").fill(label)
-            await page.wait_for_timeout(1000)
-            await sidebar.get_by_role("button", name="Add to dataset").click()
-            await _idle(page)
-            await sidebar.get_by_text(f"{total} uploaded images").wait_for(timeout=PAGE_TIMEOUT_MS)
-            await sidebar.get_by_test_id("stFileUploader").get_by_text(files[0].name, exact=True).wait_for(
-                state="detached", timeout=60_000)
-            await page.wait_for_timeout(1000)
+        files = [p for fs in _user_files(user, workdir).values() for p in fs]
+        await sidebar.locator("input[type='file']").set_input_files([str(p) for p in files])
+        await sidebar.get_by_label("Class name for this batch (optional)").fill(f"user{user}")
+        await page.wait_for_timeout(1000)
+        await sidebar.get_by_role("button", name="Add to dataset").click()
+        await _idle(page)
+        await sidebar.get_by_text(f"{len(files)} uploaded images").wait_for(timeout=PAGE_TIMEOUT_MS)
         res.latencies["upload"] = time.perf_counter() - t0
+        _say(user, f"uploaded in {res.latencies['upload']:.1f} s")
         await _check_no_error(page, "upload")
         for title in ("Saliency", "Segmentation"):
             t0 = time.perf_counter()
@@ -158,9 +163,11 @@ async def _user(browser, url: str, user: int, workdir: Path) -> UserResult:
             await _idle(page)
             res.latencies[title] = time.perf_counter() - t0
             await _check_no_error(page, title)
+            _say(user, f"{title} in {res.latencies[title]:.1f} s")
         res.ok = True
     except Exception as e:  # one user's failure is a result, not the end of the run
         res.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        _say(user, f"failed: {res.error}")
         await page.screenshot(path=str(workdir / f"user{user}_failed.png"), full_page=True)
     finally:
         await ctx.close()

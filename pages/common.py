@@ -195,19 +195,46 @@ def _add_uploads(files, label: str, pol: ServerPolicy) -> str | None:
     """Validate new uploads once (by content hash, per session) and add them; an error message
     when the batch would pass the file-count limit."""
     ss = st.session_state
-    checked: dict[str, str | None] = ss.setdefault("_upload_checked", {})  # sha256 -> failure reason or None
     if len(ss.uploads) + len(files) > pol.limits.max_files:
         return (f"{len(ss.uploads) + len(files):,} images would pass this server's limit of {pol.limits.max_files:,} "
                 "uploaded images (BACKBONE_LENS_MAX_FILES); clear some first.")
     for f in files:
         data = f.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        if sha not in checked:
-            ds = load_uploads([(f.name, data)], label, max_pixels=pol.limits.max_pixels,
-                              max_file_bytes=pol.limits.max_file_bytes)
-            checked[sha] = ds.failures[0].reason if ds.failures else None
+        sha, _ = _check_once(f.name, data, pol)
         ss.uploads.append((f.name, data, label, sha))
     return None
+
+
+def _check_once(name: str, data: bytes, pol: ServerPolicy) -> tuple[str, str | None]:
+    """``(sha256, failure reason or None)`` of uploaded bytes, decoded once per session and content."""
+    checked: dict[str, str | None] = st.session_state.setdefault("_upload_checked", {})
+    sha = hashlib.sha256(data).hexdigest()
+    if sha not in checked:
+        ds = load_uploads([(name, data)], max_pixels=pol.limits.max_pixels, max_file_bytes=pol.limits.max_file_bytes)
+        checked[sha] = ds.failures[0].reason if ds.failures else None
+    return sha, checked[sha]
+
+
+def checked_uploads(files, label: str = "") -> Dataset:
+    """Uploaded files (Streamlit ``UploadedFile``) as a dataset, each validated once per session
+    (keyed by content hash, not decoded again on later reruns), with the server's limits.
+
+    More files than the server allows stop the page with one line.
+    """
+    pol = policy()
+    if len(files) > pol.limits.max_files:
+        st.error(f"{len(files):,} files uploaded; the limit on this server is {pol.limits.max_files:,} "
+                 "(BACKBONE_LENS_MAX_FILES): remove some.")
+        st.stop()
+    records, failures = [], []
+    for f in files:
+        data = f.getvalue()
+        sha, reason = _check_once(f.name, data, pol)
+        if reason is None:
+            records.append(ImageRecord(sha256=sha, name=f.name, label=label, path=None, data=data))
+        else:
+            failures.append(Failure(f.name, reason))
+    return Dataset(records, failures)
 
 
 def _uploads_dataset() -> Dataset:

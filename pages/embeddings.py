@@ -22,10 +22,10 @@ from PIL import Image
 from core import render
 from core.projection.jobs import JobPool
 from core.errors import ImageDecodeError
-from core.io.images import ImageRecord, load_uploads, thumbnail
+from core.io.images import ImageRecord, thumbnail
 from core.geometry.neighbours import cosine_neighbours, projection_table
 from core.projection.projectors import Projector, ProjectionParams, make_projector
-from pages.common import CLASS_DEFAULT, features, show_failures, sidebar
+from pages.common import CLASS_DEFAULT, checked_uploads, features, show_failures, sidebar
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 WAIT_S = 2.0        # wait this long for a background fit before showing PCA meanwhile
@@ -167,7 +167,7 @@ up_recs: list[ImageRecord] = []
 U = np.zeros((0, X.shape[1]), np.float32)
 up_coords = np.zeros((0, coords.shape[1]), np.float32)
 if up_files:
-    up_ds = load_uploads([(f.name, f.getvalue()) for f in up_files], label="")
+    up_ds = checked_uploads(up_files)  # validated once per session, server limits
     for f in up_ds.failures:
         st.error(f"Cannot use the uploaded file **{f.name}**: {f.reason}. The other images are shown.")
     if up_ds.records:

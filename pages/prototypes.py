@@ -19,7 +19,7 @@ from core.errors import ImageDecodeError
 from core.classify.tables import (METHOD_LABELS, class_sorted_order, evaluate_all, nearest_wrong_prototypes,
                              prototype_exemplars, teen_alpha_sweep, teen_repeated, train_indices,
                              zero_shot_mix_curve)
-from core.io.images import ImageRecord, load_uploads, thumbnail
+from core.io.images import ImageRecord, thumbnail
 from core.projection.projectors import ProjectionParams, make_projector
 from core.classify.classifiers import CLASSIFIERS
 from core.classify.evaluation import few_shot_curve
@@ -27,7 +27,8 @@ from core.classify.incremental import class_incremental
 from core.classify.prototypes import class_prototypes, per_class_margin
 from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
 from core.geometry.vectors import METRICS, distances
-from pages.common import CLASS_DEFAULT, choose_backbone, features, get_backbone, show_failures, sidebar
+from pages.common import (CLASS_DEFAULT, checked_uploads, choose_backbone, features, get_backbone, show_failures,
+                          sidebar)
 
 TABS = ["Prototypes", "Classifiers", "Few-shot", "Class-incremental", "TEEN", "Zero-shot", "Classify an upload"]
 CLIP_OFFLINE = "open_clip/ViT-B-32/random"
@@ -512,7 +513,7 @@ def tab_upload() -> None:
         st.info("Upload one or more images: each gets its predicted class (nearest prototype), its distance to "
                 "every prototype and its place in the embedding.")
         return
-    up = load_uploads([(f.name, f.getvalue()) for f in files])
+    up = checked_uploads(files)  # validated once per session, server limits
     for f in up.failures:
         st.error(f"Cannot use the uploaded file **{f.name}**: {f.reason}")
     if not up.records:

@@ -56,16 +56,20 @@ def _upload(page, sidebar, paths, label: str) -> None:
     for lab, batch in batches.items():
         m = re.search(r"(\d+) uploaded images", sidebar.inner_text())
         total = (int(m.group(1)) if m else 0) + len(batch)
-        sidebar.locator("input[type='file']").set_input_files([str(p) for p in batch])
-        sidebar.get_by_label("Class name for this batch (optional)").fill(lab)
-        page.wait_for_timeout(1000)
-        sidebar.get_by_role("button", name="Add to dataset").click()
-        wait_idle(page)
-        # the form clears itself after a submit: the next batch waits until this one is counted
-        # and the uploader is empty again (else the clearing can swallow the next selection)
-        sidebar.get_by_text(f"{total} uploaded images").wait_for(timeout=120_000)
-        sidebar.get_by_test_id("stFileUploader").get_by_text(batch[0].name, exact=True).wait_for(
-            state="detached", timeout=30_000)
+        for attempt in range(3):
+            # the form clears itself after a submit; on a loaded machine that clearing can land
+            # after the next selection and swallow it (the browser, not the app): select again
+            sidebar.locator("input[type='file']").set_input_files([str(p) for p in batch])
+            sidebar.get_by_label("Class name for this batch (optional)").fill(lab)
+            page.wait_for_timeout(1000)
+            sidebar.get_by_role("button", name="Add to dataset").click()
+            wait_idle(page)
+            try:
+                sidebar.get_by_text(f"{total} uploaded images").wait_for(timeout=60_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
         page.wait_for_timeout(1000)
 
 
