@@ -1,6 +1,7 @@
 """Every bad argument to the CLI: exit status 2, one line on stderr, no traceback, nothing written."""
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -111,3 +112,26 @@ def test_a_zip_that_is_no_checkpoint_is_one_line(world, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "cannot load backbone" in err, err
     assert not (world / "o.npz").exists()
+
+
+@pytest.mark.slow
+def test_corrupt_pngs_and_exif_warnings_are_named(tmp_path, capsys, monkeypatch):
+    """bad_crc.png and a 0x0 PNG are corrupt PNGs (not "not an image"); the EXIF warning names its file."""
+    from tests.bad_files import make_corpus
+
+    expected = make_corpus(tmp_path / "root", tmp_path / "outside")
+    keep = {"rgb.png", "corrupt_exif.jpg", "bad_crc.png", "zero_size.png", "fifo.png", "devzero.png"}
+    for p in (tmp_path / "root" / "cls").iterdir():
+        if p.name not in keep:
+            p.unlink() if not p.is_dir() or p.is_symlink() else shutil.rmtree(p)
+    monkeypatch.setenv("BACKBONE_LENS_CACHE", str(tmp_path / "cache"))
+    code = main(["extract", "--backbone", "mobilenetv2", "--images", str(tmp_path / "root")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    lines = [ln.split("\r")[-1] for ln in err.splitlines()]
+    assert any(ln.startswith("warning: cls/corrupt_exif.jpg: Corrupt EXIF data") for ln in lines), err
+    for name in ("bad_crc.png", "zero_size.png"):
+        assert any(ln.startswith(f"skipped cls/{name}: corrupt PNG file") for ln in lines), err
+    assert any(ln.startswith("skipped cls/fifo.png: a named pipe") for ln in lines), err
+    assert any(ln.startswith("skipped cls/devzero.png: a character device") for ln in lines), err
+    assert "Traceback" not in err and expected["bad_crc.png"] == "corrupt PNG"

@@ -601,11 +601,11 @@ def load_folder(
                 if stat.S_ISREG(mode):
                     failures.append(Failure(name, "leads outside the server's data roots (a symlink): never read"))
                 else:  # say what it is: a link to /dev/zero is a device, whatever its name
-                    failures.append(Failure(name, f"skipped: {_kind(mode)}, not a regular file: never read"))
+                    failures.append(Failure(name, f"{_kind(mode)}, not a regular file: never read"))
                 continue
             data = read_regular_file(path, max_file_bytes)
         except NotRegularFileError as e:
-            failures.append(Failure(name, f"skipped: {e.strerror}"))
+            failures.append(Failure(name, e.strerror or str(e)))
         except OSError as e:
             failures.append(Failure(name, f"could not read the file ({e.strerror or _describe(e)})"))
         else:
