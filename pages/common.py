@@ -258,7 +258,7 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     short = {str(f): pol.display_name(f) for f in listed}
     if ss.get("ds_pick") not in (None, *folders):
         ss["ds_pick"] = ss["_kept_ds_pick"] = None  # the folder is gone
-    pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick", format_func=short.get,
+    pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick", format_func=lambda f: short.get(f, f),
                                 on_change=_keep, args=("ds_pick",),
                                 placeholder="Choose a folder under the data roots",
                                 help="Folders under this server's data roots (root/<class>/<image>, or a flat folder).")

@@ -138,7 +138,7 @@ def folder_signature(root: str | os.PathLike, max_dirs: int = 10_000) -> tuple[i
     subfolders: changes when a file or class folder is added, removed or renamed anywhere in the
     tree (a cache key for a folder's listing; files are not stat-ed, so it is cheap)."""
     n, newest = 0, 0
-    for dirpath, dirnames, _ in os.walk(root):
+    for dirpath, dirnames, _ in os.walk(os.fspath(root)):
         dirnames[:] = [d for d in dirnames if not _is_hidden(d) and d not in _SKIP_DIRS]
         try:
             newest = max(newest, os.stat(dirpath).st_mtime_ns)
@@ -610,7 +610,10 @@ def load_folder(
             failures.append(Failure(name, f"could not read the file ({e.strerror or _describe(e)})"))
         else:
             res = _validate(data, name, label, path, keep_data=False, max_pixels=max_pixels)
-            (records if isinstance(res, ImageRecord) else failures).append(res)
+            if isinstance(res, ImageRecord):
+                records.append(res)
+            else:
+                failures.append(res)
         if progress is not None:
             progress(i + 1, total)
     failures.sort(key=lambda f: f.name)
@@ -646,7 +649,10 @@ def load_uploads(
             res = Failure(name, f"the file is {len(data):,} bytes; the limit is {max_file_bytes:,}")
         else:
             res = _validate(bytes(data), name, label, None, keep_data=True, max_pixels=max_pixels)
-        (records if isinstance(res, ImageRecord) else failures).append(res)
+        if isinstance(res, ImageRecord):
+            records.append(res)
+        else:
+            failures.append(res)
         if progress is not None:
             progress(i + 1, len(items))
     return Dataset(records=records, failures=failures, root=None)
