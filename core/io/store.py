@@ -257,7 +257,10 @@ class _file_lock:
             import fcntl
         except ImportError:  # not POSIX: no cross-process lock
             return
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return  # a read-only cache folder: nothing can be moved aside there anyway
         fcntl.flock(self.fd, fcntl.LOCK_EX)
 
     def __exit__(self, *_) -> None:
