@@ -27,20 +27,161 @@ def _progress_bar(desc: str):
     return bar, update
 
 
+class CliError(BackboneLensError):
+    """A bad argument or input, reported as one line with exit status 2."""
+
+
+MIN_SIZE, MAX_SIZE = 16, 1024  # input side in pixels; 1024 px on a ViT-S/14 is already 5,329 tokens
+FEATURE_KINDS = ("embedding", "patch_tokens", "attention_cls", "logits")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block) and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
+
+
+def _input_size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if not MIN_SIZE <= n <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"{n} px is outside {MIN_SIZE}..{MAX_SIZE}")
+    return n
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {v:g}")
+    return v
+
+
+def _first_existing_ancestor(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_dir_arg(flag: str, value: str) -> None:
+    """A folder that may not exist yet: it must not be a file, nor lie under one."""
+    p = Path(value).expanduser()
+    if p.exists() and not p.is_dir():
+        raise CliError(f"{flag} {value}: that is a file, not a folder")
+    anc = _first_existing_ancestor(p)
+    if not anc.is_dir():
+        raise CliError(f"{flag} {value}: {anc} is a file, so no folder can be made under it")
+
+
+def _check_out_arg(value: str) -> Path:
+    """``--out``: a new or existing ``.npz`` file whose folder exists or can be made."""
+    out = Path(value).expanduser()
+    if out.suffix.lower() != ".npz":
+        raise CliError(f"--out {value}: the output is an .npz file; give a name ending in .npz")
+    if out.is_dir():
+        raise CliError(f"--out {value}: that is a folder; give a file name ending in .npz")
+    anc = _first_existing_ancestor(out.parent)
+    if not anc.is_dir():
+        raise CliError(f"--out {value}: {anc} is a file, so nothing can be written under it")
+    return out
+
+
+def _check_images_arg(flag: str, value: str) -> None:
+    p = Path(value).expanduser()
+    if not p.exists():
+        raise CliError(f"{flag} {value}: no such folder")
+    if not p.is_dir():
+        raise CliError(f"{flag} {value}: not a folder (give the folder that holds the images)")
+
+
+def _check_backbone_arg(name: str) -> None:
+    """A local checkpoint (``timm/<arch>@<file>``, ``open_clip/<arch>@<file>``) must be a checkpoint; any
+    other name must be registered or an online pattern."""
+    from core.models.registry import check_backbone_name
+    from core.server_policy import check_checkpoint_file
+
+    check_backbone_name(name)
+    if "@" not in name:
+        return
+    file = Path(name.split("@", 1)[1]).expanduser()
+    if not file.exists():
+        raise CliError(f"{name}: checkpoint file not found: {file}")
+    check_checkpoint_file(file)
+
+
+def _validate(args) -> None:
+    """Every argument checked before anything is read or written (raises CliError)."""
+    if getattr(args, "cache", None):
+        _check_dir_arg("--cache", args.cache)
+    for flag in ("images", "train", "test"):
+        if getattr(args, flag, None):
+            _check_images_arg(f"--{flag}", getattr(args, flag))
+    if getattr(args, "out", None):
+        args.out = str(_check_out_arg(args.out))
+    kinds = getattr(args, "kinds", None)
+    if kinds is not None:
+        bad = [k for k in kinds.split(",") if k not in FEATURE_KINDS]
+        if bad or not kinds:
+            raise CliError(f"--kinds {kinds}: unknown kind(s) {', '.join(bad) or '(empty)'}; "
+                           f"choose from {','.join(FEATURE_KINDS)}")
+    names = [getattr(args, "backbone", None)] + (getattr(args, "backbones", "") or "").split(",")
+    for n in names:
+        if n and n.strip():
+            _check_backbone_arg(n.strip())
+
+
+def _load_backbone(name: str):
+    """``create_backbone`` with any failure of a third-party loader (a checkpoint that does not
+    fit the architecture, a pickle error) turned into one line."""
+    from core.models.registry import create_backbone
+
+    try:
+        return create_backbone(name)
+    except BackboneLensError:
+        raise
+    except Exception as e:  # timm / torch / safetensors raise many types; all mean "cannot load"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CliError(f"cannot load backbone {name}: {type(e).__name__}: {first}") from e
+
+
 def _features(args, kinds=("embedding",), keep: bool = True):
     """Load the dataset and extract (or reload) its features with a progress bar (``keep=False``:
     fill the store only, holding no arrays)."""
     from core.io.images import load_folder
     from core.io.store import FeatureStore
     from core.models.extract import extract_features
-    from core.models.registry import create_backbone
 
     ds = load_folder(args.images)
-    backbone = create_backbone(args.backbone)
+    if not ds.records:
+        why = f" ({len(ds.failures)} files could not be used)" if ds.failures else ""
+        for f in ds.failures:
+            print(f"skipped {f.name}: {f.reason}", file=sys.stderr)
+        raise CliError(f"{args.images}: no usable images{why}")
+    backbone = _load_backbone(args.backbone)
+    if args.size is not None:
+        backbone.spec.check_size(args.size)
+    backbone.resolve_layer(args.layer)
+    store = FeatureStore()  # opened before the bar: a warning about a damaged cache gets its own line
     bar, update = _progress_bar(f"{args.backbone}")
     try:
         fs = extract_features(backbone, ds.records, kinds=kinds, layer=args.layer, size=args.size,
-                              batch_size=args.batch_size, store=FeatureStore(), progress=update, keep=keep,
+                              batch_size=args.batch_size, store=store, progress=update, keep=keep,
                               half_tokens=getattr(args, "tokens_float16", False))
     finally:
         bar.close()
@@ -106,10 +247,17 @@ def _extract_ray(args) -> int:
 def cmd_export(args) -> int:
     ds, fs, failures = _features(args)
     out = Path(args.out)
+    if not fs.records:
+        raise CliError(f"{args.images}: no image could be embedded; nothing written")
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, embeddings=fs["embedding"].astype(np.float32),
-             paths=np.array([str(r.path) if r.path else r.name for r in fs.records]),
-             labels=np.array(fs.labels))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")  # written whole, then renamed
+    try:
+        np.savez(tmp, embeddings=fs["embedding"].astype(np.float32),
+                 paths=np.array([str(r.path) if r.path else r.name for r in fs.records]),
+                 labels=np.array(fs.labels))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {out}: embeddings {fs['embedding'].shape}, {len(failures)} failed")
     return 0
 
@@ -120,13 +268,14 @@ def cmd_compare(args) -> int:
     from core.compare.metrics import columns
     from core.io.images import load_folder
     from core.io.store import FeatureStore
-    from core.models.registry import create_backbone
 
     names = [n.strip() for n in args.backbones.split(",") if n.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         raise ValueError(f"--backbones needs at least two different names separated by commas, got {args.backbones!r}")
     ds = load_folder(args.images)
-    backbones = [create_backbone(n) for n in names]
+    if not ds.records:
+        raise CliError(f"{args.images}: no usable images")
+    backbones = [_load_backbone(n) for n in names]
     bars: dict = {}
 
     def progress(name: str, done: int, total: int) -> None:
@@ -276,12 +425,12 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True, help="registry name (see `backbone-lens backbones`)")
     p.add_argument("--images", required=True, help="folder: root/<class>/<image> or a flat folder")
     _add_layer_arg(p)
-    p.add_argument("--size", type=int, default=None, help="input side in pixels; default: the spec's")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--size", type=_input_size, default=None, help=f"input side in pixels ({MIN_SIZE}..{MAX_SIZE}); default: the spec's")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="backbone-lens", description="Extract, cache and evaluate backbone features.")
+    ap = _Parser(prog="backbone-lens", description="Extract, cache and evaluate backbone features.")
     ap.add_argument("--cache", help=f"cache directory (default ${ENV_VAR}, else the user cache dir)")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -323,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="neighbours for mutual k-NN and CKNNA (default 10)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws per index and pair (default 200)")
     p.add_argument("--permutations", type=int, default=100, help="shuffles for the baseline (default 100)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_compare)
 
@@ -343,13 +492,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=methods, default="nmc",
                    help="; ".join(f"{m}: {classifier_info(m).label}" for m in methods) + " (default nmc)")
     p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine", help="NMC distance (default cosine)")
-    p.add_argument("--shots", type=int, default=None, help="training images per class (few-shot)")
-    p.add_argument("--draws", type=int, default=10, help="random draws with --shots (default 10)")
-    p.add_argument("--test-size", type=float, default=0.3, help="held-out fraction per class without --test")
+    p.add_argument("--shots", type=_positive_int, default=None, help="training images per class (few-shot)")
+    p.add_argument("--draws", type=_positive_int, default=10, help="random draws with --shots (default 10)")
+    p.add_argument("--test-size", type=_fraction, default=0.3, help="held-out fraction per class without --test")
     p.add_argument("--seed", type=int, default=0)
     _add_layer_arg(p)
-    p.add_argument("--size", type=int, default=None, help="input side in pixels; default: the spec's")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--size", type=_input_size, default=None, help=f"input side in pixels ({MIN_SIZE}..{MAX_SIZE}); default: the spec's")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
@@ -370,15 +519,36 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return "; ".join(lines) if lines else type(e).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each (``warning: <file name>: Corrupt EXIF data``), no source line."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sqlite3
+    import warnings
+
     args = build_parser().parse_args(argv)
-    if args.cache:
-        os.environ[ENV_VAR] = args.cache
+    old_show = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
+        _validate(args)
+        if args.cache:
+            os.environ[ENV_VAR] = args.cache
         return args.func(args)
-    except (BackboneLensError, FileNotFoundError, NotADirectoryError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except MemoryError:
+        print("error: out of memory: try a smaller --batch-size or --size", file=sys.stderr)
         return 2
+    except (BackboneLensError, OSError, ValueError, sqlite3.DatabaseError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    finally:
+        warnings.showwarning = old_show
 
 
 if __name__ == "__main__":

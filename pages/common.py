@@ -5,32 +5,104 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.models.base import Backbone
 from core.models.registry import create_backbone, list_backbones
-from core.errors import BackboneLensError
 from core.models.extract import FeatureSet, extract_features
 from core.models.layers import Layer
-from core.io.images import Dataset, load_folder, load_uploads
+
+from core.errors import BackboneLensError, ImageDecodeError
+from core.io.images import (
+    Dataset,
+    Failure,
+    ImageRecord,
+    TooManyFilesError,
+    folder_signature,
+    load_folder,
+    load_uploads,
+)
 from core.io.store import FeatureStore
+from core.server_policy import PolicyError, ServerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_STAMPS = ROOT / "sample_data" / "stamps"
 CLASS_DEFAULT = "mobilenetv2"        # default for class views (embeddings, prototypes)
 PATCH_DEFAULT = "vits14_saliency"    # default for attention and patch views
+log = logging.getLogger("backbone_lens")
+
+
+def policy() -> ServerPolicy:
+    """This server's rules (data roots, weights folders, limits), from the environment and the
+    address it listens on; a setting that cannot be parsed stops the page with one line."""
+    try:
+        return ServerPolicy.from_env(server_address=st.get_option("server.address"))
+    except PolicyError as e:
+        st.error(f"Server setting: {e}")
+        st.stop()
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (what the browser is shown; details go to the log)."""
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 # ---- cached resources ----------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the backbone…")
+class _ModelCache:
+    """Loaded backbones, at most ``max_models`` (least recently used evicted); one load per name
+    at a time, other names load in parallel."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.models: OrderedDict[str, Backbone] = OrderedDict()
+        self.loading: dict[str, threading.Lock] = {}
+
+    def get(self, name: str, max_models: int) -> Backbone:
+        with self.lock:
+            if name in self.models:
+                self.models.move_to_end(name)
+                return self.models[name]
+            name_lock = self.loading.setdefault(name, threading.Lock())
+        with name_lock:
+            with self.lock:
+                if name in self.models:
+                    return self.models[name]
+            with st.spinner(f"Loading the backbone {name}…"):
+                b = create_backbone(name)
+            with self.lock:
+                self.models[name] = b
+                while len(self.models) > max_models:
+                    old, _ = self.models.popitem(last=False)
+                    log.info("backbone %s unloaded (more than %d loaded)", old, max_models)
+                self.loading.pop(name, None)
+            return b
+
+
+@st.cache_resource
+def _models() -> _ModelCache:
+    return _ModelCache()
+
+
 def get_backbone(name: str) -> Backbone:
-    """Models load once per server process."""
-    return create_backbone(name)
+    """A loaded backbone, if this server's policy allows ``name`` (a checkpoint file only from the
+    weights folders, hub and random-init models only where allowed).
+
+    Raises:
+        PolicyError: not allowed here.
+        BackboneLensError: cannot be loaded.
+    """
+    pol = policy()
+    registered = {e.name for e in list_backbones()}
+    return _models().get(pol.check_backbone_name(name, registered), pol.limits.max_models)
 
 
 @st.cache_resource
@@ -38,15 +110,40 @@ def get_store() -> FeatureStore:
     return FeatureStore()
 
 
+class _BoundedMemo(OrderedDict):
+    """A dict that keeps its ``limit`` most recently set entries."""
+
+    limit = 32
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
 @st.cache_resource
 def _feature_memo() -> dict:
-    """Feature sets already assembled in this process (the FeatureStore is the durable cache)."""
-    return {}
+    """Feature sets already assembled in this process (the FeatureStore is the durable cache);
+    keyed by image content, labels *and* names, so no session sees another's file names."""
+    return _BoundedMemo()
 
 
 @st.cache_data(show_spinner="Reading the image folder…", max_entries=8)
-def _load_folder_cached(path: str, _mtime: float) -> Dataset:
-    return load_folder(path)
+def _load_folder_cached(path: str, signature: tuple[int, int], roots: tuple[str, ...], max_pixels: int,
+                        max_file_bytes: int, max_files: int) -> Dataset:
+    """The folder's dataset; ``signature`` (:func:`core.io.images.folder_signature`) is part of the
+    key, so a file or class folder added while the server runs is seen on the next rerun."""
+    pol = ServerPolicy(data_roots=tuple(Path(r) for r in roots))
+    return load_folder(path, max_pixels=max_pixels, max_file_bytes=max_file_bytes, max_files=max_files,
+                       within=pol.is_within_data_roots)
+
+
+def load_data_folder(folder: Path, pol: ServerPolicy) -> Dataset:
+    """A folder under the data roots as a dataset, with the server's limits."""
+    lim = pol.limits
+    return _load_folder_cached(str(folder), folder_signature(folder), tuple(map(str, pol.data_roots)),
+                               lim.max_pixels, lim.max_file_bytes, lim.max_files)
 
 
 def offline_backbone_names() -> list[str]:
@@ -70,42 +167,150 @@ class Selection:
         return h.hexdigest()[:16]
 
 
+_DATASET_KEYS = ("ds_source", "ds_pick", "ds_path")
+SOURCES = ["Sample stamps", "Folder on server", "Uploads"]
+
+
+def _restore_dataset_choice() -> None:
+    """Streamlit resets a widget when another page runs without it (or with it under another id),
+    so the dataset widgets' values live in plain keys (``_kept_<key>``, set by their on_change
+    callbacks) and are put back before the widgets are drawn: the choice survives page changes."""
+    ss = st.session_state
+    for k in _DATASET_KEYS:
+        if f"_kept_{k}" in ss:
+            ss[k] = ss[f"_kept_{k}"]
+
+
+def _keep(key: str) -> None:
+    st.session_state[f"_kept_{key}"] = st.session_state.get(key)
+
+
+def _remember_dataset_choice() -> None:
+    """First run: the widgets' initial values become the kept ones."""
+    ss = st.session_state
+    for k in _DATASET_KEYS:
+        if k in ss and f"_kept_{k}" not in ss:
+            ss[f"_kept_{k}"] = ss[k]
+
+
+def _add_uploads(files, label: str, pol: ServerPolicy) -> str | None:
+    """Validate new uploads once (by content hash, per session) and add them; an error message
+    when the batch would pass the file-count limit."""
+    ss = st.session_state
+    if len(ss.uploads) + len(files) > pol.limits.max_files:
+        return (f"{len(ss.uploads) + len(files):,} images would pass this server's limit of {pol.limits.max_files:,} "
+                "uploaded images (BACKBONE_LENS_MAX_FILES); clear some first.")
+    for f in files:
+        data = f.getvalue()
+        sha, _ = _check_once(f.name, data, pol)
+        ss.uploads.append((f.name, data, label, sha))
+    return None
+
+
+def _check_once(name: str, data: bytes, pol: ServerPolicy) -> tuple[str, str | None]:
+    """``(sha256, failure reason or None)`` of uploaded bytes, decoded once per session and content."""
+    checked: dict[str, str | None] = st.session_state.setdefault("_upload_checked", {})
+    sha = hashlib.sha256(data).hexdigest()
+    if sha not in checked:
+        ds = load_uploads([(name, data)], max_pixels=pol.limits.max_pixels, max_file_bytes=pol.limits.max_file_bytes)
+        checked[sha] = ds.failures[0].reason if ds.failures else None
+    return sha, checked[sha]
+
+
+def checked_uploads(files, label: str = "") -> Dataset:
+    """Uploaded files (Streamlit ``UploadedFile``) as a dataset, each validated once per session
+    (keyed by content hash, not decoded again on later reruns), with the server's limits.
+
+    More files than the server allows stop the page with one line.
+    """
+    pol = policy()
+    if len(files) > pol.limits.max_files:
+        st.error(f"{len(files):,} files uploaded; the limit on this server is {pol.limits.max_files:,} "
+                 "(BACKBONE_LENS_MAX_FILES): remove some.")
+        st.stop()
+    records, failures = [], []
+    for f in files:
+        data = f.getvalue()
+        sha, reason = _check_once(f.name, data, pol)
+        if reason is None:
+            records.append(ImageRecord(sha256=sha, name=f.name, label=label, path=None, data=data))
+        else:
+            failures.append(Failure(f.name, reason))
+    return Dataset(records, failures)
+
+
+def _uploads_dataset() -> Dataset:
+    """The session's uploads as a dataset, from the checks made when they were added (no decode)."""
+    ss = st.session_state
+    checked = ss.get("_upload_checked", {})
+    records, failures = [], []
+    for name, data, label, sha in ss.uploads:
+        reason = checked.get(sha)
+        if reason is None:
+            records.append(ImageRecord(sha256=sha, name=name, label=label, path=None, data=data))
+        else:
+            failures.append(Failure(name, reason))
+    return Dataset(records, failures)
+
+
+def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
+    ss = st.session_state
+    listed = pol.data_folders()
+    folders = [str(f) for f in listed]
+    short = {str(f): pol.display_name(f) for f in listed}
+    if ss.get("ds_pick") not in (None, *folders):
+        ss["ds_pick"] = ss["_kept_ds_pick"] = None  # the folder is gone
+    pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick", format_func=lambda f: short.get(f, f),
+                                on_change=_keep, args=("ds_pick",),
+                                placeholder="Choose a folder under the data roots",
+                                help="Folders under this server's data roots (root/<class>/<image>, or a flat folder).")
+    typed = st.sidebar.text_input("…or type a path under the data roots", key="ds_path", on_change=_keep, args=("ds_path",),
+                                  placeholder=str(pol.data_roots[-1]))
+    text = (typed or "").strip() or pick
+    if not text:
+        st.sidebar.info("Choose a folder; showing the sample stamps meanwhile.")
+        return None
+    try:
+        folder = pol.resolve_data_folder(text)
+        return load_data_folder(folder, pol), str(folder)
+    except (PolicyError, TooManyFilesError) as e:
+        st.sidebar.error(one_line(e))
+    except OSError as e:  # removed or unreadable since it was listed
+        log.warning("cannot read the folder %s", text, exc_info=True)
+        st.sidebar.error(f"Cannot read {text}: {e.strerror or one_line(e)}")
+    return None
+
+
 def _dataset_sidebar() -> tuple[Dataset, str]:
     ss = st.session_state
-    ss.setdefault("uploads", [])  # list of (name, bytes, label)
-    source = st.sidebar.radio("Dataset", ["Sample stamps", "Folder on server", "Uploads"], key="ds_source",
+    ss.setdefault("uploads", [])  # list of (name, bytes, label, sha256)
+    pol = policy()
+    _restore_dataset_choice()
+    source = st.sidebar.radio("Dataset", SOURCES, key="ds_source", on_change=_keep, args=("ds_source",),
                               help="Sample stamps: 48 photos in 8 classes bundled with the app.")
-    if source == "Folder on server":
-        path = st.sidebar.text_input("Folder path", key="ds_path", placeholder="/data/my_images (root/<class>/<image>)")
-        if not path:
-            st.sidebar.info("Type a folder path; showing the sample stamps meanwhile.")
-        else:
-            p = Path(path).expanduser()
-            if not p.is_dir():
-                st.sidebar.error(f"Not a folder: {p}")
-            else:
-                ds = _load_folder_cached(str(p), p.stat().st_mtime)
-                return ds, str(p)
-    if source == "Uploads":
-        with st.sidebar.form("upload_form", clear_on_submit=True):
-            files = st.file_uploader("Images", accept_multiple_files=True, key="ds_files")
-            label = st.text_input("Class name for this batch (optional)")
-            if st.form_submit_button("Add to dataset") and files:
-                ss.uploads.extend((f.name, f.getvalue(), label.strip()) for f in files)
-        if ss.uploads:
-            st.sidebar.caption(f"{len(ss.uploads)} uploaded images")
-            if st.sidebar.button("Clear uploads"):
-                ss.uploads = []
-                st.rerun()
-            by_label: dict[str, list] = {}
-            for name, data, label in ss.uploads:
-                by_label.setdefault(label, []).append((name, data))
-            parts = [load_uploads(files, label) for label, files in by_label.items()]
-            ds = Dataset([r for p in parts for r in p.records], [f for p in parts for f in p.failures])
-            return ds, "uploads"
-        st.sidebar.info("Upload images above; showing the sample stamps meanwhile.")
-    ds = _load_folder_cached(str(SAMPLE_STAMPS), SAMPLE_STAMPS.stat().st_mtime)
-    return ds, "sample stamps"
+    try:
+        if source == "Folder on server":
+            got = _folder_sidebar(pol)
+            if got is not None:
+                return got
+        if source == "Uploads":
+            with st.sidebar.form("upload_form", clear_on_submit=True):
+                files = st.file_uploader("Images", accept_multiple_files=True, key="ds_files")
+                label = st.text_input("Class name for this batch (optional)")
+                if st.form_submit_button("Add to dataset") and files:
+                    err = _add_uploads(files, label.strip(), pol)
+                    if err:
+                        st.sidebar.error(err)
+            if ss.uploads:
+                st.sidebar.caption(f"{len(ss.uploads)} uploaded images")
+                if st.sidebar.button("Clear uploads"):
+                    ss.uploads = []
+                    st.rerun()
+                return _uploads_dataset(), "uploads"
+            st.sidebar.info("Upload images above; showing the sample stamps meanwhile.")
+        return load_data_folder(SAMPLE_STAMPS.resolve(), pol), "sample stamps"
+    finally:
+        _remember_dataset_choice()
 
 
 def backbone_picker(page_default: str, *, key: str = "backbone") -> str:
@@ -124,16 +329,32 @@ def backbone_picker(page_default: str, *, key: str = "backbone") -> str:
 
     name = st.sidebar.selectbox("Backbone", options, index=options.index(current), key=f"_w_{key}_{page_default}",
                                 on_change=remember, help="Built-in offline backbones; add a timm/open_clip name below.")
+    pol = policy()
     with st.sidebar.expander("Other backbone (timm / open_clip / local file)"):
-        st.text_input("Name", key="custom_name", placeholder="timm/vit_base_patch16_224.augreg_in21k")
-        st.button("Use it", on_click=_use_custom_backbone, args=(key,))
+        if not pol.allow_any_model and not pol.weights_dirs:
+            st.caption("This server loads only its built-in backbones.")
+        else:
+            st.text_input("Name", key="custom_name",
+                          placeholder="timm/<arch>@<file in a weights folder>" if not pol.allow_any_model
+                          else "timm/vit_base_patch16_224.augreg_in21k")
+            st.button("Use it", on_click=_use_custom_backbone, args=(key,))
+            if ss.get("_custom_error"):
+                st.error(ss["_custom_error"])
     return name
 
 
 def _use_custom_backbone(key: str) -> None:
-    name = (st.session_state.get("custom_name") or "").strip()
-    if name:
-        choose_backbone(name, key=key)
+    ss = st.session_state
+    ss["_custom_error"] = None
+    name = (ss.get("custom_name") or "").strip()
+    if not name:
+        return
+    try:
+        name = policy().check_backbone_name(name, {e.name for e in list_backbones()})
+    except PolicyError as e:
+        ss["_custom_error"] = one_line(e)
+        return
+    choose_backbone(name, key=key)
 
 
 def choose_backbone(name: str, *, key: str = "backbone") -> None:
@@ -190,10 +411,16 @@ def sidebar(page_default: str) -> Selection:
 
 
 def load_backbone_or_stop(name: str) -> Backbone:
+    """The backbone, or one line in the page (details in the server log) and the page stops."""
     try:
         return get_backbone(name)
     except BackboneLensError as e:
-        st.error(f"Cannot load backbone **{name}**: {e}")
+        log.warning("cannot load backbone %s", name, exc_info=True)
+        st.error(f"Cannot load backbone **{name}**: {one_line(e)}")
+        st.stop()
+    except Exception as e:  # a third-party loader's error (a checkpoint that does not fit, ...)
+        log.exception("cannot load backbone %s", name)
+        st.error(f"Cannot load backbone **{name}**: {type(e).__name__} (details in the server log)")
         st.stop()
 
 
@@ -212,7 +439,8 @@ def features(sel: Selection, kinds=("embedding",), backbone: str | None = None, 
     layer = Layer.of(sel.layer) if layer is None else Layer.of(layer)
     b = load_backbone_or_stop(name)
     size = sel.size if name == sel.backbone else None
-    key = (name, tuple(r.sha256 for r in ds.records), tuple(r.label for r in ds.records), tuple(kinds), layer, size)
+    key = (name, tuple(r.sha256 for r in ds.records), tuple(r.label for r in ds.records),
+           tuple(r.name for r in ds.records), tuple(kinds), layer, size)
     memo = _feature_memo()
     if key in memo:
         return memo[key]
@@ -254,22 +482,37 @@ class PickedImage:
 
     name: str
     sha256: str
-    image: "Image.Image"
+    image: Image.Image
     index: int | None
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _decode_cached(sha256: str, name: str, _data: bytes):
+_DECODED_PER_SESSION = 4  # decoded pictures kept per session (an upload is decoded once, not per rerun)
+
+
+def _decode_once(sha256: str, name: str, data_fn) -> Image.Image:
+    """Decode ``data_fn()`` once per session and content hash (a small per-session LRU), with the
+    server's pixel limit.
+
+    Raises:
+        ImageDecodeError / OSError: as :func:`core.io.images.decode_image` / reading the file.
+    """
     from core.io.images import decode_image
 
-    return decode_image(_data, name)
+    cache: OrderedDict = st.session_state.setdefault("_decoded", OrderedDict())
+    if sha256 in cache:
+        cache.move_to_end(sha256)
+        return cache[sha256]
+    img = decode_image(data_fn(), name, max_pixels=policy().limits.max_pixels)
+    cache[sha256] = img
+    while len(cache) > _DECODED_PER_SESSION:
+        cache.popitem(last=False)
+    return img
 
 
 def pick_image(sel: Selection, key: str) -> PickedImage:
     """A dataset image (selectbox) or an uploaded one (its own uploader; the upload wins while present).
     Uploads are validated with :func:`core.io.images.decode_image`; a bad file stops the page with the
     file name and the reason."""
-    from core.errors import ImageDecodeError
     from core.io.images import sha256_hex
 
     ds = sel.dataset
@@ -278,13 +521,14 @@ def pick_image(sel: Selection, key: str) -> PickedImage:
                           help="Any PNG, JPEG, BMP, GIF, TIFF, WebP or PPM picture; it replaces the dataset image while present.")
     if up is not None:
         data = up.getvalue()
+        sha = sha256_hex(data)
         try:
-            img = _decode_cached(sha256_hex(data), up.name, data)
+            img = _decode_once(sha, up.name, lambda: data)
         except ImageDecodeError as e:
             st.error(f"Cannot use the uploaded file **{e.name}**: {e.reason}. Remove it to go back to the dataset images.")
             st.stop()
         c1.caption(f"Showing the upload **{up.name}** ({img.width}x{img.height}); remove it to pick a dataset image.")
-        return PickedImage(up.name, sha256_hex(data), img, None)
+        return PickedImage(up.name, sha, img, None)
     if not ds.records:
         st.info("The dataset is empty: pick another dataset in the sidebar or upload an image.")
         st.stop()
@@ -292,8 +536,11 @@ def pick_image(sel: Selection, key: str) -> PickedImage:
     i = c1.selectbox("Dataset image", range(len(names)), format_func=lambda i: names[i], key=f"{key}_pick")
     rec = ds.records[i]
     try:
-        img = _decode_cached(rec.sha256, rec.name, rec.read_bytes())
-    except (ImageDecodeError, OSError) as e:  # changed or removed since the dataset was listed
-        st.error(f"Cannot read **{rec.name}**: {getattr(e, 'reason', e)}")
+        img = _decode_once(rec.sha256, rec.name, lambda: rec.read_bytes(policy().limits.max_file_bytes))
+    except ImageDecodeError as e:
+        st.error(f"Cannot read **{rec.name}**: {e.reason}")
+        st.stop()
+    except OSError as e:  # changed or removed since the dataset was listed
+        st.error(f"Cannot read **{rec.name}**: {e.strerror or one_line(e)}")
         st.stop()
     return PickedImage(rec.name, rec.sha256, img, i)

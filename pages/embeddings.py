@@ -21,11 +21,11 @@ from PIL import Image
 from core import render
 from core.projection.jobs import JobPool
 from core.errors import ImageDecodeError
-from core.io.images import ImageRecord, load_uploads, thumbnail
+from core.io.images import ImageRecord, thumbnail
 from core.geometry.neighbours import cosine_neighbours, neighbour_vote, projection_table
 from core.projection.projectors import (Projector, ProjectionParams, available_methods, axis_titles, make_projector,
                                         method_label)
-from pages.common import CLASS_DEFAULT, features, show_failures, sidebar
+from pages.common import CLASS_DEFAULT, checked_uploads, features, show_failures, sidebar
 
 METHODS = {m: method_label(m) for m in available_methods()}
 VOTE_K = 5          # neighbours whose majority class labels an upload
@@ -168,7 +168,7 @@ up_recs: list[ImageRecord] = []
 U = np.zeros((0, X.shape[1]), np.float32)
 up_coords = np.zeros((0, coords.shape[1]), np.float32)
 if up_files:
-    up_ds = load_uploads([(f.name, f.getvalue()) for f in up_files], label="")
+    up_ds = checked_uploads(up_files)  # validated once per session, server limits
     for f in up_ds.failures:
         st.error(f"Cannot use the uploaded file **{f.name}**: {f.reason}. The other images are shown.")
     if up_ds.records:

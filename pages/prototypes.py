@@ -23,13 +23,14 @@ from core.classify.tables import teen_alpha_sweep, teen_repeated, zero_shot_mix_
 from core.classify.teen import max_new_class_shots
 from core.errors import ImageDecodeError
 from core.classify.tables import (evaluate_methods, method_label, two_regimes)
-from core.io.images import ImageRecord, load_uploads, thumbnail
+from core.io.images import ImageRecord, thumbnail
 from core.projection.projectors import ProjectionParams, make_projector
 from core.classify.classifiers import classifier_info, classifier_names
 from core.classify.ood import OOD_SCORES, ood_scores, unknown_class_ood
 from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
 from core.geometry.vectors import METRICS
-from pages.common import CLASS_DEFAULT, choose_backbone, features, get_backbone, show_failures, sidebar
+from pages.common import (CLASS_DEFAULT, checked_uploads, choose_backbone, features, get_backbone, show_failures,
+                          sidebar)
 
 TABS = ["Prototypes", "Classifiers", "Few-shot", "Class-incremental", "TEEN", "Zero-shot", "Out-of-distribution",
         "Classify an upload"]
@@ -610,7 +611,7 @@ def tab_upload() -> None:
         st.info("Upload one or more images: each gets its predicted class (nearest prototype), its distance to "
                 "every prototype and its place in the embedding.")
         return
-    up = load_uploads([(f.name, f.getvalue()) for f in files])
+    up = checked_uploads(files)  # validated once per session, server limits
     for f in up.failures:
         st.error(f"Cannot use the uploaded file **{f.name}**: {f.reason}")
     if not up.records:

@@ -28,6 +28,20 @@ def _session_cache(tmp_path_factory):
         os.environ["BACKBONE_LENS_CACHE"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_roots(tmp_path_factory):
+    """Tests build datasets under pytest's temp folder: make it a data root of the app's policy
+    (core.server_policy), as an operator would with BACKBONE_LENS_DATA_ROOTS."""
+    base = str(tmp_path_factory.getbasetemp())
+    old = os.environ.get("BACKBONE_LENS_DATA_ROOTS")
+    os.environ["BACKBONE_LENS_DATA_ROOTS"] = base if not old else os.pathsep.join([old, base])
+    yield base
+    if old is None:
+        os.environ.pop("BACKBONE_LENS_DATA_ROOTS", None)
+    else:
+        os.environ["BACKBONE_LENS_DATA_ROOTS"] = old
+
+
 _BACKBONES: dict = {}
 
 
@@ -65,7 +79,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 @pytest.fixture(scope="session")
-def app_url(_session_cache):
+def app_url(_session_cache, _data_roots):
     """A Streamlit server running app.py on a free loopback port, for the whole session."""
     import socket
     import subprocess

@@ -34,6 +34,7 @@ import base64
 import io
 import os
 import pathlib
+import stat
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -46,10 +47,15 @@ from PIL import Image, ImageOps
 from core.errors import ImageDecodeError
 from core.io.hashing import FileFacts, FileIndex, sha256_hex
 from core.io.paths import cache_dir
+from core.errors import BackboneLensError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_FILE_BYTES",
+    "TooManyFilesError",
+    "read_regular_file",
+    "folder_signature",
     "ImageRecord",
     "Failure",
     "Dataset",
@@ -69,6 +75,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 FILE_INDEX_NAME = "files.sqlite"
 VALIDATION_DRAFT = 256
 DRAFT_FACTOR = 2  # decode_image(draft=S): reduced-size JPEG decode only when the short side >= 2 S
+DEFAULT_MAX_FILE_BYTES = 256 * 2**20  # no supported image of DEFAULT_MAX_PIXELS needs more
 
 # Pillow plugin names allowed when opening (MPO = multi-picture JPEG written by many cameras,
 # DIB = the BMP plugin's headerless variant).
@@ -76,6 +83,71 @@ _ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "TIFF", "WEBP", "
 _FORMAT_NAMES = "PNG, JPEG, BMP, GIF, TIFF, WebP, PPM/PGM"
 _SKIP_DIRS = frozenset({"__MACOSX"})  # zip-extraction debris (AppleDouble "._x.jpg" files)
 _ALPHA_THRESHOLD = 128  # alpha >= this counts as foreground in decode_alpha
+
+
+class TooManyFilesError(BackboneLensError):
+    """A folder or an upload batch holds more image files than the limit."""
+
+
+class NotRegularFileError(OSError):
+    """A path that is a pipe, device, socket or folder: never opened for reading."""
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def _kind(mode: int) -> str:
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file (after following symlinks) of at most
+    ``max_bytes`` bytes.
+
+    Pipes, devices and sockets are refused before any read (a FIFO would block forever,
+    ``/dev/zero`` never ends): the path is stat-ed, then opened non-blocking and checked again on
+    the open descriptor (the file may have been swapped in between), and at most ``max_bytes + 1``
+    bytes are read.
+
+    Raises:
+        NotRegularFileError: not a regular file (the message says what it is).
+        OSError: missing, unreadable, or larger than ``max_bytes`` (``errno.EFBIG``).
+    """
+    import errno
+
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file: never read")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file: never read")
+        if st.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"the file is {st.st_size:,} bytes; the limit is {max_bytes:,}")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew while being read
+        raise OSError(errno.EFBIG, f"the file is larger than the limit of {max_bytes:,} bytes")
+    return data
+
+
+def folder_signature(root: str | os.PathLike, max_dirs: int = 10_000) -> tuple[int, int]:
+    """``(number of folders, newest folder mtime in ns)`` over ``root`` and its non-hidden
+    subfolders: changes when a file or class folder is added, removed or renamed anywhere in the
+    tree (a cache key for a folder's listing; files are not stat-ed, so it is cheap)."""
+    n, newest = 0, 0
+    for dirpath, dirnames, _ in os.walk(os.fspath(root)):
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d) and d not in _SKIP_DIRS]
+        try:
+            newest = max(newest, os.stat(dirpath).st_mtime_ns)
+        except OSError:
+            continue
+        n += 1
+        if n >= max_dirs:
+            break
+    return n, newest
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,13 +174,14 @@ class ImageRecord:
     path: pathlib.Path | None
     data: bytes | None = field(default=None, repr=False, compare=False)
 
-    def read_bytes(self) -> bytes:
-        """The image file's bytes (from memory for uploads, else read from ``path``)."""
+    def read_bytes(self, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+        """The image file's bytes (from memory for uploads, else read from ``path``, which must
+        still be a regular file of at most ``max_bytes``: see :func:`read_regular_file`)."""
         if self.data is not None:
             return self.data
         if self.path is None:
             raise ValueError(f"{self.name}: record has neither in-memory data nor a path")
-        return self.path.read_bytes()
+        return read_regular_file(self.path, max_bytes)
 
     def decode(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         """Shortcut for ``decode_image(self.read_bytes(), self.name, max_pixels)``."""
@@ -194,8 +267,10 @@ def _open_loaded(data: bytes, name: str, max_pixels: int, draft: int | None = No
     """Open, size-check, fully load and EXIF-transpose; the result keeps its original mode."""
     if not data:
         raise ImageDecodeError(name, "the file is empty (0 bytes)")
-    with warnings.catch_warnings():
-        # Turn Pillow's own bomb warning into an error for this call only.
+    with warnings.catch_warnings(record=True) as caught:
+        # Turn Pillow's own bomb warning into an error for this call only; record the others
+        # (Pillow's "Corrupt EXIF data" and the like) to say them again with the file's name.
+        warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data), formats=_allowed_formats())
@@ -208,13 +283,18 @@ def _open_loaded(data: bytes, name: str, max_pixels: int, draft: int | None = No
                 name, f"image is too large (possible decompression bomb): {e}"
             ) from e
         except Image.UnidentifiedImageError as e:
-            if _looks_like_text(data):
+            corrupt = _corrupt_signature(data)
+            if corrupt:
+                reason = corrupt
+            elif _looks_like_text(data):
                 reason = "not an image: the file contains text, not image data"
             else:
                 reason = f"not an image, or not a supported format (supported: {_FORMAT_NAMES})"
             raise ImageDecodeError(name, reason) from e
         except Exception as e:  # any other failure while reading the header
-            raise ImageDecodeError(name, f"corrupt image header ({_describe(e)})") from e
+            fmt = _signature_format(data)
+            what = f"corrupt {fmt} file: cannot read its header" if fmt else "corrupt image header"
+            raise ImageDecodeError(name, f"{what} ({_describe(e)})") from e
 
         w, h = im.size
         if w <= 0 or h <= 0:
@@ -236,10 +316,47 @@ def _open_loaded(data: bytes, name: str, max_pixels: int, draft: int | None = No
         except Exception as e:
             raise ImageDecodeError(name, f"truncated or corrupt image data ({_describe(e)})") from e
 
-    try:
-        return ImageOps.exif_transpose(im)
-    except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
-        return im  # malformed EXIF: keep the stored orientation rather than failing the image
+        try:
+            im = ImageOps.exif_transpose(im)
+        except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
+            pass  # malformed EXIF: keep the stored orientation rather than failing the image
+    for msg in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):  # each once, named
+        warnings.warn(f"{name}: {msg}", UserWarning, stacklevel=3)
+    return im
+
+
+# Signatures of the formats we open: a file that starts with one but that Pillow cannot identify is
+# a corrupt file of that format, not "not an image".
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _signature_format(data: bytes) -> str | None:
+    """The format whose signature ``data`` starts with (display name), else None."""
+    fmt = next((f for sig, f in _SIGNATURES if data.startswith(sig)), None)
+    if fmt is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        fmt = "WebP"
+    return fmt
+
+
+def _corrupt_signature(data: bytes) -> str | None:
+    """The reason for a file that carries an image signature but does not open, else None."""
+    label = _signature_format(data)
+    if label is None:
+        return None
+    fmt = label.upper()
+    if fmt == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", data[16:24])
+        if w == 0 or h == 0:
+            return f"corrupt PNG file: its header says {w}x{h} pixels"
+    detail = ""
+    if fmt in Image.OPEN:
+        factory, _ = Image.OPEN[fmt]
+        try:
+            factory(io.BytesIO(data), "")
+        except Exception as e:  # the plugin's own reason, e.g. "broken PNG file (bad header checksum)"
+            detail = f" ({_describe(e)})"
+    return f"corrupt {label} file: it starts like a {label} but cannot be opened{detail}"
 
 
 def _scale_to_uint8(im: Image.Image) -> Image.Image:
@@ -372,16 +489,18 @@ def _iter_candidate_strings(directory: str, recursive: bool) -> Iterator[tuple[s
 
 
 def _iter_candidates(directory: Path, recursive: bool) -> Iterator[Path]:
-    """Image-extension files under ``directory`` (hidden files/dirs and ``__MACOSX`` skipped).
+    """Image-extension entries under ``directory`` that are not folders (hidden files/dirs and
+    ``__MACOSX`` skipped).
 
-    Symlinked files are read; symlinked directories are not followed (no loops)."""
+    Symlinked files are yielded; symlinked directories are not followed (no loops). Non-regular
+    entries (pipes, devices, sockets) are yielded so that the reader reports them by name."""
     if not recursive:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError:
             return
-        for e in entries:
-            if _is_candidate(e.name) and e.is_file():
+        for e in entries:  # pipes, devices and sockets are yielded too: the reader reports them
+            if _is_candidate(e.name) and not e.is_dir():
                 yield Path(e.path)
         return
     for dirpath, dirnames, filenames in os.walk(directory):
@@ -468,12 +587,25 @@ def list_image_files(
     return jobs, failures
 
 
+def _flush_index(index: FileIndex | None, own: bool, path: Path, fresh: dict[str, FileFacts]) -> FileIndex | None:
+    """Write ``fresh`` facts to ``index`` (the own index at ``path`` is created on first write)."""
+    if index is None and own:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        index = FileIndex(path)
+    if index is not None:
+        index.put_many(fresh)
+    return index
+
+
 def load_folder(
     root: str | os.PathLike,
     *,
     labelled: bool | None = None,
     recursive: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_files: int | None = None,
+    within: Callable[[Path], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
     use_index: bool = True,
     index: FileIndex | None = None,
@@ -496,54 +628,77 @@ def load_folder(
     keyed by (absolute path, size, mtime): re-opening an unchanged folder lists and stats the files
     but reads none of them.
 
+    Only regular files are opened (:func:`read_regular_file`): a pipe, device or socket with an
+    image name, or a symlink to one, becomes a :class:`Failure` saying what it is.
+
     Args:
+        max_file_bytes: a larger file is a failure (read no further than this).
+        max_files: more candidate files than this raise :class:`TooManyFilesError` before any is read.
+        within: ``within(path)`` False for a file (e.g. a symlink leading outside the server's data
+            roots) makes it a failure without reading it.
         progress: called as ``progress(done, total)`` after each file.
         use_index: consult and update the file index (default ``<cache>/files.sqlite``).
         index: a specific :class:`FileIndex` (implies ``use_index``).
 
     Raises:
         FileNotFoundError / NotADirectoryError: ``root`` is missing or not a folder.
+        TooManyFilesError: more than ``max_files`` candidates.
     """
     root = Path(root).expanduser()
     jobs, failures = list_image_files(root, labelled=labelled, recursive=recursive)
+    if max_files is not None and len(jobs) > max_files:
+        raise TooManyFilesError(f"{root.name or root} holds more than {max_files:,} image files, the limit on this "
+                                "server: pick a smaller folder (or raise BACKBONE_LENS_MAX_FILES).")
     records: list[ImageRecord] = []
     total = len(jobs)
-    own_index = index is None and use_index
-    if own_index:
-        index = FileIndex(cache_dir() / FILE_INDEX_NAME)
+    # The own index is opened for reading only if it exists, and created only once a file decoded:
+    # listing a folder of nothing usable writes nothing.
+    own_index = index is None and use_index and bool(jobs)
+    index_path = cache_dir(create=False) / FILE_INDEX_NAME
+    if own_index and index_path.exists():
+        index = FileIndex(index_path)
     root_abs = str(root.resolve())
     known = index.under(root_abs) if index is not None else {}
     fresh: dict[str, FileFacts] = {}
     for i, (label, name, path) in enumerate(jobs):
         abs_path = root_abs + os.sep + (name if os.sep == "/" else name.replace("/", os.sep))
         try:
+            if within is not None and not within(path):
+                mode = os.stat(path).st_mode
+                if stat.S_ISREG(mode):
+                    failures.append(Failure(name, "leads outside the server's data roots (a symlink): never read"))
+                else:  # say what it is: a link to /dev/zero is a device, whatever its name
+                    failures.append(Failure(name, f"{_kind(mode)}, not a regular file: never read"))
+                continue
             st = os.stat(abs_path)
             facts = known.get(abs_path)
-            if facts is not None and facts.matches(st, max_pixels):  # unchanged since last read
+            if facts is not None and stat.S_ISREG(st.st_mode) and facts.matches(st, max_pixels):  # unchanged since last read
                 res: ImageRecord | Failure = (ImageRecord(sha256=facts.sha256, name=name, label=label, path=path)
                                               if facts.failure is None else Failure(name, facts.failure))
             else:
-                data = path.read_bytes()
+                data = read_regular_file(path, max_file_bytes)
                 res = _validate(data, name, label, path, keep_data=False, max_pixels=max_pixels)
                 fresh[abs_path] = FileFacts(st.st_size, st.st_mtime_ns, sha256_hex(data), max_pixels,
                                             None if isinstance(res, ImageRecord) else res.reason)
                 del data
+        except NotRegularFileError as e:
+            failures.append(Failure(name, e.strerror or str(e)))
         except OSError as e:
-            failures.append(Failure(name, f"could not read the file ({_describe(e)})"))
+            failures.append(Failure(name, f"could not read the file ({e.strerror or _describe(e)})"))
         else:
             if isinstance(res, ImageRecord):
                 records.append(res)
             else:
                 failures.append(res)
-        if index is not None and len(fresh) >= 1000:
-            index.put_many(fresh)
+        if len(fresh) >= 1000 and records:
+            index = _flush_index(index, own_index, index_path, fresh)
             fresh = {}
         if progress is not None:
             progress(i + 1, total)
-    if index is not None:
-        index.put_many(fresh)
-        if own_index:
-            index.close()
+    if fresh and records:
+        index = _flush_index(index, own_index, index_path, fresh)
+    if own_index and index is not None:
+        index.close()
     failures.sort(key=lambda f: f.name)
     return Dataset(records=records, failures=failures, root=root)
 
@@ -553,18 +708,30 @@ def load_uploads(
     label: str = "",
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_files: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Dataset:
     """Validate in-memory uploads ``(file name, bytes)``; every one gets ``label``.
 
     Unlike :func:`load_folder` there is no extension filter (the content decides) and the input
     order is kept. Records hold their bytes in ``data`` and have ``path=None``.
+
+    Raises:
+        TooManyFilesError: more than ``max_files`` files.
     """
     items = list(files)
+    if max_files is not None and len(items) > max_files:
+        raise TooManyFilesError(f"{len(items):,} files uploaded; the limit on this server is {max_files:,} "
+                                "(BACKBONE_LENS_MAX_FILES).")
     records: list[ImageRecord] = []
     failures: list[Failure] = []
     for i, (name, data) in enumerate(items):
-        res = _validate(bytes(data), name, label, None, keep_data=True, max_pixels=max_pixels)
+        res: ImageRecord | Failure
+        if len(data) > max_file_bytes:
+            res = Failure(name, f"the file is {len(data):,} bytes; the limit is {max_file_bytes:,}")
+        else:
+            res = _validate(bytes(data), name, label, None, keep_data=True, max_pixels=max_pixels)
         if isinstance(res, ImageRecord):
             records.append(res)
         else:

@@ -7,9 +7,10 @@ from pathlib import Path
 ENV_VAR = "BACKBONE_LENS_CACHE"
 
 
-def cache_dir(override: str | os.PathLike | None = None) -> Path:
+def cache_dir(override: str | os.PathLike | None = None, *, create: bool = True) -> Path:
     """The cache root: ``override``, else ``$BACKBONE_LENS_CACHE``, else
-    ``$XDG_CACHE_HOME/backbone-lens``, else ``~/.cache/backbone-lens``. Created if missing."""
+    ``$XDG_CACHE_HOME/backbone-lens``, else ``~/.cache/backbone-lens``. Created if missing (unless
+    ``create=False``)."""
     if override:
         root = Path(override)
     elif os.environ.get(ENV_VAR):
@@ -18,5 +19,6 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
         xdg = os.environ.get("XDG_CACHE_HOME")
         root = (Path(xdg) if xdg else Path.home() / ".cache") / "backbone-lens"
     root = root.expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return root

@@ -6,15 +6,24 @@ timeout), and fast keyed look-ups for thousands of small arrays, with no extra d
 Each entry is one image's array for one (backbone weights, preprocessing, layer, kind), stored
 as raw bytes with dtype, shape and a blake2b checksum; an entry that fails its checksum or shape
 is treated as corrupt, deleted and recomputed by the caller.
+
+A cache file that SQLite cannot use at all (damaged header or first pages, truncated, replaced by
+garbage) is found when the store is opened (header check plus ``PRAGMA quick_check``), moved aside
+next to itself as ``features.sqlite.corrupt-<time>`` with a :class:`CacheRecoveredWarning` naming
+that file, and a fresh cache is started; nothing else in the cache folder is touched. Temporary
+files older than :data:`ORPHAN_TMP_AGE_S` under the cache folder's ``weights/`` and ``hashes/``
+(left by a conversion or hash that was killed) are removed at the same time.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import math
+import os
 import sqlite3
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -68,6 +77,14 @@ def _dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+ORPHAN_TMP_AGE_S = 300.0  # a temp file is written and renamed within seconds; older ones are orphans
+
+
+class CacheRecoveredWarning(UserWarning):
+    """A cache file was unusable, moved aside and replaced by a fresh one."""
+
+
 def _checksum(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -76,11 +93,26 @@ class FeatureStore:
     """Keyed numpy arrays on disk. Thread-safe within a process, safe across processes."""
 
     def __init__(self, path: str | Path | None = None):
+        """Open (or create) the cache at ``path`` (default ``cache_dir() / "features.sqlite"``).
+
+        Raises:
+            NotADirectoryError: the cache folder is a file.
+        """
         self.path = Path(path) if path else cache_dir() / "features.sqlite"
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise NotADirectoryError(f"the cache folder {self.path.parent} is a file: pass a folder")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self.corrupt_dropped = 0  # entries found corrupt and deleted (for diagnostics)
-        with self._conn() as c:
+        self.moved_aside: Path | None = None  # where an unusable cache file went, if one was found
+        self.orphans_removed: list[Path] = remove_orphan_temp_files(self.path.parent)
+        with _file_lock(self.path.with_name(self.path.name + ".lock")):
+            problem = _health_problem(self.path)
+            if problem:
+                self.moved_aside = _move_aside(self.path)
+                warnings.warn(f"the feature cache {self.path} was unusable ({problem}); moved it to "
+                              f"{self.moved_aside} and started a new one", CacheRecoveredWarning, stacklevel=2)
+            c = self._conn()
             c.execute(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
@@ -213,6 +245,109 @@ class FeatureStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _health_problem(path: Path) -> str | None:
+    """Why the SQLite file at ``path`` cannot be used, or None (also None when it does not exist)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return None  # a brand-new file that SQLite has not written yet
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        return f"cannot read it: {e.strerror or e}"
+    if not head.startswith(SQLITE_MAGIC):
+        return "not an SQLite database: its header is damaged or the file was replaced"
+    if len(head) < 100:
+        return "truncated inside its header"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    n_pages = int.from_bytes(head[28:32], "big")
+    if page < 512 or page & (page - 1):
+        return f"damaged header (page size {page})"
+    wal = path.with_name(path.name + "-wal")
+    if n_pages and size < n_pages * page and not wal.exists():
+        return f"truncated: {size:,} bytes where its header says {n_pages * page:,}"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60.0)
+        try:
+            conn.execute("PRAGMA busy_timeout=60000")
+            row = conn.execute("PRAGMA quick_check(1)").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            return None  # another process is writing: it is in use, not corrupt
+        return f"SQLite cannot open it: {e}"
+    except sqlite3.DatabaseError as e:
+        return f"SQLite: {e}"
+    if not row or row[0] != "ok":
+        return f"SQLite integrity check: {row[0] if row else 'no answer'}"
+    return None
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` (and its -wal / -shm files) to ``<name>.corrupt-<time>``; returns the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, dest)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, dest.with_name(dest.name + suffix))
+    return dest
+
+
+def remove_orphan_temp_files(cache_root: Path, min_age_s: float = ORPHAN_TMP_AGE_S) -> list[Path]:
+    """Delete ``*.tmp`` files older than ``min_age_s`` under ``cache_root/weights`` and
+    ``cache_root/hashes`` (what a killed conversion or hash leaves); returns what was removed."""
+    removed = []
+    now = time.time()
+    for sub in ("weights", "hashes"):
+        d = cache_root / sub
+        if not d.is_dir():
+            continue
+        for p in d.glob("*.tmp"):
+            try:
+                if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime > min_age_s:
+                    p.unlink()
+                    removed.append(p)
+            except OSError:
+                continue  # removed by another process meanwhile, or not ours to remove
+    return removed
+
+
+class _file_lock:
+    """An exclusive advisory lock on ``path`` (created if missing) for the duration of a block, so
+    that two processes opening a damaged cache at once move it aside only once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process lock
+            return
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return  # a read-only cache folder: nothing can be moved aside there anyway
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
 
 
 class _transaction:

@@ -56,7 +56,7 @@ def create_backbone(name: str, **kwargs) -> Backbone:
         UnknownBackboneError: the name is neither registered nor an online pattern.
         WeightsUnavailableError: the weights cannot be had (offline, missing package or file).
     """
-    _ensure_builtins()
+    check_backbone_name(name)
     if name in _REGISTRY:
         return _REGISTRY[name].factory(**kwargs)
     if name.startswith("timm/"):
@@ -65,6 +65,15 @@ def create_backbone(name: str, **kwargs) -> Backbone:
     if name.startswith("open_clip/"):
         from core.models.online import create_open_clip
         return create_open_clip(name, **kwargs)
+    raise AssertionError("unreachable: check_backbone_name accepted the name")
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise :class:`UnknownBackboneError` (listing the known names) unless ``name`` is registered or
+    an online pattern; builds nothing, reads nothing."""
+    _ensure_builtins()
+    if name in _REGISTRY or name.startswith(("timm/", "open_clip/")):
+        return
     known = ", ".join(sorted(_REGISTRY))
     raise UnknownBackboneError(
         f"Unknown backbone {name!r}. Known backbones: {known}. Other models:\n  " + "\n  ".join(ONLINE_PATTERNS)
