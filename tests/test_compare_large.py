@@ -9,7 +9,14 @@ import pytest
 
 from core.compare import cka as ckam
 from core.compare import comparison
-from core.compare.cka import cka_matrix, layer_cka, linear_cka, minibatch_cka, rbf_cka, unbiased_hsic
+from core.compare.cka import (
+    cka_matrix,
+    layer_cka,
+    linear_cka,
+    minibatch_cka,
+    rbf_cka,
+    unbiased_hsic,
+)
 
 
 def _hsic1_reference(K: np.ndarray, L: np.ndarray) -> float:

@@ -29,7 +29,7 @@ from pages.common import link_param
 from pages.components.pointmap import class_colours, map_state, pack, point_map
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
-FULL_FIT_MAX = {"pca": 50_000, "umap": 50_000, "tsne": 5_000}  # above: fit on a sample + transform
+FULL_FIT_MAX = {"pca": 200_000, "umap": 50_000, "tsne": 5_000}  # above: fit on a sample + transform
 K = 10          # neighbours of an opened point
 HOVER_PX = 96   # hover thumbnail side
 VIEW_PX = 64    # in-map thumbnail side
@@ -154,21 +154,25 @@ _lock = threading.Lock()
 def show_large_map(src: MapSource, height: int = 640) -> None:
     """Controls, the point map and the opened point's panel for ``src``."""
     ss = st.session_state
-    if "emb_method" not in ss and link_param("method") in METHODS:
-        ss["emb_method"] = link_param("method")
+    if "emb_method" not in ss:
+        ss["emb_method"] = link_param("method") if link_param("method") in METHODS else "pca"
     if PICK not in ss and (p := link_param("point")) is not None and p.isdigit() and int(p) < src.n:
         ss[PICK] = (src.fid, int(p))
-    method = st.segmented_control("Projection", list(METHODS), format_func=METHODS.get, default="pca",
+    method = st.segmented_control("Projection", list(METHODS), format_func=METHODS.get,
                                   required=True, key="emb_method",
                                   help="PCA: linear, exact, seconds. UMAP / t-SNE: non-linear, computed on a "
                                        "worker thread (PCA is shown meanwhile).")
     st.query_params["method"] = method
     sample = _sample_size(method, src.n)
     params = ProjectionParams(method, n_components=2, metric="cosine", seed=0)
-    if sample < src.n:
-        st.caption(f"{METHODS[method]} is fitted on a random sample of {sample:,} of the {src.n:,} points and the "
-                   f"others are placed with the fitted map's transform (a full {METHODS[method]} of {src.n:,} "
-                   f"points takes far longer than a page should wait on a small machine).")
+    if sample < src.n and method == "pca":
+        st.caption(f"PCA axes fitted on a random sample of {sample:,} of the {src.n:,} points (the same axes as a "
+                   f"full fit, to sampling error); every point is projected on them.")
+    elif sample < src.n:
+        st.caption(f"{METHODS[method]} is fitted on a random sample of {sample:,} of the {src.n:,} points on a worker "
+                   f"thread and the others are placed with the fitted map's transform, with progress below: a full "
+                   f"{METHODS[method]} of {src.n:,} points would take far longer than a page should wait on a "
+                   f"small machine.")
     res = _coords(src, params, sample)
     shown = method
     if isinstance(res, Future):

@@ -31,7 +31,7 @@ _CSS = """
 .pm-reset { position: absolute; left: 6px; top: 6px; font: 12px sans-serif; padding: 2px 8px; cursor: pointer;
             background: #fff; border: 1px solid #bbb; border-radius: 4px; }
 .pm-tip { position: absolute; display: none; pointer-events: none; background: #fff; border: 1px solid #999;
-          border-radius: 4px; padding: 4px; font: 12px sans-serif; max-width: 170px; box-shadow: 0 2px 6px #0003; }
+          border-radius: 4px; padding: 4px; font: 12px sans-serif; max-width: 170px; word-break: break-all; box-shadow: 0 2px 6px #0003; }
 .pm-tip img { display: block; width: 96px; height: 96px; object-fit: contain; margin-bottom: 3px; }
 .pm-noimg { width: 96px; height: 96px; background: #eee; color: #777; display: flex; align-items: center;
             justify-content: center; text-align: center; margin-bottom: 3px; }
