@@ -9,7 +9,8 @@ Two kinds of input:
   ``vector_{D-1}``). It becomes a *named set* stored durably under ``<cache>/imported/<name>/``:
 
   =====================  ====================================================================
-  ``vectors.npy``        ``[N, D]`` float16, read back as a memory map (never all in RAM)
+  ``vectors.f16``        ``[N, D]`` float16, C order, no header (shape in ``meta.json``): read back
+                         as a memory map (never all in RAM), written once with no copy
   ``norms.npy``          ``[N]`` float32 L2 norms of the float16 rows (cosine without a pass)
   ``codes.npy``          ``[N]`` int32 index into ``meta.json``'s ``classes``
   ``paths.bin``          the paths, UTF-8, concatenated; ``paths_offsets.npy`` ``[N + 1]`` int64
@@ -92,7 +93,7 @@ class ImportedSet:
     @property
     def vectors(self) -> np.ndarray:
         """``[N, D]`` float16 memory map (read-only)."""
-        return np.load(self.root / "vectors.npy", mmap_mode="r")
+        return np.memmap(self.root / "vectors.f16", dtype=np.float16, mode="r", shape=(self.n, self.dim))
 
     @property
     def norms(self) -> np.ndarray:
@@ -321,7 +322,7 @@ def import_table(file: str | os.PathLike, name: str | None = None, *, backbone: 
 def _write_set(d: Path, name: str, src: Path, reader, backbone: str, total: int, progress: ProgressFn | None) -> dict:
     n = 0
     dim: int | None = None
-    vec_f = d / "vectors.raw"
+    vec_f = d / "vectors.f16"
     classes: dict[str, int] = {}
     codes: list[np.ndarray] = []
     norms: list[np.ndarray] = []
@@ -353,8 +354,6 @@ def _write_set(d: Path, name: str, src: Path, reader, backbone: str, total: int,
                 progress(n, max(total, n) if total else 0)
     if n == 0 or dim is None:
         raise ImportFormatError(f"{src}: no rows to import")
-    # Rewrite the raw block file as a proper .npy header + data (np.load mmap_mode="r" reads it).
-    _raw_to_npy(vec_f, d / "vectors.npy", (n, dim), np.float16)
     ordered = sorted(classes)  # stored codes index the sorted class list
     remap = np.empty(len(classes), np.int32)
     for lab, c in classes.items():
@@ -366,17 +365,6 @@ def _write_set(d: Path, name: str, src: Path, reader, backbone: str, total: int,
                 backbone=backbone, created=time.time())
     (d / "meta.json").write_text(json.dumps(meta))
     return meta
-
-
-def _raw_to_npy(raw: Path, out: Path, shape: tuple[int, int], dtype) -> None:
-    """Prefix a raw C-order array file with an .npy header, streaming (no full copy in RAM)."""
-    header = np.lib.format.open_memmap(out, mode="w+", dtype=dtype, shape=shape)
-    del header  # the file now holds the header and zeroed data; overwrite the data part
-    offset = out.stat().st_size - int(np.prod(shape)) * np.dtype(dtype).itemsize
-    with open(raw, "rb") as fi, open(out, "r+b") as fo:
-        fo.seek(offset)
-        shutil.copyfileobj(fi, fo, length=16 << 20)
-    raw.unlink()
 
 
 def delete_imported(name: str, cache: str | os.PathLike | None = None) -> None:
