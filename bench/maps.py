@@ -231,11 +231,34 @@ def measure_neighbours(name: str, cache: Path, queries: int = 20) -> dict[str, f
             "recall_queries": checked}
 
 
+def measure_umap(name: str, cache: Path, rows: int) -> dict[str, float]:
+    """UMAP fitted on a 20,000-point sample of the first ``rows`` points of a set, the rest placed with
+    transform (what the page does above 50,000 points): fit time, transform rate, and the time that
+    rate implies for the whole set."""
+    from core.io.imports import open_imported
+    from core.projection.projectors import ProjectionParams
+    from core.projection.sampled import SAMPLE, project_sampled
+
+    s = open_imported(name, cache)
+    X = s.vectors[:rows]
+    ticks: list[tuple[float, int]] = []
+    t0 = time.perf_counter()
+    project_sampled(X, ProjectionParams("umap", n_components=2, metric="cosine"), sample=SAMPLE["umap"],
+                    progress=lambda done, total: ticks.append((time.perf_counter() - t0, done)))
+    total = time.perf_counter() - t0
+    fit = ticks[0][0] - (ticks[1][0] - ticks[0][0]) if len(ticks) > 1 else total  # first tick = fit + one block
+    rate = (ticks[-1][1] - ticks[0][1]) / max(ticks[-1][0] - ticks[0][0], 1e-9) if len(ticks) > 1 else float("nan")
+    return {"umap_rows": rows, "umap_total_s": total, "umap_fit_s": fit, "umap_transform_points_per_s": rate,
+            "umap_implied_s_for_set": fit + (s.n - SAMPLE["umap"]) / rate}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--keep", default=None, help="keep the generated files and cache in this folder")
+    ap.add_argument("--umap-rows", type=int, default=0,
+                    help="also time UMAP (20k-sample fit + transform) on this many points of the largest set")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bl_maps_"))
@@ -283,6 +306,9 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(30)
+    if args.umap_rows:
+        r = measure_umap(f"synthetic_{max(sizes) // 1000}k", cache, args.umap_rows)
+        print(f"UMAP: {r}")
     print(f"\nload average: {os.getloadavg()}")
     print("| points | import s | first open (PCA computed) s | first paint (cached) s | hover thumbnail s | "
           "click -> 10 neighbours s | neighbour search s | recall@10 | frame ms median / max | "

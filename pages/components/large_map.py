@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,14 +126,34 @@ def _coords(src: MapSource, params: ProjectionParams, sample: int) -> np.ndarray
     return out
 
 
+@st.cache_resource
+def _decoded() -> OrderedDict:
+    """(fid, point) -> decoded picture (or None: not readable), the last 64: the hover thumbnail, the
+    opened image and the in-map thumbnail of one point share one decode."""
+    return OrderedDict()
+
+
+def _picture(src: MapSource, i: int):
+    memo = _decoded()
+    key = (src.fid, i)
+    if key in memo:
+        memo.move_to_end(key)
+        return memo[key]
+    try:
+        img = decode_image(src.read(i), src.name(i))
+    except (ImageDecodeError, OSError, ValueError):
+        img = None
+    memo[key] = img
+    while len(memo) > 64:
+        memo.popitem(last=False)
+    return img
+
+
 @st.cache_data(max_entries=20_000, show_spinner=False)
 def _thumb_url(fid: str, i: int, side: int, _src: MapSource) -> str | None:
     """The picture as a JPEG data URL of at most ``side`` px, or None when the file is not readable."""
-    try:
-        img = decode_image(_src.read(i), _src.name(i))
-    except (ImageDecodeError, OSError, ValueError):
-        return None
-    return to_data_uri(thumbnail(img, side), "JPEG", quality=80)
+    img = _picture(_src, i)
+    return None if img is None else to_data_uri(thumbnail(img, side), "JPEG", quality=80)
 
 
 def _image_or_placeholder(where, src: MapSource, i: int, side: int, caption: str | None = None) -> None:
@@ -212,8 +233,14 @@ def _map_fragment(src: MapSource, coords: np.ndarray, mkey: str, shown: str, hei
     pick = fid_pick[1] if fid_pick and fid_pick[0] == src.fid and 0 <= fid_pick[1] < src.n else None
     nb = None
     if pick is not None:
-        with _lock:  # one neighbour scan at a time over the shared memory map
-            nb = chunked_cosine_neighbours(np.asarray(src.X[pick], np.float32), src.X, src.norms, k=K, exclude=[pick])
+        memo = ss.get("emb_big_nb")
+        if memo and memo[0] == (src.fid, pick):  # hover / zoom reruns reuse the opened point's neighbours
+            nb = memo[1]
+        else:
+            with _lock:  # one neighbour scan at a time over the shared memory map
+                nb = chunked_cosine_neighbours(np.asarray(src.X[pick], np.float32), src.X, src.norms, k=K,
+                                               exclude=[pick])
+            ss["emb_big_nb"] = ((src.fid, pick), nb)
     hover = state.get("hover")
     meta = {
         "fid": mkey, "n": src.n, "classes": list(src.classes), "colors": class_colours(len(src.classes)),

@@ -203,21 +203,51 @@ class PointMap {
     return best;
   }
 
+  // Bin the points in view into the accumulation buffer. Zoomed in, only the grid cells that
+  // overlap the view are visited; while the user is panning / zooming a large map, every
+  // step-th point is drawn (counts scaled by step) and the full frame follows when the motion stops.
+  _bin(step) {
+    const w = this.canvas.width, h = this.canvas.height, xy = this.xy, codes = this.codes;
+    const acc = this.acc, rgb = this.rgb;
+    const s = this.scale, ox = w / 2 - this.cx * s, oy = h / 2 + this.cy * s;
+    const black = [0, 0, 0];
+    let inView = 0;
+    const add = (i) => {
+      const px = (xy[2 * i] * s + ox) | 0, py = (oy - xy[2 * i + 1] * s) | 0;
+      if (px < 0 || py < 0 || px >= w || py >= h) return;
+      inView++;
+      const c = rgb[codes[i]] || black, k = (py * w + px) * 4;
+      acc[k] += c[0] * step; acc[k + 1] += c[1] * step; acc[k + 2] += c[2] * step; acc[k + 3] += step;
+    };
+    const { g, sx, sy, start, items } = this.grid;
+    const [x0, , y0] = this.bounds;
+    const [ax, ay] = this.toData(0, h), [bx, by] = this.toData(w, 0);
+    const ca = Math.max(0, Math.floor((ax - x0) * sx)), cb = Math.min(g - 1, Math.floor((bx - x0) * sx));
+    const ra = Math.max(0, Math.floor((ay - y0) * sy)), rb = Math.min(g - 1, Math.floor((by - y0) * sy));
+    const cells = Math.max(0, cb - ca + 1) * Math.max(0, rb - ra + 1);
+    if (cells < 0.5 * g * g) {
+      for (let cy = ra; cy <= rb; cy++) {
+        for (let k = start[cy * g + ca]; k < start[cy * g + cb + 1]; k += step) add(items[k]);
+      }
+    } else {
+      for (let i = 0; i < this.n; i += step) add(i);
+    }
+    return inView * step;
+  }
+
   _draw() {
     this.dirty = false;
     if (!this.xy || !this.acc) return;
     const t0 = performance.now();
-    const w = this.canvas.width, h = this.canvas.height, n = this.n, xy = this.xy, codes = this.codes;
-    const acc = this.acc, data = this.img.data, rgb = this.rgb;
+    const w = this.canvas.width, h = this.canvas.height, n = this.n;
+    const acc = this.acc, data = this.img.data;
     acc.fill(0);
-    const s = this.scale, ox = w / 2 - this.cx * s, oy = h / 2 + this.cy * s;
-    let inView = 0;
-    for (let i = 0; i < n; i++) {
-      const px = (xy[2 * i] * s + ox) | 0, py = (oy - xy[2 * i + 1] * s) | 0;
-      if (px < 0 || py < 0 || px >= w || py >= h) continue;
-      inView++;
-      const c = rgb[codes[i]] || [0, 0, 0], k = (py * w + px) * 4;
-      acc[k] += c[0]; acc[k + 1] += c[1]; acc[k + 2] += c[2]; acc[k + 3] += 1;
+    const moving = t0 - (this.lastMove || 0) < 150;
+    const step = moving ? Math.max(1, Math.ceil((this.inView || n) / 150000)) : 1;
+    const inView = this._bin(step);
+    if (step > 1) { // the full frame once the motion stops
+      clearTimeout(this._fullTimer);
+      this._fullTimer = setTimeout(() => { this.dirty = true; }, 160);
     }
     this.inView = inView;
     this.mode = inView > POINTS_BELOW ? "density" : inView > THUMBS_BELOW ? "points" : "thumbnails";
@@ -265,10 +295,19 @@ class PointMap {
   }
 
   _visible() {
-    const out = [], w = this.canvas.width, h = this.canvas.height;
-    for (let i = 0; i < this.n && out.length <= THUMBS_BELOW; i++) {
-      const [px, py] = this.toScreen(this.xy[2 * i], this.xy[2 * i + 1]);
-      if (px >= -THUMB_PX && py >= -THUMB_PX && px < w + THUMB_PX && py < h + THUMB_PX) out.push(i);
+    // the points in view (at most THUMBS_BELOW + 1), from the grid cells that overlap the view
+    const out = [], w = this.canvas.width, h = this.canvas.height, pad = THUMB_PX;
+    const { g, sx, sy, start, items } = this.grid;
+    const [x0, , y0] = this.bounds;
+    const [ax, ay] = this.toData(-pad, h + pad), [bx, by] = this.toData(w + pad, -pad);
+    const ca = Math.max(0, Math.floor((ax - x0) * sx)), cb = Math.min(g - 1, Math.floor((bx - x0) * sx));
+    const ra = Math.max(0, Math.floor((ay - y0) * sy)), rb = Math.min(g - 1, Math.floor((by - y0) * sy));
+    for (let cy = ra; cy <= rb && out.length <= THUMBS_BELOW; cy++) {
+      for (let k = start[cy * g + ca]; k < start[cy * g + cb + 1] && out.length <= THUMBS_BELOW; k++) {
+        const i = items[k];
+        const [px, py] = this.toScreen(this.xy[2 * i], this.xy[2 * i + 1]);
+        if (px >= -pad && py >= -pad && px < w + pad && py < h + pad) out.push(i);
+      }
     }
     return out;
   }
@@ -361,6 +400,7 @@ class PointMap {
       const [px, py] = pos(e);
       const [dx, dy] = this.toData(px, py);
       this.scale *= Math.exp(-e.deltaY * 0.0015);
+      this.lastMove = performance.now();
       // keep the data point under the cursor in place
       this.cx = dx - (px - c.width / 2) / this.scale;
       this.cy = dy + (py - c.height / 2) / this.scale;
@@ -383,6 +423,7 @@ class PointMap {
         if (Math.abs(ddx) + Math.abs(ddy) > 3) drag.moved = true;
         this.cx = drag.cx - ddx / this.scale;
         this.cy = drag.cy + ddy / this.scale;
+        this.lastMove = performance.now();
         this.dirty = true;
         return;
       }
