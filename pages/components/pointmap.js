@@ -81,6 +81,7 @@ class PointMap {
 
   update(raw, api) {
     this.api = api;
+    this.wrap.dataset.updates = String((+this.wrap.dataset.updates || 0) + 1);
     const { meta, bin } = decode(raw);
     this.wrap.style.height = (meta.height || 600) + "px";
     if (bin) this._load(meta, bin);
@@ -129,6 +130,7 @@ class PointMap {
     this._fit();
     this.api.setStateValue("loaded", meta.fid);
     this.wrap.dataset.loaded = meta.fid;
+    this.wrap.dataset.loads = String((+this.wrap.dataset.loads || 0) + 1);
     this.wrap.dataset.n = String(this.n);
   }
 
@@ -380,7 +382,9 @@ class PointMap {
     const a = this.hoverAnswer && this.hoverAnswer.i === i ? this.hoverAnswer : null;
     const cls = this.classes[this.codes[i]] || "(unlabelled)";
     let html = "";
+    const local = this.thumbs.get(i); // already in the map (zoomed in): no need to wait for Python
     if (a && a.src) html += `<img src="${a.src}" alt="">`;
+    else if (local && local.complete && local.naturalWidth) html += `<img src="${local.src}" alt="">`;
     else if (a) html += `<div class="pm-noimg">image not readable</div>`;
     else html += `<div class="pm-noimg">…</div>`;
     const name = a && a.name ? a.name.replace(/[<>&]/g, "") : `#${i}`;
@@ -435,7 +439,7 @@ class PointMap {
         this.dirty = true;
         this._tipUpdate();
         clearTimeout(this._hoverTimer);
-        if (i >= 0) this._hoverTimer = setTimeout(() => this.api.setStateValue("hover", i), 120);
+        if (i >= 0) this._hoverTimer = setTimeout(() => this.api.setStateValue("hover", i), 60);
       }
     });
     c.addEventListener("mouseleave", () => { this.hoverI = -1; this._tipUpdate(); this.dirty = true; });
