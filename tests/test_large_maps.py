@@ -51,3 +51,23 @@ def test_cached_projection_is_written_once_and_read_back(tmp_path):
     Y = cached_projection(f, X, p, progress=lambda d, t: calls.append((d, t)))
     assert f.is_file() and calls[-1] == (200, 200)
     np.testing.assert_array_equal(cached_projection(f, X[:10], p), Y)  # from disk, not recomputed
+
+
+def test_neighbour_placement_is_the_weighted_mean_of_the_nearest_sample_positions():
+    """place="neighbours" against the formula written out (exact k-NN, inverse-distance weights)."""
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(1_200, 12)) + np.repeat(rng.normal(size=(4, 12)) * 4, 300, axis=0)).astype(np.float32)
+    p = ProjectionParams("pca", n_components=2, metric="euclidean")
+    Y = project_sampled(X, p, sample=400, place="neighbours", k=5)
+    idx = sample_rows(1_200, 400, 0)
+    rest = np.setdiff1d(np.arange(1_200), idx)
+    Ys = project_sampled(X[idx], p)  # the sample's own map (all rows fitted)
+    np.testing.assert_allclose(Y[idx], Ys, atol=1e-5)
+    Xs = X[idx].astype(np.float64)
+    D = np.linalg.norm(X[rest, None, :].astype(np.float64) - Xs[None], axis=2)  # [M, S]: PCA fits in X's own space
+    nn = np.argsort(D, axis=1)[:, :5]
+    w = 1 / np.maximum(np.take_along_axis(D, nn, 1), 1e-12)
+    want = np.einsum("mk,mkc->mc", w / w.sum(1, keepdims=True), Ys[nn])
+    np.testing.assert_allclose(Y[rest], want, atol=1e-3)
+    with pytest.raises(ValueError, match="place must be"):
+        project_sampled(X, p, sample=400, place="nearest")

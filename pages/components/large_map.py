@@ -90,25 +90,34 @@ def _sample_size(method: str, n: int) -> int:
     return n if n <= FULL_FIT_MAX[method] else SAMPLE[method]
 
 
+def _placement(method: str, sample: int, n: int) -> str:
+    """UMAP of a large set: the other points by their nearest sample points (umap-learn's transform
+    would take about 50 minutes for a million points here); PCA and t-SNE: the projector's own."""
+    return "neighbours" if method == "umap" and sample < n else "transform"
+
+
 def _compute(src: MapSource, params: ProjectionParams, sample: int, key: str) -> np.ndarray:
     prog = _progress()
     prog[(src.fid, key)] = (0, src.n, f"fitting {METHODS[params.method]} on {sample:,} points")
 
+    place = _placement(params.method, sample, src.n)
+
     def report(done: int, total: int) -> None:
-        prog[(src.fid, key)] = (done, total, "placing the other points with transform")
+        prog[(src.fid, key)] = (done, total, "placing the other points" + (
+            " by their nearest sample points" if place == "neighbours" else " with transform"))
 
     if src.proj_dir is not None:
         path = src.proj_dir / f"{key.replace('/', '_').replace('|', '_').replace(' ', '')}.npy"
-        out = cached_projection(path, src.X, params, sample=sample, progress=report)
+        out = cached_projection(path, src.X, params, sample=sample, progress=report, place=place)
     else:
-        out = project_sampled(src.X, params, sample=sample, progress=report)
+        out = project_sampled(src.X, params, sample=sample, progress=report, place=place)
     prog.pop((src.fid, key), None)
     return out
 
 
 def _coords(src: MapSource, params: ProjectionParams, sample: int) -> np.ndarray | Future:
     """The map, from memory, disk, or computed: PCA here, UMAP / t-SNE as a Future."""
-    key = f"{params.key()}|sample={sample}"
+    key = f"{params.key()}|sample={sample}|{_placement(params.method, sample, src.n)}"
     memo = _coords_memo()
     if (src.fid, key) in memo:
         return memo[(src.fid, key)]
@@ -190,14 +199,16 @@ def show_large_map(src: MapSource, height: int = 640) -> None:
         st.caption(f"PCA axes fitted on a random sample of {sample:,} of the {src.n:,} points (the same axes as a "
                    f"full fit, to sampling error); every point is projected on them.")
     elif sample < src.n:
+        how = ("each of the others lands at the weighted mean of its 10 nearest sample points' positions "
+               "(umap-learn's own transform would take about 50 minutes for a million points on 2 cores)"
+               if _placement(method, sample, src.n) == "neighbours" else "the others are placed by the fitted map")
         st.caption(f"{METHODS[method]} is fitted on a random sample of {sample:,} of the {src.n:,} points on a worker "
-                   f"thread and the others are placed with the fitted map's transform, with progress below: a full "
-                   f"{METHODS[method]} of {src.n:,} points would take far longer than a page should wait on a "
-                   f"small machine.")
+                   f"thread (progress below; PCA is shown meanwhile) and {how}: a full {METHODS[method]} of "
+                   f"{src.n:,} points would take far longer than a page should wait on a small machine.")
     res = _coords(src, params, sample)
     shown = method
     if isinstance(res, Future):
-        key = f"{params.key()}|sample={sample}"
+        key = f"{params.key()}|sample={sample}|{_placement(method, sample, src.n)}"
         started = ss.setdefault("emb_big_started", {}).setdefault((src.fid, key), time.time())
 
         @st.fragment(run_every=1.0)
