@@ -199,12 +199,12 @@ def show_large_map(src: MapSource, height: int = 640) -> None:
         st.caption(f"PCA axes fitted on a random sample of {sample:,} of the {src.n:,} points (the same axes as a "
                    f"full fit, to sampling error); every point is projected on them.")
     elif sample < src.n:
-        how = ("each of the others lands at the weighted mean of its 10 nearest sample points' positions "
-               "(umap-learn's own transform would take about 50 minutes for a million points on 2 cores)"
+        how = ("each of the others lands at the weighted mean of its 10 nearest sample points' positions"
                if _placement(method, sample, src.n) == "neighbours" else "the others are placed by the fitted map")
-        st.caption(f"{METHODS[method]} is fitted on a random sample of {sample:,} of the {src.n:,} points on a worker "
-                   f"thread (progress below; PCA is shown meanwhile) and {how}: a full {METHODS[method]} of "
-                   f"{src.n:,} points would take far longer than a page should wait on a small machine.")
+        st.caption(f"A full {METHODS[method]} of {src.n:,} points is out of reach on a small machine, so it is fitted "
+                   f"on a random sample of {sample:,} points on a worker thread and {how}. For a million points "
+                   f"this takes minutes on 2 idle cores and up to about 40 minutes on a busy one: the progress is "
+                   f"below, PCA is shown meanwhile, and the result is cached for the next visit.")
     res = _coords(src, params, sample)
     shown = method
     if isinstance(res, Future):
