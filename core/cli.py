@@ -262,6 +262,31 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """A table of (path, label, vector) becomes a named set; a directory of shards fills the feature cache."""
+    from core.io import imports
+
+    src = Path(args.file).expanduser()
+    bar, update = _progress_bar(f"import {src.name}")
+    try:
+        if src.is_dir():
+            if args.name:
+                raise ValueError("--name applies to a table file; shards are merged into the feature cache by key")
+            m = imports.merge_shards(src, progress=update)
+        else:
+            s = imports.import_table(src, args.name, backbone=args.backbone, progress=update)
+    finally:
+        bar.close()
+    if src.is_dir():
+        print(f"merged {m.rows} feature rows from {m.files} shards into the feature cache:")
+        for (w, p, layer, kind), n in sorted(m.groups.items()):
+            print(f"  {n:>9}  {w} | {p} | layer {layer} | {kind}")
+        return 0
+    print(f"imported {s.n} points ({s.dim}-D, {len(s.classes)} classes) as '{s.name}' in {s.root}; "
+          f"open it from the app's dataset list")
+    return 0
+
+
 def cmd_compare(args) -> int:
     """Metrics table and CKA of several backbones on one labelled folder (core.compare.comparison)."""
     from core.compare.comparison import compare_backbones
@@ -456,6 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "import", help="bring your own embeddings: a table becomes a named set; a shard directory fills the cache",
+        description="FILE: an .npz from `export`, or a .parquet / .csv of (path, label, vector) from any tool "
+                    "(CSV vectors: a 'vector' column of numbers separated by commas or spaces, or columns "
+                    "vector_0 .. vector_(D-1)). It is stored as a named set (float16) that the app lists by name. "
+                    "A DIRECTORY of Parquet feature shards (columns sha256, path, label, weights_id, "
+                    "preprocessing_id, layer, kind, vector) is merged into the feature cache instead, so those "
+                    "images' features need no forward pass.")
+    p.add_argument("file", help=".npz / .parquet / .csv table, or a directory of feature shards")
+    p.add_argument("--name", default=None, help="set name (default: the file's stem)")
+    p.add_argument("--backbone", default="imported", help="what made the vectors, shown in the app (default: imported)")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
         "compare", help="metrics table and CKA of several backbones on one labelled folder",

@@ -31,6 +31,7 @@ from core.io.images import (
     load_folder,
     load_uploads,
 )
+from core.io.imports import list_imported
 from core.io.store import FeatureStore
 from core.server_policy import PolicyError, ServerPolicy
 
@@ -160,6 +161,11 @@ class Selection:
     layer: int | None
 
     @property
+    def imported(self) -> str | None:
+        """The name of the imported embedding set shown, or None for a dataset of images."""
+        return self.dataset_label[len(IMPORTED):] if self.dataset_label.startswith(IMPORTED) else None
+
+    @property
     def dataset_key(self) -> str:
         h = hashlib.sha256()
         for r in self.dataset.records:
@@ -281,13 +287,80 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     return None
 
 
+# ---- imported embedding sets and deep links (hooks) -----------------------------------------------
+IMPORTED = "imported:"  # dataset radio value (and Selection.dataset_label) prefix of an imported set
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _imported_sets() -> dict[str, int]:
+    """Imported set name -> number of points (re-listed every few seconds: `backbone-lens import`
+    may add one while the app runs)."""
+    return {s.name: s.n for s in list_imported()}
+
+
+def _apply_link() -> None:
+    """Once per session: a shared link's ``?dataset=NAME&backbone=NAME`` selects that dataset
+    (``stamps``, ``uploads``, a folder path or an imported set's name) and backbone."""
+    ss = st.session_state
+    if ss.get("_link_applied"):
+        return
+    ss["_link_applied"] = True
+    q = ss.pop("_link_params", None) or st.query_params.to_dict()
+    ss["_link"] = q
+    ds = q.get("dataset")
+    if ds:
+        if ds == "stamps":
+            ss["ds_source"] = "Sample stamps"
+        elif ds == "uploads":
+            ss["ds_source"] = "Uploads"
+        elif ds.startswith("/") or ds.startswith("~"):
+            ss["ds_source"], ss["ds_path"] = "Folder on server", ds
+        elif ds in _imported_sets():
+            ss["ds_source"] = IMPORTED + ds
+        else:
+            ss["_link_problem"] = f"The link's dataset **{ds}** is not here (no such imported set or folder)."
+    for k in _DATASET_KEYS:  # what the link chose is the kept choice (see _restore_dataset_choice)
+        if k in ss:
+            ss[f"_kept_{k}"] = ss[k]
+    if q.get("backbone") and not (ds and ss.get("ds_source", "").startswith(IMPORTED)):
+        choose_backbone(q["backbone"])
+
+
+def link_param(name: str) -> str | None:
+    """A parameter of the link this session was opened with (pages use it for their own
+    main parameters, e.g. ``?method=umap`` on Embeddings), or None."""
+    return st.session_state.get("_link", {}).get(name)
+
+
+def _write_link(dataset_label: str, backbone: str | None) -> None:
+    """Keep ``?dataset=...&backbone=...`` in the address bar in step with the sidebar."""
+    ds = {"sample stamps": "stamps", "uploads": "uploads"}.get(dataset_label, dataset_label)
+    ds = ds[len(IMPORTED):] if ds.startswith(IMPORTED) else ds
+    want = {"dataset": ds, **({"backbone": backbone} if backbone else {})}
+    if any(st.query_params.get(k) != v for k, v in want.items()):
+        st.query_params.update(want)
+    if not backbone and "backbone" in st.query_params:
+        del st.query_params["backbone"]
+
+
 def _dataset_sidebar() -> tuple[Dataset, str]:
     ss = st.session_state
     ss.setdefault("uploads", [])  # list of (name, bytes, label, sha256)
     pol = policy()
     _restore_dataset_choice()
-    source = st.sidebar.radio("Dataset", SOURCES, key="ds_source", on_change=_keep, args=("ds_source",),
-                              help="Sample stamps: 48 photos in 8 classes bundled with the app.")
+    sets = _imported_sets()
+    options = SOURCES + [IMPORTED + name for name in sets]
+    if ss.get("ds_source") not in options:
+        ss.pop("ds_source", None)  # e.g. an imported set deleted meanwhile
+    source = st.sidebar.radio(
+        "Dataset", options, key="ds_source", on_change=_keep, args=("ds_source",),
+        format_func=lambda o: f"{o[len(IMPORTED):]} · {sets.get(o[len(IMPORTED):], 0):,} imported points"
+        if o.startswith(IMPORTED) else o,
+        help="Sample stamps: 48 photos in 8 classes bundled with the app. Imported sets come from "
+             "`backbone-lens import FILE` (embeddings made by any tool; shown on the Embeddings page).")
+    if source.startswith(IMPORTED):
+        _remember_dataset_choice()
+        return Dataset(), source
     try:
         if source == "Folder on server":
             got = _folder_sidebar(pol)
@@ -384,14 +457,23 @@ def _ensure_app_shell() -> None:
         return
     page_file = Path(inspect.stack()[2].filename).resolve()
     st.session_state["_deep_link"] = page_file.relative_to(ROOT).as_posix()
+    st.session_state["_link_params"] = st.query_params.to_dict()  # switch_page drops them
     st.switch_page("app.py")
 
 
 def sidebar(page_default: str) -> Selection:
     """Render the shared sidebar and return what is selected."""
     _ensure_app_shell()
+    _apply_link()
     st.sidebar.header("Backbone Lens")
+    if st.session_state.get("_link_problem"):
+        st.sidebar.warning(st.session_state["_link_problem"])
     ds, label = _dataset_sidebar()
+    if label.startswith(IMPORTED):  # embeddings made elsewhere: no backbone to pick or load
+        st.sidebar.caption("Imported embeddings: the vectors were made by another tool, so the backbone, "
+                           "input size and layer are fixed by that file.")
+        _write_link(label, None)
+        return Selection(ds, label, "imported", None, None)
     name = backbone_picker(page_default)
     backbone = load_backbone_or_stop(name)
     spec = backbone.spec
@@ -407,6 +489,7 @@ def sidebar(page_default: str) -> Selection:
         with st.sidebar.expander(f"{n} file{'' if n == 1 else 's'} skipped", icon=":material/warning:"):
             for f in ds.failures:
                 st.write(f"**{f.name}**: {f.reason}")
+    _write_link(label, name)
     return Selection(ds, label, name, size, None if layer == "default" else int(layer))
 
 
@@ -434,6 +517,10 @@ def features(sel: Selection, kinds=("embedding",), backbone: str | None = None, 
         layer: the block (``Layer.DEFAULT``: each output's default block, ``Layer(i)`` or ``i``:
             block i, negative from the end); None = the sidebar's layer choice.
     """
+    if sel.imported and dataset is None:
+        st.info(f"**{sel.imported}** is an imported set of embeddings (no backbone to run): it is shown on "
+                "the Embeddings page. Pick a dataset of images in the sidebar for this page.")
+        st.stop()
     name = backbone or sel.backbone
     ds = dataset or sel.dataset
     layer = Layer.of(sel.layer) if layer is None else Layer.of(layer)

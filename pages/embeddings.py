@@ -25,7 +25,8 @@ from core.io.images import ImageRecord, thumbnail
 from core.geometry.neighbours import cosine_neighbours, neighbour_vote, projection_table
 from core.projection.projectors import (Projector, ProjectionParams, available_methods, axis_titles, make_projector,
                                         method_label)
-from pages.common import CLASS_DEFAULT, checked_uploads, features, show_failures, sidebar
+from pages.common import CLASS_DEFAULT, checked_uploads, features, link_param, show_failures, sidebar
+from pages.components.large_map import features_source, imported_source, show_large_map
 
 METHODS = {m: method_label(m) for m in available_methods()}
 VOTE_K = 5          # neighbours whose majority class labels an upload
@@ -34,6 +35,7 @@ THUMB = 150         # px, neighbour / selection thumbnails
 BIG = 320           # px, the opened image
 MAX_GRID = 48       # thumbnails shown for a box / lasso selection
 UPLOAD = "your upload"
+PLOTLY_MAX = 20_000  # above this many images the level-of-detail point map replaces the plotly scatter
 
 
 # ---- cached work --------------------------------------------------------------------------------
@@ -88,6 +90,12 @@ def _image_or_warning(where, fn, rec: ImageRecord, *args, caption: str | None = 
 # ---- page --------------------------------------------------------------------------------------
 sel = sidebar(CLASS_DEFAULT)
 st.title("Embeddings")
+if sel.imported:  # embeddings made elsewhere (backbone-lens import): the large map, no forward
+    from core.io.imports import open_imported
+
+    _set = open_imported(sel.imported)
+    show_large_map(imported_source(_set.name, (_set.root / "meta.json").stat().st_mtime))
+    st.stop()
 st.caption("Each point is one image's global embedding, mapped to 2-D or 3-D. Click a point for the image "
            "and its nearest neighbours (cosine, in the full feature space); box/lasso-select for thumbnails.")
 
@@ -100,6 +108,11 @@ if N < 5:
     st.stop()
 labels = [lab or "(unlabelled)" for lab in fs.labels]
 fid = f"{sel.backbone}|{sel.size}|{sel.layer}|{sel.dataset_key}"  # features identity
+if N > PLOTLY_MAX:
+    show_large_map(features_source(fid, f"{sel.backbone} embeddings", X, labels, fs.records))
+    st.stop()
+if "emb_method" not in st.session_state and link_param("method") in METHODS:
+    st.session_state["emb_method"] = link_param("method")  # a shared link's projection
 
 # ---- controls ----
 c_method, c_dim, c_par = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -120,6 +133,7 @@ with c_par.popover("Parameters", icon=":material/tune:"):
                            help="Capped at (N - 1) / 3 for small sets.")
     seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="emb_seed", persist_state="session")
 
+st.query_params["method"] = method
 params = ProjectionParams(method, n_components=3 if three_d else 2, n_neighbors=n_neighbors, min_dist=min_dist,
                           perplexity=perplexity, metric=metric, seed=int(seed))
 pca_params = ProjectionParams("pca", n_components=params.n_components, metric=metric, seed=int(seed))

@@ -38,6 +38,7 @@ CLIP_OFFLINE = "open_clip/ViT-B-32/random"
 THUMB = 120
 MAX_WRONG = 24       # misclassified images shown
 MAX_TICKS = 80       # image-name ticks on the image-to-prototype matrix
+HEAT_MAX_ROWS = 2_000  # image rows drawn in the image-to-prototype heat map (evenly spaced above)
 DIST_LABEL = {"cosine": "cosine distance (1 − cos)", "euclidean": "Euclidean distance"}
 
 
@@ -164,8 +165,13 @@ def tab_prototypes() -> None:
                              title="Prototype to prototype", xtitle="prototype", ytitle="prototype", height=520),
                     key="pp_heat")
     names = [fs.records[i].name for i in order]
-    ys = [f"{n}" for n in names]
-    fig = _heatmap(D_ip, list(classes), ys, colorbar=DIST_LABEL[metric], title="Image to prototype (images sorted by class)",
+    # a heat map of 100,000 rows would not draw: show HEAT_MAX_ROWS rows evenly spaced in class order
+    rows = np.unique(np.linspace(0, len(order) - 1, HEAT_MAX_ROWS).round().astype(int)) if len(order) > HEAT_MAX_ROWS \
+        else np.arange(len(order))
+    ys = [names[i] for i in rows]
+    shown = "" if len(rows) == len(order) else f"; {len(rows):,} of {len(order):,} images shown, evenly spaced"
+    fig = _heatmap(D_ip[rows], list(classes), ys, colorbar=DIST_LABEL[metric],
+                   title=f"Image to prototype (images sorted by class{shown})",
                    xtitle="prototype", ytitle="image", height=max(520, min(1400, 14 * len(ys) + 120)),
                    show_y=len(ys) <= MAX_TICKS)
     wrong = pd_.wrong_rows
@@ -173,7 +179,7 @@ def tab_prototypes() -> None:
         fig.add_trace(go.Scatter(x=classes[pd_.nearest[wrong]], y=[ys[i] for i in wrong], mode="markers",
                                  marker=dict(symbol="x", size=9, color="red", line=dict(width=1, color="white")),
                                  name="nearest prototype is another class", hoverinfo="skip"))
-    bounds = np.flatnonzero(y[order][1:] != y[order][:-1])  # last row of each class
+    bounds = np.flatnonzero(y[order][rows][1:] != y[order][rows][:-1])  # last shown row of each class
     for b in bounds:
         fig.add_shape(type="line", xref="paper", x0=0, x1=1, y0=b + 0.5, y1=b + 0.5, yref="y",
                       line=dict(color="white", width=2))

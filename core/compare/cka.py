@@ -13,6 +13,28 @@ import torch
 
 Kind = Literal["linear", "rbf"]
 _EPS = 1e-12
+RBF_MAX_N = 3_000        # RBF CKA builds [n, n] Grams: above this many inputs it uses a seeded sample of n
+LAYER_FULL_MAX_N = 2_048  # layer-by-layer CKA above this: the minibatch estimator (Nguyen et al., 2021)
+MINIBATCH = 1_024        # inputs per minibatch
+MAX_MINIBATCHES = 16     # minibatches averaged (16 x 1,024 = 16,384 inputs)
+
+
+def rbf_sample_size(n: int) -> int:
+    """How many of ``n`` inputs RBF CKA uses (state it in a caption)."""
+    return min(n, RBF_MAX_N)
+
+
+def layer_cka_sample_size(n: int) -> int:
+    """How many of ``n`` inputs layer-by-layer CKA uses (all up to LAYER_FULL_MAX_N, else the minibatches')."""
+    return n if n <= LAYER_FULL_MAX_N else min(n - n % MINIBATCH, MINIBATCH * MAX_MINIBATCHES)
+
+
+def _sample(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Sorted rows of a seeded sample of ``size`` of ``n`` inputs (all when ``size >= n``); the same
+    rows for every representation, so CKA still compares the same inputs."""
+    if size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
 def _as_features(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -135,7 +157,24 @@ def cka_matrix(
 
     Returns:
         symmetric ``[B, B]`` matrix with ones on the diagonal.
+
+    Linear CKA uses all N inputs in feature space (``[D1, D2]`` cross-covariances, never an
+    ``[N, N]`` Gram when N >= D); RBF CKA uses :func:`rbf_sample_size` inputs (a seeded sample).
     """
+    if kind == "linear" and len(feats) and min(np.shape(f)[0] for f in feats) >= max(np.shape(f)[1] for f in feats):
+        arrs = [_as_features(f, f"feats[{i}]") for i, f in enumerate(feats)]
+        if len({a.shape[0] for a in arrs}) != 1:
+            raise ValueError(f"all representations in feats must cover the same N inputs, got N in "
+                             f"{sorted({a.shape[0] for a in arrs})}")
+        B = len(arrs)
+        out = np.eye(B)
+        for i in range(B):
+            for j in range(i + 1, B):
+                out[i, j] = out[j, i] = linear_cka(arrs[i], arrs[j])
+        return out
+    if kind == "rbf" and len(feats):
+        rows = _sample(np.shape(feats[0])[0], RBF_MAX_N)
+        feats = [np.asarray(f)[rows] for f in feats]
     grams = _grams(feats, kind, sigma_frac, "feats")
     B = len(grams)
     out = np.eye(B)
@@ -161,7 +200,14 @@ def layer_cka(
 
     Returns:
         ``[LA, LB]`` matrix.
+
+    Up to ``LAYER_FULL_MAX_N`` inputs this is the exact CKA; above, :func:`minibatch_cka` (every
+    layer's ``[N, N]`` Gram of 100,000 inputs would be 80 GB).
     """
+    n = np.shape(feats_a[0])[0] if len(feats_a) else 0
+    if n > LAYER_FULL_MAX_N:
+        return minibatch_cka(feats_a, feats_b, kind=kind, sigma_frac=sigma_frac, batch_size=MINIBATCH,
+                             max_batches=MAX_MINIBATCHES)
     ga = _grams(feats_a, kind, sigma_frac, "feats_a")
     gb = _grams(feats_b, kind, sigma_frac, "feats_b")
     if ga[0].shape != gb[0].shape:
@@ -171,3 +217,72 @@ def layer_cka(
         for j, kb in enumerate(gb):
             out[i, j] = _cka_from_centered_grams(ka, kb)
     return out
+
+
+def _gram(X: np.ndarray, kind: Kind, sigma_frac: float) -> np.ndarray:
+    """Uncentred kernel ``[m, m]`` of one minibatch."""
+    if kind == "linear":
+        return X @ X.T
+    if kind == "rbf":
+        return _rbf_gram(X, sigma_frac)
+    raise ValueError(f"unknown CKA kind {kind!r}; use 'linear' or 'rbf'")
+
+
+def unbiased_hsic(K: np.ndarray, L: np.ndarray) -> float:
+    """Unbiased HSIC (Song et al., 2012) of two ``[m, m]`` kernels, m >= 4:
+    ``[tr(K~L~) + 1'K~1 1'L~1 / ((m-1)(m-2)) - 2/(m-2) 1'K~L~1] / (m(m-3))`` with zeroed diagonals."""
+    m = K.shape[0]
+    if m < 4:
+        raise ValueError(f"unbiased HSIC needs at least 4 inputs per minibatch, got {m}")
+    K = K.copy()
+    L = L.copy()
+    np.fill_diagonal(K, 0.0)
+    np.fill_diagonal(L, 0.0)
+    one_k, one_l = K.sum(axis=0), L.sum(axis=0)  # [m] column sums (1'K~ and 1'L~)
+    t = np.sum(K * L) + one_k.sum() * one_l.sum() / ((m - 1) * (m - 2)) - 2.0 / (m - 2) * float(one_k @ one_l)
+    return float(t / (m * (m - 3)))
+
+
+def minibatch_cka(
+    feats_a: Sequence[np.ndarray | torch.Tensor],
+    feats_b: Sequence[np.ndarray | torch.Tensor],
+    kind: Kind = "linear",
+    sigma_frac: float = 0.5,
+    batch_size: int = MINIBATCH,
+    max_batches: int = MAX_MINIBATCHES,
+    seed: int = 0,
+) -> np.ndarray:
+    """Layer-by-layer CKA from minibatches (Nguyen, Raghu & Kornblith, 2021):
+    ``CKA = mean_k HSIC_1(K_k, L_k) / sqrt(mean_k HSIC_1(K_k, K_k) * mean_k HSIC_1(L_k, L_k))`` with
+    the unbiased HSIC_1 of each minibatch's kernels, so memory is ``[batch, batch]`` per layer.
+
+    The inputs are shuffled once (``seed``) and cut into ``min(N // batch_size, max_batches)``
+    minibatches (the same inputs for every layer of both models).
+
+    Returns:
+        ``[LA, LB]`` matrix.
+    """
+    if len(feats_a) == 0 or len(feats_b) == 0:
+        raise ValueError("feats_a and feats_b need at least one layer each")
+    n = np.shape(feats_a[0])[0]
+    if any(np.shape(f)[0] != n for f in (*feats_a, *feats_b)):
+        raise ValueError("every layer of both models must cover the same N inputs")
+    batches = min(n // batch_size, max_batches)
+    if batches < 1:
+        raise ValueError(f"{n} inputs make no minibatch of {batch_size}; use layer_cka (exact) instead")
+    order = np.random.default_rng(seed).permutation(n)[: batches * batch_size].reshape(batches, batch_size)
+    la, lb = len(feats_a), len(feats_b)
+    cross = np.zeros((la, lb))
+    self_a, self_b = np.zeros(la), np.zeros(lb)
+    for rows in order:
+        rows = np.sort(rows)
+        ka = [_gram(_as_features(np.asarray(f)[rows], "feats_a"), kind, sigma_frac) for f in feats_a]
+        kb = [_gram(_as_features(np.asarray(f)[rows], "feats_b"), kind, sigma_frac) for f in feats_b]
+        for i, K in enumerate(ka):
+            self_a[i] += unbiased_hsic(K, K)
+            for j, L in enumerate(kb):
+                cross[i, j] += unbiased_hsic(K, L)
+        for j, L in enumerate(kb):
+            self_b[j] += unbiased_hsic(L, L)
+    denom = np.sqrt(np.maximum(self_a[:, None] * self_b[None, :], _EPS))
+    return cross / denom  # the 1/batches factors cancel

@@ -1,0 +1,452 @@
+"""Bring your own embeddings: named sets imported from files, and feature shards merged into the cache.
+
+Two kinds of input:
+
+* **A table of (path, label, vector)** from ``backbone-lens export`` (``.npz`` with ``embeddings``,
+  ``paths``, ``labels``) or from any other tool (Parquet with columns ``path``, ``label``,
+  ``vector`` = list<float>; CSV with ``path``, ``label`` and either a ``vector`` column holding
+  numbers separated by commas or spaces, optionally in brackets, or columns ``vector_0`` ...
+  ``vector_{D-1}``). It becomes a *named set* stored durably under ``<cache>/imported/<name>/``:
+
+  =====================  ====================================================================
+  ``vectors.f16``        ``[N, D]`` float16, C order, no header (shape in ``meta.json``): read back
+                         as a memory map (never all in RAM), written once with no copy
+  ``norms.npy``          ``[N]`` float32 L2 norms of the float16 rows (cosine without a pass)
+  ``codes.npy``          ``[N]`` int32 index into ``meta.json``'s ``classes``
+  ``paths.bin``          the paths, UTF-8, concatenated; ``paths_offsets.npy`` ``[N + 1]`` int64
+  ``meta.json``          name, n, dim, classes, source file, backbone, created
+  ``proj/``              projections computed later, one ``.npy`` per parameter key
+  =====================  ====================================================================
+
+  A set is written under a temporary name and renamed into place, so a crash never leaves a
+  half set and re-importing a name replaces it whole.
+
+* **A directory of Parquet shards** with the schema of :data:`SHARD_SCHEMA` (one row per image,
+  written by a batch engine): every row is merged into the :class:`~core.io.store.FeatureStore`
+  under its own key, so the pages, ``export`` and ``evaluate`` read those images' features with
+  no forward pass.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from core.errors import BackboneLensError
+from core.io.paths import cache_dir
+from core.io.store import FeatureKey, FeatureStore
+
+IMPORTED_DIR = "imported"
+FORMAT_VERSION = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_BATCH = 65_536  # rows per read / write block: [65536, D] float32 at most in memory at once
+SHARD_SCHEMA: dict[str, str] = {
+    "sha256": "string", "path": "string", "label": "string", "weights_id": "string",
+    "preprocessing_id": "string", "layer": "int", "kind": "string", "vector": "list<float32>",
+}
+ProgressFn = Callable[[int, int], None]  # (rows done, rows total or 0 when unknown)
+
+
+class ImportFormatError(BackboneLensError, ValueError):
+    """A file or directory that cannot be imported; the message says what is wrong and what is expected."""
+
+
+class UnknownImportedSetError(BackboneLensError, KeyError):
+    """No imported set of that name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# ---- the stored set ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportedSet:
+    """One imported set, read lazily from its directory.
+
+    Attributes:
+        name: the set's name (the directory name).
+        root: its directory.
+        n: number of points N.
+        dim: vector dimension D.
+        classes: the distinct labels, sorted (``""`` = unlabelled).
+        source: the file it was imported from.
+        backbone: what made the vectors, as given at import (``"imported"`` when unknown).
+    """
+
+    name: str
+    root: Path
+    n: int
+    dim: int
+    classes: tuple[str, ...]
+    source: str
+    backbone: str
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """``[N, D]`` float16 memory map (read-only)."""
+        return np.memmap(self.root / "vectors.f16", dtype=np.float16, mode="r", shape=(self.n, self.dim))
+
+    @property
+    def norms(self) -> np.ndarray:
+        """``[N]`` float32 L2 norms of the stored float16 rows."""
+        return np.load(self.root / "norms.npy", mmap_mode="r")
+
+    @property
+    def codes(self) -> np.ndarray:
+        """``[N]`` int32 class index into :attr:`classes`."""
+        return np.load(self.root / "codes.npy")
+
+    def labels(self) -> np.ndarray:
+        """``[N]`` label strings."""
+        return np.asarray(self.classes, dtype=object)[self.codes] if self.classes else np.full(self.n, "", object)
+
+    def path(self, i: int) -> str:
+        """The path recorded for point ``i``."""
+        if not 0 <= i < self.n:
+            raise IndexError(f"point {i} is not in {self.name!r} (0..{self.n - 1})")
+        off = np.load(self.root / "paths_offsets.npy", mmap_mode="r")
+        with open(self.root / "paths.bin", "rb") as f:
+            f.seek(int(off[i]))
+            return f.read(int(off[i + 1] - off[i])).decode("utf-8")
+
+    def paths(self) -> list[str]:
+        """All N paths (reads the whole path file: use :meth:`path` for a few)."""
+        off = np.load(self.root / "paths_offsets.npy")
+        blob = (self.root / "paths.bin").read_bytes()
+        return [blob[a:b].decode("utf-8") for a, b in zip(off[:-1], off[1:])]
+
+    def projection_path(self, key: str) -> Path:
+        """Where the projection with parameter key ``key`` is cached (``[N, c]`` float32 .npy)."""
+        safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", key)
+        return self.root / "proj" / f"{safe}.npy"
+
+
+def imported_root(cache: str | os.PathLike | None = None) -> Path:
+    root = cache_dir(cache) / IMPORTED_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def list_imported(cache: str | os.PathLike | None = None) -> list[ImportedSet]:
+    """The imported sets in the cache, by name. Directories without a readable ``meta.json``
+    (an import in progress) are left out."""
+    out = []
+    for d in sorted(imported_root(cache).iterdir()):
+        if d.is_dir() and not d.name.startswith(".") and (d / "meta.json").is_file():
+            try:
+                out.append(_read_meta(d))
+            except (OSError, ValueError, KeyError):
+                continue  # unreadable meta: not a finished set
+    return out
+
+
+def open_imported(name: str, cache: str | os.PathLike | None = None) -> ImportedSet:
+    """The imported set ``name``; raises :class:`UnknownImportedSetError` listing the known ones."""
+    d = imported_root(cache) / name
+    if not _NAME_RE.match(name) or not (d / "meta.json").is_file():
+        known = ", ".join(s.name for s in list_imported(cache)) or "none yet"
+        raise UnknownImportedSetError(f"no imported set named {name!r} (imported: {known}); "
+                                      f"create one with `backbone-lens import FILE --name {name}`")
+    return _read_meta(d)
+
+
+def _read_meta(d: Path) -> ImportedSet:
+    m = json.loads((d / "meta.json").read_text())
+    return ImportedSet(m["name"], d, int(m["n"]), int(m["dim"]), tuple(m["classes"]), m["source"], m["backbone"])
+
+
+# ---- reading tables ----------------------------------------------------------------------------
+def _parse_vector_text(s: str, row: int) -> np.ndarray:
+    parts = [p for p in re.split(r"[,\s;]+", s.strip().strip("[]()")) if p]
+    try:
+        return np.asarray([float(p) for p in parts], dtype=np.float32)
+    except ValueError:
+        raise ImportFormatError(f"row {row}: the vector {s[:60]!r} is not a list of numbers "
+                                f"(expected e.g. '0.1, -0.3, 2e-2')") from None
+
+
+def _check_block(P: list[str], L: list[str], V: np.ndarray, where: str) -> None:
+    if V.ndim != 2 or V.shape[1] == 0:
+        raise ImportFormatError(f"{where}: vectors must form an [N, D] array, got shape {V.shape}")
+    if not (len(P) == len(L) == len(V)):
+        raise ImportFormatError(f"{where}: {len(P)} paths, {len(L)} labels and {len(V)} vectors: one of each per row")
+    if not np.all(np.isfinite(V)):
+        bad = int(np.flatnonzero(~np.isfinite(V).all(axis=1))[0])
+        raise ImportFormatError(f"{where}: the vector of row {bad} ({P[bad]}) has NaN or inf")
+    for p in P:
+        if "\n" in p or "\r" in p:
+            raise ImportFormatError(f"{where}: a path contains a line break: {p[:80]!r}")
+
+
+def _blocks_npz(path: Path) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        missing = {"embeddings", "paths"} - set(z.files)
+        if missing:
+            raise ImportFormatError(f"{path}: an .npz needs arrays 'embeddings' [N, D] and 'paths' [N] "
+                                    f"(and optionally 'labels' [N]), as written by `backbone-lens export`; "
+                                    f"it has {sorted(z.files)}")
+        E = z["embeddings"]
+        P = [str(p) for p in z["paths"]]
+        L = [str(v) for v in z["labels"]] if "labels" in z.files else [""] * len(P)
+    for s in range(0, max(len(P), 1), _BATCH):
+        yield P[s:s + _BATCH], L[s:s + _BATCH], np.asarray(E[s:s + _BATCH], dtype=np.float32)
+
+
+def _blocks_parquet(path: Path) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    names = set(f.schema_arrow.names)
+    if not {"path", "vector"} <= names:
+        raise ImportFormatError(f"{path}: a Parquet file needs columns 'path' (string), 'vector' (list of floats) "
+                                f"and optionally 'label' (string); it has {sorted(names)}")
+    cols = ["path", "vector"] + (["label"] if "label" in names else [])
+    for b in f.iter_batches(batch_size=_BATCH, columns=cols):
+        P = [str(p) for p in b.column("path").to_pylist()]
+        L = [("" if v is None else str(v)) for v in b.column("label").to_pylist()] if "label" in names else [""] * len(P)
+        yield P, L, _list_column_to_matrix(b.column("vector"), f"{path}: column 'vector'", pa)
+
+
+def _list_column_to_matrix(col, where: str, pa) -> np.ndarray:
+    """A list<float> Arrow column of equal-length lists as ``[n, D]`` float32."""
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+        raise ImportFormatError(f"{where} must be a list of floats per row, got Arrow type {col.type}")
+    if col.null_count:
+        raise ImportFormatError(f"{where} has {col.null_count} empty (null) vectors")
+    n = len(col)
+    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if n == 0:
+        return np.zeros((0, 0), np.float32)
+    if len(flat) % n:
+        raise ImportFormatError(f"{where}: vectors have different lengths ({len(flat)} numbers for {n} rows)")
+    V = flat.reshape(n, len(flat) // n)
+    lengths = np.diff(col.offsets.to_numpy()) if hasattr(col, "offsets") else None
+    if lengths is not None and np.any(lengths != V.shape[1]):
+        raise ImportFormatError(f"{where}: vectors have different lengths ({sorted(set(lengths.tolist()))[:5]})")
+    return V
+
+
+def _blocks_csv(path: Path) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+    import pandas as pd
+
+    for chunk in pd.read_csv(path, chunksize=_BATCH, dtype={"path": str, "label": str}, keep_default_na=False):
+        if "path" not in chunk.columns:
+            raise ImportFormatError(f"{path}: a CSV needs a 'path' column, a 'label' column (optional) and the "
+                                    f"vector as a 'vector' column or as columns vector_0 .. vector_(D-1); "
+                                    f"it has {list(chunk.columns)[:10]}")
+        P = chunk["path"].astype(str).tolist()
+        L = chunk["label"].astype(str).tolist() if "label" in chunk.columns else [""] * len(P)
+        vcols = sorted((c for c in chunk.columns if re.fullmatch(r"vector_\d+", str(c))), key=lambda c: int(c[7:]))
+        if "vector" in chunk.columns:
+            rows = [_parse_vector_text(str(s), int(i)) for i, s in zip(chunk.index, chunk["vector"])]
+            if len({len(r) for r in rows}) > 1:
+                raise ImportFormatError(f"{path}: vectors have different lengths ({sorted({len(r) for r in rows})[:5]})")
+            V = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+        elif vcols:
+            if [int(c[7:]) for c in vcols] != list(range(len(vcols))):
+                raise ImportFormatError(f"{path}: vector columns must be vector_0 .. vector_{len(vcols) - 1} without gaps")
+            V = chunk[vcols].to_numpy(dtype=np.float32)
+        else:
+            raise ImportFormatError(f"{path}: no vector: add a 'vector' column ('0.1, 0.2, ...') or columns "
+                                    f"vector_0 .. vector_(D-1); found {list(chunk.columns)[:10]}")
+        yield P, L, V
+
+
+_READERS = {".npz": _blocks_npz, ".parquet": _blocks_parquet, ".pq": _blocks_parquet, ".csv": _blocks_csv}
+
+
+def _count_rows(path: Path) -> int:
+    """Rows of a table without reading its vectors (0 where unknown cheaply: CSV)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return len(z["paths"]) if "paths" in z.files else 0
+    if path.suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return 0
+
+
+# ---- writing a set -----------------------------------------------------------------------------
+def import_table(file: str | os.PathLike, name: str | None = None, *, backbone: str = "imported",
+                 cache: str | os.PathLike | None = None, progress: ProgressFn | None = None) -> ImportedSet:
+    """Import a table of (path, label, vector) as the named set ``name`` (default: the file's stem).
+
+    The vectors are written in blocks as float16 (their norms as float32), so a million 384-D rows
+    need about one block of memory, not the whole table. Re-importing a name replaces that set.
+
+    Raises:
+        ImportFormatError: unsupported suffix, missing columns, ragged or non-finite vectors, a bad name.
+        FileNotFoundError: ``file`` does not exist.
+    """
+    src = Path(file).expanduser()
+    if not src.is_file():
+        raise FileNotFoundError(f"no such file: {src}")
+    reader = _READERS.get(src.suffix.lower())
+    if reader is None:
+        raise ImportFormatError(f"{src}: cannot import '{src.suffix}' files; use .npz (from `backbone-lens export`), "
+                                f".parquet or .csv with columns path, label, vector, or a directory of feature shards")
+    name = name or src.stem
+    if not _NAME_RE.match(name):
+        raise ImportFormatError(f"set name {name!r}: use letters, digits, '.', '_' or '-' (at most 100, "
+                                f"starting with a letter or digit); pass --name NAME")
+    root = imported_root(cache)
+    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        meta = _write_set(tmp, name, src, reader, backbone, _count_rows(src), progress)
+        final = root / name
+        if final.exists():  # replace whole: move the old set aside, then drop it
+            old = root / f".old-{name}-{uuid.uuid4().hex[:8]}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _read_meta(root / meta["name"])
+
+
+def _write_set(d: Path, name: str, src: Path, reader, backbone: str, total: int, progress: ProgressFn | None) -> dict:
+    n = 0
+    dim: int | None = None
+    vec_f = d / "vectors.f16"
+    classes: dict[str, int] = {}
+    codes: list[np.ndarray] = []
+    norms: list[np.ndarray] = []
+    offsets = [np.zeros(1, np.int64)]
+    pos = 0
+    with open(vec_f, "wb") as fv, open(d / "paths.bin", "wb") as fp:
+        for P, L, V in reader(src):
+            where = f"{src} rows {n}..{n + len(P) - 1}"
+            if len(P) == 0:
+                continue
+            _check_block(P, L, V, where)
+            if dim is None:
+                dim = V.shape[1]
+            elif V.shape[1] != dim:
+                raise ImportFormatError(f"{where}: vectors of length {V.shape[1]}, earlier rows have {dim}")
+            H = V.astype(np.float16)  # [b, D]
+            if not np.all(np.isfinite(H)):
+                raise ImportFormatError(f"{where}: values beyond float16's range (|x| > 65504); rescale the vectors")
+            fv.write(H.tobytes())
+            norms.append(np.linalg.norm(H.astype(np.float32), axis=1))
+            codes.append(np.asarray([classes.setdefault(lab, len(classes)) for lab in L], np.int32))
+            enc = [p.encode("utf-8") for p in P]
+            fp.write(b"".join(enc))
+            lens = np.fromiter((len(e) for e in enc), np.int64, len(enc))
+            offsets.append(pos + np.cumsum(lens))
+            pos += int(lens.sum())
+            n += len(P)
+            if progress:
+                progress(n, max(total, n) if total else 0)
+    if n == 0 or dim is None:
+        raise ImportFormatError(f"{src}: no rows to import")
+    ordered = sorted(classes)  # stored codes index the sorted class list
+    remap = np.empty(len(classes), np.int32)
+    for lab, c in classes.items():
+        remap[c] = ordered.index(lab)
+    np.save(d / "codes.npy", remap[np.concatenate(codes)])
+    np.save(d / "norms.npy", np.concatenate(norms).astype(np.float32))
+    np.save(d / "paths_offsets.npy", np.concatenate(offsets))
+    meta = dict(format=FORMAT_VERSION, name=name, n=n, dim=dim, classes=ordered, source=str(src.resolve()),
+                backbone=backbone, created=time.time())
+    (d / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+def delete_imported(name: str, cache: str | os.PathLike | None = None) -> None:
+    """Remove the imported set ``name``."""
+    s = open_imported(name, cache)
+    shutil.rmtree(s.root)
+
+
+# ---- shards into the feature store -------------------------------------------------------------
+@dataclass(frozen=True)
+class ShardMerge:
+    """What :func:`merge_shards` wrote.
+
+    Attributes:
+        files: shard files read.
+        rows: entries written to the FeatureStore.
+        groups: rows per (weights_id, preprocessing_id, layer, kind).
+    """
+
+    files: int
+    rows: int
+    groups: dict[tuple[str, str, int, str], int]
+
+
+def _arrow_kind(t, pa) -> str:
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_integer(t):
+        return "int"
+    if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and \
+            pa.types.is_float32(t.value_type):
+        return "list<float32>"
+    return str(t)
+
+
+def merge_shards(directory: str | os.PathLike, store: FeatureStore | None = None,
+                 progress: ProgressFn | None = None) -> ShardMerge:
+    """Merge every ``*.parquet`` shard in ``directory`` into the FeatureStore.
+
+    Each row must have exactly the columns of :data:`SHARD_SCHEMA`; it is stored under
+    ``FeatureKey(weights_id, preprocessing_id, layer, kind, sha256)`` as float32, one transaction
+    per Arrow batch. Existing entries with the same key are replaced.
+
+    Raises:
+        ImportFormatError: no shards, or a shard whose columns or types differ from the schema.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = Path(directory).expanduser()
+    if not d.is_dir():
+        raise NotADirectoryError(f"not a directory of shards: {d}")
+    files = sorted(d.rglob("*.parquet"))
+    if not files:
+        raise ImportFormatError(f"{d}: no *.parquet shards in this directory")
+    store = FeatureStore() if store is None else store  # (an empty store is falsy: it has __len__)
+    for f in files:  # check every schema before writing anything
+        sch = pq.ParquetFile(f).schema_arrow
+        got = {n: _arrow_kind(sch.field(n).type, pa) for n in sch.names}
+        if got != SHARD_SCHEMA:
+            diff = [f"{k}: expected {v}, got {got.get(k, 'missing')}" for k, v in SHARD_SCHEMA.items() if got.get(k) != v]
+            diff += [f"{k}: unexpected column" for k in got if k not in SHARD_SCHEMA]
+            raise ImportFormatError(f"{f}: not a feature shard ({'; '.join(diff)}). Shards need exactly the columns "
+                                    + ", ".join(f"{k} ({v})" for k, v in SHARD_SCHEMA.items()))
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    groups: Counter = Counter()
+    rows = 0
+    for f in files:
+        pf = pq.ParquetFile(f)
+        for b in pf.iter_batches(batch_size=8_192):
+            V = _list_column_to_matrix(b.column("vector"), f"{f}: column 'vector'", pa)  # [b, D]
+            if not np.all(np.isfinite(V)):
+                raise ImportFormatError(f"{f}: a vector has NaN or inf")
+            cols = {k: b.column(k).to_pylist() for k in ("sha256", "weights_id", "preprocessing_id", "layer", "kind")}
+            items = {}
+            for j in range(len(V)):
+                key = FeatureKey(cols["weights_id"][j], cols["preprocessing_id"][j], int(cols["layer"][j]),
+                                 cols["kind"][j], cols["sha256"][j])
+                items[key] = V[j]
+                groups[(key.weights_id, key.preprocessing, key.layer, key.kind)] += 1
+            store.put_many(items)
+            rows += len(V)
+            if progress:
+                progress(rows, total)
+    return ShardMerge(len(files), rows, dict(groups))

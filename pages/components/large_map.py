@@ -1,0 +1,319 @@
+"""The Embeddings view for large sets (imported embeddings, or more images than a plotly scatter
+carries well): a level-of-detail point map (``pointmap.js``), hover thumbnails, and a click that opens
+the image with its 10 nearest neighbours (exact cosine over the full vectors, block by block).
+
+Projections are fitted on a sample and the other points placed with ``transform``
+(core.projection.sampled); for imported sets the result is cached on disk beside the vectors, so
+the second opening of a map reads one ``[N, 2]`` file. UMAP / t-SNE run on a worker thread with
+progress while the PCA map is shown.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import streamlit as st
+
+from core.errors import ImageDecodeError
+from core.geometry.chunked import chunked_cosine_neighbours
+from core.io.images import decode_image, thumbnail, to_data_uri
+from core.projection.jobs import JobPool
+from core.projection.projectors import ProjectionParams
+from core.projection.sampled import SAMPLE, cached_projection, project_sampled
+from pages.common import link_param
+from pages.components.pointmap import class_colours, map_state, pack, point_map
+
+METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+FULL_FIT_MAX = {"pca": 200_000, "umap": 50_000, "tsne": 5_000}  # above: fit on a sample + transform
+K = 10          # neighbours of an opened point
+HOVER_PX = 96   # hover thumbnail side
+VIEW_PX = 64    # in-map thumbnail side
+MAP_KEY = "emb_bigmap"
+PICK = "emb_big_pick"
+
+
+@dataclass(frozen=True)
+class MapSource:
+    """What the large view needs to know about a set of embeddings.
+
+    Attributes:
+        fid: identity of the vectors (cache key).
+        title: shown above the map.
+        X: ``[N, D]`` vectors (a float16 memory map for imported sets).
+        norms: ``[N]`` L2 norms of ``X``'s rows.
+        codes: ``[N]`` class index per point into ``classes``.
+        classes: class names (``""`` = unlabelled).
+        name: display name (path) of point i.
+        read: the image file's bytes for point i (raises OSError when not readable).
+        proj_dir: where projections are cached on disk (None: in memory only).
+    """
+
+    fid: str
+    title: str
+    X: np.ndarray
+    norms: np.ndarray
+    codes: np.ndarray
+    classes: tuple[str, ...]
+    name: Callable[[int], str]
+    read: Callable[[int], bytes]
+    proj_dir: Path | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+
+# ---- cached work --------------------------------------------------------------------------------
+@st.cache_resource
+def _jobs() -> JobPool:
+    return JobPool(max_workers=1, max_done=8)
+
+
+@st.cache_resource
+def _progress() -> dict:
+    """(fid, key) -> (done, total, phase) of running background projections."""
+    return {}
+
+
+@st.cache_resource
+def _coords_memo() -> dict:
+    return {}
+
+
+def _sample_size(method: str, n: int) -> int:
+    return n if n <= FULL_FIT_MAX[method] else SAMPLE[method]
+
+
+def _placement(method: str, sample: int, n: int) -> str:
+    """UMAP of a large set: the other points by their nearest sample points (umap-learn's transform
+    would take about 50 minutes for a million points here); PCA and t-SNE: the projector's own."""
+    return "neighbours" if method == "umap" and sample < n else "transform"
+
+
+def _compute(src: MapSource, params: ProjectionParams, sample: int, key: str) -> np.ndarray:
+    prog = _progress()
+    prog[(src.fid, key)] = (0, src.n, f"fitting {METHODS[params.method]} on {sample:,} points")
+
+    place = _placement(params.method, sample, src.n)
+
+    def report(done: int, total: int) -> None:
+        prog[(src.fid, key)] = (done, total, "placing the other points" + (
+            " by their nearest sample points" if place == "neighbours" else " with transform"))
+
+    if src.proj_dir is not None:
+        path = src.proj_dir / f"{key.replace('/', '_').replace('|', '_').replace(' ', '')}.npy"
+        out = cached_projection(path, src.X, params, sample=sample, progress=report, place=place)
+    else:
+        out = project_sampled(src.X, params, sample=sample, progress=report, place=place)
+    prog.pop((src.fid, key), None)
+    return out
+
+
+def _coords(src: MapSource, params: ProjectionParams, sample: int) -> np.ndarray | Future:
+    """The map, from memory, disk, or computed: PCA here, UMAP / t-SNE as a Future."""
+    key = f"{params.key()}|sample={sample}|{_placement(params.method, sample, src.n)}"
+    memo = _coords_memo()
+    if (src.fid, key) in memo:
+        return memo[(src.fid, key)]
+    if params.method == "pca":
+        with st.spinner(f"PCA of {src.n:,} points (fitted on {sample:,}; cached for next time)…"):
+            out = _compute(src, params, sample, key)
+    else:
+        fut = _jobs().submit((src.fid, key), _compute, src, params, sample, key)
+        if not fut.done():
+            return fut
+        out = fut.result()  # raises the fit's error
+    memo[(src.fid, key)] = out
+    while len(memo) > 6:
+        memo.pop(next(iter(memo)))
+    return out
+
+
+@st.cache_resource
+def _decoded() -> OrderedDict:
+    """(fid, point) -> decoded picture (or None: not readable), the last 64: the hover thumbnail, the
+    opened image and the in-map thumbnail of one point share one decode."""
+    return OrderedDict()
+
+
+def _picture(src: MapSource, i: int):
+    memo = _decoded()
+    key = (src.fid, i)
+    if key in memo:
+        memo.move_to_end(key)
+        return memo[key]
+    try:
+        img = decode_image(src.read(i), src.name(i))
+    except (ImageDecodeError, OSError, ValueError):
+        img = None
+    memo[key] = img
+    while len(memo) > 64:
+        memo.popitem(last=False)
+    return img
+
+
+@st.cache_data(max_entries=20_000, show_spinner=False)
+def _thumb_url(fid: str, i: int, side: int, _src: MapSource) -> str | None:
+    """The picture as a JPEG data URL of at most ``side`` px, or None when the file is not readable."""
+    img = _picture(_src, i)
+    return None if img is None else to_data_uri(thumbnail(img, side), "JPEG", quality=80)
+
+
+def _image_or_placeholder(where, src: MapSource, i: int, side: int, caption: str | None = None) -> None:
+    url = _thumb_url(src.fid, i, side, src)
+    if url is None:
+        where.markdown(f"<div style='width:{side}px;height:{side}px;background:#eee;color:#777;display:flex;"
+                       f"align-items:center;justify-content:center;text-align:center;font-size:12px'>"
+                       f"image not readable</div>", unsafe_allow_html=True)
+        if caption:
+            where.caption(caption)
+    else:
+        where.image(url, caption=caption, width=side)
+
+
+# ---- the view -----------------------------------------------------------------------------------
+_lock = threading.Lock()
+
+
+def show_large_map(src: MapSource, height: int = 640) -> None:
+    """Controls, the point map and the opened point's panel for ``src``."""
+    ss = st.session_state
+    if "emb_method" not in ss:
+        ss["emb_method"] = link_param("method") if link_param("method") in METHODS else "pca"
+    if PICK not in ss and (p := link_param("point")) is not None and p.isdigit() and int(p) < src.n:
+        ss[PICK] = (src.fid, int(p))
+    method = st.segmented_control("Projection", list(METHODS), format_func=METHODS.get,
+                                  required=True, key="emb_method",
+                                  help="PCA: linear, exact, seconds. UMAP / t-SNE: non-linear, computed on a "
+                                       "worker thread (PCA is shown meanwhile).")
+    st.query_params["method"] = method
+    sample = _sample_size(method, src.n)
+    params = ProjectionParams(method, n_components=2, metric="cosine", seed=0)
+    if sample < src.n and method == "pca":
+        st.caption(f"PCA axes fitted on a random sample of {sample:,} of the {src.n:,} points (the same axes as a "
+                   f"full fit, to sampling error); every point is projected on them.")
+    elif sample < src.n:
+        how = ("each of the others lands at the weighted mean of its 10 nearest sample points' positions"
+               if _placement(method, sample, src.n) == "neighbours" else "the others are placed by the fitted map")
+        st.caption(f"A full {METHODS[method]} of {src.n:,} points is out of reach on a small machine, so it is fitted "
+                   f"on a random sample of {sample:,} points on a worker thread and {how}. For a million points "
+                   f"this takes minutes on 2 idle cores and up to about 40 minutes on a busy one: the progress is "
+                   f"below, PCA is shown meanwhile, and the result is cached for the next visit.")
+    res = _coords(src, params, sample)
+    shown = method
+    if isinstance(res, Future):
+        key = f"{params.key()}|sample={sample}|{_placement(method, sample, src.n)}"
+        started = ss.setdefault("emb_big_started", {}).setdefault((src.fid, key), time.time())
+
+        @st.fragment(run_every=1.0)
+        def _wait() -> None:
+            if res.done():
+                st.rerun()
+            done, total, phase = _progress().get((src.fid, key), (0, src.n, "queued"))
+            st.progress(min(done / max(total, 1), 1.0),
+                        text=f"{METHODS[method]}: {phase} ({done:,} / {total:,}, {time.time() - started:.0f} s); "
+                             f"showing PCA meanwhile.")
+
+        _wait()
+        shown = "pca"
+        res = _coords(src, ProjectionParams("pca", n_components=2, metric="cosine", seed=0), _sample_size("pca", src.n))
+    coords = np.asarray(res, np.float32)  # [N, 2]
+    _map_fragment(src, coords, f"{src.fid}|{shown}", METHODS[shown], height)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _binary(mkey: str, _coords: np.ndarray, _codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates and codes in the wire types, once per map."""
+    return np.ascontiguousarray(_coords, "<f4"), np.ascontiguousarray(_codes, "<u2")
+
+
+@st.fragment
+def _map_fragment(src: MapSource, coords: np.ndarray, mkey: str, shown: str, height: int) -> None:
+    ss = st.session_state
+    state = map_state(MAP_KEY)
+    click = state.get("click")
+    if isinstance(click, int) and 0 <= click < src.n:
+        ss[PICK] = (src.fid, click)
+    fid_pick = ss.get(PICK)  # (map source, point): a point of another set is not opened here
+    pick = fid_pick[1] if fid_pick and fid_pick[0] == src.fid and 0 <= fid_pick[1] < src.n else None
+    nb = None
+    if pick is not None:
+        memo = ss.get("emb_big_nb")
+        if memo and memo[0] == (src.fid, pick):  # hover / zoom reruns reuse the opened point's neighbours
+            nb = memo[1]
+        else:
+            with _lock:  # one neighbour scan at a time over the shared memory map
+                nb = chunked_cosine_neighbours(np.asarray(src.X[pick], np.float32), src.X, src.norms, k=K,
+                                               exclude=[pick])
+            ss["emb_big_nb"] = ((src.fid, pick), nb)
+    hover = state.get("hover")
+    meta = {
+        "fid": mkey, "n": src.n, "classes": list(src.classes), "colors": class_colours(len(src.classes)),
+        "height": height, "pick": pick, "nbrs": [] if nb is None else nb.indices[0].tolist(),
+        "thumbs": {int(i): _thumb_url(src.fid, int(i), VIEW_PX, src) for i in (state.get("view") or [])[:200]
+                   if 0 <= int(i) < src.n},
+    }
+    if isinstance(hover, int) and 0 <= hover < src.n:
+        meta["hover"] = {"i": hover, "src": _thumb_url(src.fid, hover, HOVER_PX, src), "name": src.name(hover)}
+    if state.get("loaded") != mkey:
+        xy, codes = _binary(mkey, coords, src.codes)
+        payload = pack(meta, xy, codes)
+    else:
+        payload = pack(meta)
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        st.markdown(f"**{shown} map · {src.title}** · {src.n:,} points, {src.X.shape[1]}-D")
+        point_map(payload, key=MAP_KEY, height=height)
+        st.caption("Scroll to zoom, drag to pan: the density view resolves into points and then into the "
+                   "images themselves. Hover for a thumbnail; click to open an image with its nearest neighbours.")
+    with right:
+        if pick is None:
+            if "point" in st.query_params:
+                del st.query_params["point"]
+            st.markdown("Click a point in the map to open that image here with its "
+                        f"{K} nearest neighbours (cosine, full {src.X.shape[1]}-D vectors, exact).")
+            return
+        st.query_params["point"] = str(pick)
+        lab = src.classes[src.codes[pick]] or "(unlabelled)"
+        _image_or_placeholder(st, src, pick, 320)
+        st.markdown(f"**{src.name(pick)}** · class **{lab}** · point {pick:,}")
+        assert nb is not None
+        same = int(sum(src.codes[i] == src.codes[pick] for i in nb.indices[0]))
+        st.caption(f"{same} of {len(nb.indices[0])} nearest neighbours share its class.")
+        cols = st.columns(5)
+        for j, (i, s) in enumerate(zip(nb.indices[0], nb.similarities[0])):
+            i = int(i)
+            c = cols[j % 5]
+            _image_or_placeholder(c, src, i, 96)
+            ok = src.codes[i] == src.codes[pick]
+            c.markdown(f"<div style='font-size:12px;line-height:1.25;word-break:break-all'>"
+                       f"<span style='color:{'#2ca02c' if ok else '#d62728'}'>{src.classes[src.codes[i]] or '—'}</span>"
+                       f"<br>cos <b>{s:.3f}</b></div>", unsafe_allow_html=True)
+
+
+# ---- sources ------------------------------------------------------------------------------------
+@st.cache_resource(max_entries=4, show_spinner="Opening the imported set…")
+def imported_source(name: str, _created: float) -> MapSource:
+    """An imported set (core.io.imports) as a map source: vectors memory-mapped, projections cached
+    beside them."""
+    from core.io.imports import open_imported
+
+    s = open_imported(name)
+    return MapSource(fid=f"imported:{name}:{_created}", title=f"imported set **{name}** ({s.backbone})",
+                     X=s.vectors, norms=np.asarray(s.norms), codes=s.codes, classes=s.classes, name=s.path,
+                     read=lambda i: Path(s.path(i)).expanduser().read_bytes(), proj_dir=s.root / "proj")
+
+
+def features_source(fid: str, title: str, X: np.ndarray, labels: list[str], records) -> MapSource:
+    """Extracted features of a dataset of images as a map source (projections kept in memory)."""
+    classes = tuple(sorted(set(labels)))
+    index = {c: j for j, c in enumerate(classes)}
+    codes = np.fromiter((index[lab] for lab in labels), np.int32, len(labels))
+    return MapSource(fid=fid, title=title, X=X, norms=np.linalg.norm(X, axis=1), codes=codes, classes=classes,
+                     name=lambda i: records[i].name, read=lambda i: records[i].read_bytes())
