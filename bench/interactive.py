@@ -28,8 +28,8 @@ from core import render
 from core.explain.attention import vit_attention
 from core.io.images import decode_image
 from core.models.registry import create_backbone
-from core.segment.similarity import cross_similarity, pixel_to_patch
 from core.segment.click import click_mask
+from core.segment.similarity import cross_similarity, pixel_to_patch
 from core.segment.threshold import threshold_mask
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,8 +21,7 @@ import numpy as np
 
 from core.io.images import load_folder
 from core.models.registry import create_backbone
-from core.segment.quality import composite_stamps, evaluate
-from core.segment.quality import GF, METHODS, REFINED, composite_on_textures
+from core.segment.quality import GF, METHODS, REFINED, composite_on_textures, composite_stamps, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [c for m in METHODS for c in ([m, m + GF] if m in REFINED else [m])]

@@ -38,7 +38,7 @@ FEATURE_KINDS = ("embedding", "patch_tokens", "attention_cls", "logits")
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block) and exit status 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -114,7 +114,7 @@ def _check_backbone_arg(name: str) -> None:
     """A local checkpoint (``timm/<arch>@<file>``, ``open_clip/<arch>@<file>``) must be a checkpoint; any
     other name must be registered or an online pattern."""
     from core.models.registry import check_backbone_name
-    from core.server_policy import check_checkpoint_file
+    from core.io.policy import check_checkpoint_file
 
     check_backbone_name(name)
     if "@" not in name:
@@ -140,6 +140,8 @@ def _validate(args) -> None:
         if bad or not kinds:
             raise CliError(f"--kinds {kinds}: unknown kind(s) {', '.join(bad) or '(empty)'}; "
                            f"choose from {','.join(FEATURE_KINDS)}")
+    if getattr(args, "func", None) is cmd_import:  # --backbone there only names what made the vectors
+        return
     names = [getattr(args, "backbone", None)] + (getattr(args, "backbones", "") or "").split(",")
     for n in names:
         if n and n.strip():
@@ -363,8 +365,7 @@ def _print_indices(cmp) -> None:
 def cmd_evaluate(args) -> int:
     """Accuracy of one classifier on frozen features (core.classify.prototypes, as on the Prototypes page)."""
     from core.classify.evaluation import evaluate
-    from core.classify.tables import classifier_kwargs, eval_summary, evaluate_shots
-    from core.classify.tables import method_label
+    from core.classify.tables import classifier_kwargs, eval_summary, evaluate_shots, method_label
 
     def labelled(folder: str):
         _, fs, failures = _features(argparse.Namespace(**{**vars(args), "images": folder}))

@@ -27,7 +27,7 @@ TITLE_SIZE = 15
 
 def font(size: int = 14) -> ImageFont.ImageFont:
     """Pillow's bundled scalable font at ``size`` px."""
-    return ImageFont.load_default(size=size)
+    return ImageFont.load_default(size=size)  # type: ignore[return-value]  # FreeType when available
 
 
 def fit(image: Image.Image, max_side: int) -> Image.Image:
@@ -37,7 +37,7 @@ def fit(image: Image.Image, max_side: int) -> Image.Image:
     w, h = image.size
     s = max_side / max(w, h)
     # reducing_gap: a large upload is first shrunk by an integer factor (fast), then resampled
-    return image.convert("RGB").resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC, reducing_gap=3.0)
+    return image.convert("RGB").resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -198,7 +198,7 @@ def fast_overlay(base: Image.Image, heat: np.ndarray | torch.Tensor, scale: Colo
         raise ValueError(f"heat must be a finite [h, w] map, got shape {h.shape}")
     span = scale.vmax - scale.vmin
     v = np.clip((h - scale.vmin) / span, 0.0, 1.0) if span > 0 else np.zeros_like(h)
-    levels = Image.fromarray(np.round(v * 255).astype(np.uint8), "L").resize(base.size, Image.BILINEAR)  # [H, W]
+    levels = Image.fromarray(np.round(v * 255).astype(np.uint8), "L").resize(base.size, Image.Resampling.BILINEAR)  # [H, W]
     colours = Image.fromarray(_lut(scale.cmap)[np.asarray(levels)], "RGB")
     return Image.blend(base.convert("RGB"), colours, alpha)
 
@@ -294,9 +294,9 @@ def palette(k: int) -> np.ndarray:
     import matplotlib
 
     if k <= 10:
-        cols = matplotlib.colormaps["tab10"].colors[:k]
+        cols = matplotlib.colormaps["tab10"].colors[:k]  # type: ignore[attr-defined]  # a ListedColormap
     elif k <= 20:
-        cols = matplotlib.colormaps["tab20"].colors[:k]
+        cols = matplotlib.colormaps["tab20"].colors[:k]  # type: ignore[attr-defined]  # a ListedColormap
     else:
         cols = [matplotlib.colormaps["hsv"](i / k)[:3] for i in range(k)]
     return (np.asarray(cols) * 255).round().astype(np.uint8)

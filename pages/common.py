@@ -16,11 +16,6 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core.models.base import Backbone
-from core.models.registry import create_backbone, list_backbones
-from core.models.extract import FeatureSet, extract_features
-from core.models.layers import Layer
-
 from core.errors import BackboneLensError, ImageDecodeError
 from core.io.images import (
     Dataset,
@@ -33,7 +28,11 @@ from core.io.images import (
 )
 from core.io.imports import list_imported
 from core.io.store import FeatureStore
-from core.server_policy import PolicyError, ServerPolicy
+from core.models.base import Backbone
+from core.models.extract import FeatureSet, extract_features
+from core.models.layers import Layer
+from core.models.registry import create_backbone, list_backbones
+from core.io.policy import PolicyError, ServerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_STAMPS = ROOT / "sample_data" / "stamps"
@@ -477,7 +476,8 @@ def sidebar(page_default: str) -> Selection:
     name = backbone_picker(page_default)
     backbone = load_backbone_or_stop(name)
     spec = backbone.spec
-    sizes = [spec.input_size] if spec.fixed_size else sorted({spec.input_size, *(s for s in (224, 256, 320, 448) if s % spec.size_multiple == 0)})
+    sizes = [spec.input_size] if spec.fixed_size else sorted(
+        {spec.input_size, *(s for s in (224, 256, 320, 448) if s % spec.size_multiple == 0)})
     size = st.sidebar.selectbox("Input size (px)", sizes, index=sizes.index(spec.input_size), key=f"size_{name}",
                                 help="Larger inputs give a finer patch grid (448 on the ViT: 32x32 patches).")
     layer_opts = ["default"] + list(range(spec.num_layers))

@@ -25,18 +25,25 @@ from core.compare.layers import LAYER_POOLS, layer_cka_between, layer_features
 from core.compare.metrics import best_per_column, columns
 from core.compare.speed import Speed, measure_speed
 from core.errors import BackboneLensError
-from core.io.images import thumbnail
-from core.geometry.neighbours import neighbours_of_row
-from core.projection.projectors import ProjectionParams, available_methods, method_label, project
-from core.render import ColorScale
 from core.explain.inputs import image_tokens
 from core.explain.prototype_maps import PrototypeSet
-from core.segment.similarity import pixel_to_patch
+from core.geometry.neighbours import neighbours_of_row
+from core.io.images import thumbnail
+from core.projection.projectors import ProjectionParams, available_methods, method_label, project
+from core.render import ColorScale
 from core.segment.click import click_mask
-from pages.common import (CLASS_DEFAULT, PATCH_DEFAULT, features, get_backbone, load_backbone_or_stop,
-                          offline_backbone_names, show_failures, sidebar)
-from pages.compare_views import (OTHER, SAME, NEUTRAL, agreement_scatter, captioned_thumb, cka_heatmap,
-                                 embedding_scatter, thumb_grid)
+from core.segment.similarity import pixel_to_patch
+from pages.common import (
+    CLASS_DEFAULT,
+    PATCH_DEFAULT,
+    features,
+    get_backbone,
+    load_backbone_or_stop,
+    offline_backbone_names,
+    show_failures,
+    sidebar,
+)
+from pages.compare_views import NEUTRAL, OTHER, SAME, agreement_scatter, captioned_thumb, cka_heatmap, embedding_scatter, thumb_grid
 
 DEFAULT_SET = [CLASS_DEFAULT, PATCH_DEFAULT]
 MAX_BACKBONES = 4

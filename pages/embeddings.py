@@ -19,12 +19,11 @@ import streamlit as st
 from PIL import Image
 
 from core import render
-from core.projection.jobs import JobPool
 from core.errors import ImageDecodeError
-from core.io.images import ImageRecord, thumbnail
 from core.geometry.neighbours import cosine_neighbours, neighbour_vote, projection_table
-from core.projection.projectors import (Projector, ProjectionParams, available_methods, axis_titles, make_projector,
-                                        method_label)
+from core.io.images import ImageRecord, thumbnail
+from core.projection.jobs import JobPool
+from core.projection.projectors import ProjectionParams, Projector, available_methods, axis_titles, make_projector, method_label
 from pages.common import CLASS_DEFAULT, checked_uploads, features, link_param, show_failures, sidebar
 from pages.components.large_map import features_source, imported_source, show_large_map
 

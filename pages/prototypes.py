@@ -16,21 +16,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import render
+from core.classify.classifiers import classifier_info, classifier_names
 from core.classify.evaluation import few_shot_curve
 from core.classify.incremental import class_incremental, class_order
 from core.classify.margins import PrototypeDistances, misclassified, new_image_distances, prototype_distances
-from core.classify.tables import teen_alpha_sweep, teen_repeated, zero_shot_mix_curve
+from core.classify.ood import OOD_SCORES, ood_scores, unknown_class_ood
+from core.classify.tables import evaluate_methods, method_label, teen_alpha_sweep, teen_repeated, two_regimes, zero_shot_mix_curve
 from core.classify.teen import max_new_class_shots
+from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
 from core.errors import ImageDecodeError
-from core.classify.tables import (evaluate_methods, method_label, two_regimes)
+from core.geometry.vectors import METRICS
 from core.io.images import ImageRecord, thumbnail
 from core.projection.projectors import ProjectionParams, make_projector
-from core.classify.classifiers import classifier_info, classifier_names
-from core.classify.ood import OOD_SCORES, ood_scores, unknown_class_ood
-from core.classify.zeroshot import CLIP_TEMPLATES, prompt_prototypes
-from core.geometry.vectors import METRICS
-from pages.common import (CLASS_DEFAULT, checked_uploads, choose_backbone, features, get_backbone, show_failures,
-                          sidebar)
+from pages.common import CLASS_DEFAULT, checked_uploads, choose_backbone, features, get_backbone, show_failures, sidebar
 
 TABS = ["Prototypes", "Classifiers", "Few-shot", "Class-incremental", "TEEN", "Zero-shot", "Out-of-distribution",
         "Classify an upload"]

@@ -281,7 +281,8 @@ with tabs["Grad-CAM"]:
             panels = [render.heat_panel(pic.image, v, scale, alpha=alpha, title=k, max_side=PANEL) for k, v in maps.items()]
             st.image(render.row(panels, scale))
             st.caption(f"Target: **{target.label}**; target layer: `{', '.join(cam_layer_names(b))}` "
-                       f"({f'patch tokens, prefix tokens dropped, reshaped to the {h}x{w} grid' if spec.family != 'cnn' else f'the {h}x{w} feature map'}).")
+                       + (f"(patch tokens, prefix tokens dropped, reshaped to the {h}x{w} grid)." if spec.family != "cnn"
+                          else f"(the {h}x{w} feature map)."))
             for k, v in maps.items():
                 _warn_empty(k, v)
             cols = st.columns(len(maps) + 1)

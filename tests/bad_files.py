@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-MAX_PIXELS = 40_000_000      # the server's default limit (core.server_policy.Limits)
+MAX_PIXELS = 40_000_000      # the server's default limit (core.io.policy.Limits)
 MAX_FILE_BYTES = 2 * 2**20   # small, so one file of the corpus passes it
 IGNORED = ("folder.png", ".hidden.png", "notes.txt", "__MACOSX/._a.png", "README")
 PATH_ONLY = ("fifo.png", "devzero.png", "socket.png", "escape.png", "dangling.png", "link_ok.png", "unreadable.png")

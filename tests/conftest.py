@@ -31,7 +31,7 @@ def _session_cache(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def _data_roots(tmp_path_factory):
     """Tests build datasets under pytest's temp folder: make it a data root of the app's policy
-    (core.server_policy), as an operator would with BACKBONE_LENS_DATA_ROOTS."""
+    (core.io.policy), as an operator would with BACKBONE_LENS_DATA_ROOTS."""
     base = str(tmp_path_factory.getbasetemp())
     old = os.environ.get("BACKBONE_LENS_DATA_ROOTS")
     os.environ["BACKBONE_LENS_DATA_ROOTS"] = base if not old else os.pathsep.join([old, base])

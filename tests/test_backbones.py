@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.models.registry import create_backbone, list_backbones, register_backbone
 from core.errors import UnknownBackboneError, UnsupportedOperationError, WeightsUnavailableError
+from core.models.registry import create_backbone, list_backbones, register_backbone
 from tests.conftest import scene
 
 OFFLINE = [e.name for e in list_backbones() if e.offline]
@@ -74,7 +74,8 @@ def test_shapes_at_two_sizes(name, get_backbone):
     for size in SIZES[name]:
         x = torch.randn(2, 3, size, size)
         h, w = spec.grid(size)
-        want = ["embedding", "patch_tokens"] + (["logits"] if spec.has_classifier else []) + (["attention_cls"] if spec.has_attention else [])
+        want = (["embedding", "patch_tokens"] + (["logits"] if spec.has_classifier else [])
+                + (["attention_cls"] if spec.has_attention else []))
         out = b.extract(x, want=want)
         assert out["embedding"].shape[0] == 2 and out["embedding"].ndim == 2
         assert out["patch_tokens"].shape[:3] == (2, h, w)

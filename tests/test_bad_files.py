@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 from core.io.images import TooManyFilesError, load_folder, load_uploads
-from core.server_policy import ServerPolicy
+from core.io.policy import ServerPolicy
 from tests.bad_files import (
     IGNORED,
     MAX_FILE_BYTES,

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cli import main
 from core.classify.classifiers import classifier_names
 from core.classify.evaluation import evaluate, few_shot_curve
+from core.cli import main
 from tests.conftest import SCENES, STAMPS
 
 EXE = shutil.which("backbone-lens", path=str(Path(sys.executable).parent)) or "backbone-lens"
@@ -22,9 +22,9 @@ EXE = shutil.which("backbone-lens", path=str(Path(sys.executable).parent)) or "b
 
 @pytest.fixture(scope="module")
 def stamp_features(get_backbone):
-    from core.models.extract import extract_features
     from core.io.images import load_folder
     from core.io.store import FeatureStore
+    from core.models.extract import extract_features
 
     fs = extract_features(get_backbone("mobilenetv2"), load_folder(STAMPS).records, store=FeatureStore())
     return fs["embedding"], np.asarray(fs.labels)

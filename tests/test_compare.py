@@ -1,4 +1,5 @@
-"""core.compare (comparison, metrics, speed, agreement, layers): the metrics are core.classify.prototypes' (one implementation), CKA, agreement, speed, nearest
+"""core.compare (comparison, metrics, speed, agreement, layers): the metrics are core.classify's
+(one implementation), CKA, agreement, speed, nearest
 neighbours, saliency choice, layer-by-layer features (timm's one-pass path equals the contract), and the
 `backbone-lens compare` command. Tiny random-init timm models keep the fast tests fast; the real offline
 backbones run in the tests marked slow."""
@@ -15,15 +16,15 @@ import pytest
 import torch
 from sklearn.metrics import silhouette_score
 
+from core.classify.evaluation import evaluate, few_shot_curve
 from core.compare import agreement as CA
 from core.compare import comparison as C
 from core.compare import layers as CL
 from core.compare import metrics as CM
 from core.compare import speed as CS
-from core.models.base import Backbone
 from core.compare.cka import cka_matrix, layer_cka, linear_cka
+from core.models.base import Backbone
 from core.models.extract import ExtractStats, FeatureSet, extract_features
-from core.classify.evaluation import evaluate, few_shot_curve
 from tests.conftest import STAMPS
 
 TINY_VIT, TINY_CNN, TINY_HEADLESS = "tiny_vit_test", "tiny_cnn_test", "tiny_cnn_headless_test"
@@ -34,8 +35,8 @@ def tiny_backbone(name: str) -> Backbone:
     """A seeded random-init timm test model: a 6-block ViT, a CNN with a head, or a CNN without one."""
     import timm
 
-    from core.models.timm_backbone import TimmBackbone, timm_spec_fields
     from core.models.spec import BackboneSpec
+    from core.models.timm_backbone import TimmBackbone, timm_spec_fields
 
     arch, kw = {TINY_VIT: ("test_vit", {}), TINY_CNN: ("test_efficientnet", {}),
                 TINY_HEADLESS: ("test_efficientnet", {"num_classes": 0})}[name]

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 import core.io.hashing
-from core.models import dinov2_onnx as d
 from core.errors import WeightsUnavailableError
+from core.models import dinov2_onnx as d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +85,6 @@ def onnx_backbone(onnx_path):
     """A callable x[N,3,S,S] -> the ONNX graph's layernormed backbone tokens [N, 1+h*w, 384]."""
     import onnx
     from onnx.reference import ReferenceEvaluator
-
     from onnx.reference.op_run import OpRun
 
     # onnx's own Erf (np.vectorize over math.erf) and Softmax (single-threaded exp) take most of

@@ -70,7 +70,8 @@ def test_import_csv_vector_column_and_vector_i_columns(tmp_path):
     pd = pytest.importorskip("pandas")
     paths, labels, V = _table(n=20, d=5)
     a = tmp_path / "a.csv"
-    pd.DataFrame({"path": paths, "label": labels, "vector": ["[" + ", ".join(f"{x:.8g}" for x in r) + "]" for r in V]}).to_csv(a, index=False)
+    vectors = ["[" + ", ".join(f"{x:.8g}" for x in r) + "]" for r in V]
+    pd.DataFrame({"path": paths, "label": labels, "vector": vectors}).to_csv(a, index=False)
     _check_set(import_table(a, cache=tmp_path), paths, labels, V.astype(np.float32))
     b = tmp_path / "b.csv"
     pd.DataFrame({"path": paths, "label": labels, **{f"vector_{j}": V[:, j] for j in range(5)}}).to_csv(b, index=False)

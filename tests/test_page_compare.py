@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.classify.evaluation import evaluate
 from core.compare import indices as I
 from core.models.extract import extract_features
-from core.classify.evaluation import evaluate
 from tests.conftest import ROOT, SCREENSHOTS, STAMPS, wait_idle
 from tests.test_compare import TINY_CNN, TINY_HEADLESS, TINY_VIT, tiny_backbone, tiny_registered
 

@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.projection.jobs import JobPool
-from core.classify.tables import (evaluate_shots, nearest_wrong_prototypes, prototype_exemplars, teen_repeated,
-                             train_indices, zero_shot_mix_curve)
-from core.geometry.neighbours import cosine_neighbours, projection_table
 from core.classify.classifiers import classifier_names
 from core.classify.evaluation import evaluate, few_shot_curve
 from core.classify.prototypes import class_prototypes
+from core.classify.tables import (
+    evaluate_shots,
+    nearest_wrong_prototypes,
+    prototype_exemplars,
+    teen_repeated,
+    train_indices,
+    zero_shot_mix_curve,
+)
 from core.classify.teen import teen_experiment
+from core.geometry.neighbours import cosine_neighbours, projection_table
 from core.geometry.vectors import distances
+from core.projection.jobs import JobPool
 from tests.conftest import ROOT, SCENES, SCREENSHOTS, wait_idle
 
 EMBEDDINGS = str(ROOT / "pages" / "embeddings.py")
@@ -180,9 +186,9 @@ def test_prototypes_page_every_tab():
     table = at.dataframe[0].value
     names = classifier_names()
     assert list(table.protocol) == ["split"] * len(names) and list(table.n_test) == [16] * len(names)
-    from core.models.registry import create_backbone
-    from core.models.extract import extract_features
     from core.io.images import load_folder
+    from core.models.extract import extract_features
+    from core.models.registry import create_backbone
 
     fs = extract_features(create_backbone("mobilenetv2"), load_folder(ROOT / "sample_data" / "stamps").records)
     ref = [evaluate(fs["embedding"], fs.labels, m).accuracy for m in names]

@@ -1,4 +1,5 @@
-"""core.explain (attention, cam, prototype maps, faithfulness) and core.render: rollout on REAL attention against the formula, Grad-CAM maps against
+"""core.explain (attention, cam, prototype maps, faithfulness) and core.render: rollout on REAL attention against
+the formula, Grad-CAM maps against
 pytorch-grad-cam used directly (and Grad-CAM against its formula), prototypes, faithfulness, and that
 the shared model is left as it was. Fast tests use a tiny random ViT with register tokens."""
 from __future__ import annotations

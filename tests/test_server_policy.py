@@ -1,4 +1,4 @@
-"""core.server_policy: what a browser user of a shared server may read and load."""
+"""core.io.policy: what a browser user of a shared server may read and load."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.server_policy import (
+from core.io.policy import (
     ENV_ALLOW_ANY_MODEL,
     ENV_DATA_ROOTS,
     ENV_MAX_FILES,

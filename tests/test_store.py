@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from core.models.extract import extract_features
 from core.io.images import ImageRecord, load_folder
 from core.io.store import FeatureKey, FeatureStore
+from core.models.extract import extract_features
 from tests.conftest import ROOT, STAMPS
 
 

@@ -156,7 +156,7 @@ def evaluate(
 
     if X_test is not None:
         Xt = as_features(X_test, "X_test")
-        yt = as_labels(y_test, len(Xt), "y_test")
+        yt = as_labels(y_test, len(Xt), "y_test")  # type: ignore[arg-type]  # given with X_test (checked above)
         if Xt.shape[1] != X.shape[1]:
             raise ValueError(f"X_test has D={Xt.shape[1]} but X has D={X.shape[1]}")
         protocol: Protocol = "given"

@@ -105,7 +105,7 @@ def class_incremental(
     if X_test is not None:
         Xtr, ytr = X, y
         Xte = as_features(X_test, "X_test")
-        yte = as_labels(y_test, len(Xte), "y_test")
+        yte = as_labels(y_test, len(Xte), "y_test")  # type: ignore[arg-type]  # given with X_test (checked above)
         if Xte.shape[1] != X.shape[1]:
             raise ValueError(f"X_test has D={Xte.shape[1]} but X has D={X.shape[1]}")
         protocol: Protocol = "given"

@@ -290,8 +290,8 @@ def zero_shot_mix_curve(
     """
     E = np.asarray(image_emb)
     y = np.asarray(y)
-    classes = np.asarray(classes)
-    if not np.array_equal(classes, np.unique(y)):
+    class_arr = np.asarray(classes)
+    if not np.array_equal(class_arr, np.unique(y)):
         raise ValueError("classes must be the sorted unique labels of y (the text-prototype order)")
     nmc = evaluate(E, y, "nmc", test_size=test_size, seed=seed, metric="cosine")
     if nmc.protocol != "split":
@@ -301,7 +301,7 @@ def zero_shot_mix_curve(
     _, P_img = class_prototypes(E[tr], y[tr])  # [K, D] in sorted class order
     rows = []
     for m in mixes:
-        pred = classes[zero_shot(E[te], text_protos, P_img, float(m))]
+        pred = class_arr[zero_shot(E[te], text_protos, P_img, float(m))]
         rows.append({"mix": float(m), "accuracy": float(np.mean(pred == y[te])), "n_test": len(te)})
     return pd.DataFrame(rows), nmc
 

@@ -127,14 +127,14 @@ def teen_experiment(
             raise ValueError(f"class {c!r} has only {len(idx)} training images after the split, "
                              f"fewer than k_shot={k_shot}")
         P_new.append(X[rng.choice(idx, k_shot, replace=False)].astype(np.float64).mean(axis=0))
-    P_new = np.stack(P_new)  # [K, D]
+    P_new_arr = np.stack(P_new)  # [K, D]
     labels = np.concatenate([base, new])  # [B + K]
 
     Xte, yte = X[te], y[te]
     is_base_te = np.isin(yte, base)
     out: dict[str, Any] = {}
-    for name, P in (("plain", np.vstack([P_base, P_new])),
-                    ("calibrated", np.vstack([P_base, teen_calibrate(P_base, P_new, alpha, tau)]))):
+    for name, P in (("plain", np.vstack([P_base, P_new_arr])),
+                    ("calibrated", np.vstack([P_base, teen_calibrate(P_base, P_new_arr, alpha, tau)]))):
         correct = labels[np.argmin(distances(Xte, P, "cosine"), axis=1)] == yte
         out[name] = {"base": float(correct[is_base_te].mean()),
                      "new": float(correct[~is_base_te].mean()),

@@ -52,6 +52,8 @@ def prompt_prototypes(
         if len(E) != len(classes):
             raise ValueError(f"encode_text returned {len(E)} rows for {len(classes)} texts")
         acc = l2_normalize(E) if acc is None else acc + l2_normalize(E)
+    if acc is None:
+        raise ValueError("give at least one prompt template")
     return l2_normalize(acc / len(templates))
 
 

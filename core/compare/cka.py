@@ -69,7 +69,7 @@ def linear_cka(X: np.ndarray | torch.Tensor, Y: np.ndarray | torch.Tensor) -> fl
     Y = Y - Y.mean(axis=0, keepdims=True)  # [N, D2]
     if X.shape[0] < max(X.shape[1], Y.shape[1]):
         # Gram form is cheaper when N < D: ||Y^T X||_F^2 = <X X^T, Y Y^T>_F
-        return _cka_from_centered_grams(X @ X.T, Y @ Y.T)
+        return _cka_from_centered_grams(np.asarray(X @ X.T), np.asarray(Y @ Y.T))
     hsic = np.linalg.norm(Y.T @ X) ** 2  # Frobenius
     nx, ny = np.linalg.norm(X.T @ X), np.linalg.norm(Y.T @ Y)
     if nx < _EPS or ny < _EPS:

@@ -247,7 +247,8 @@ class _Cknna:
 
     @staticmethod
     def _ratio(kl: tuple, kk: tuple, ll: tuple, w: np.ndarray) -> float:
-        a, b, c = _sparse_hsic(*kl, w), _sparse_hsic(*kk, w), _sparse_hsic(*ll, w)
+        a, b, c = (_sparse_hsic(kl[0], kl[1], kl[2], w), _sparse_hsic(kk[0], kk[1], kk[2], w),
+                   _sparse_hsic(ll[0], ll[1], ll[2], w))
         return a / np.sqrt(b * c) if b > 0 and c > 0 else float("nan")
 
     def value(self, w: np.ndarray) -> float:

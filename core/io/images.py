@@ -44,10 +44,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageOps
 
-from core.errors import ImageDecodeError
+from core.errors import BackboneLensError, ImageDecodeError
 from core.io.hashing import FileFacts, FileIndex, sha256_hex
 from core.io.paths import cache_dir
-from core.errors import BackboneLensError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -317,7 +316,7 @@ def _open_loaded(data: bytes, name: str, max_pixels: int, draft: int | None = No
             raise ImageDecodeError(name, f"truncated or corrupt image data ({_describe(e)})") from e
 
         try:
-            im = ImageOps.exif_transpose(im)
+            im = ImageOps.exif_transpose(im)  # type: ignore[assignment]
         except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
             pass  # malformed EXIF: keep the stored orientation rather than failing the image
     for msg in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):  # each once, named

@@ -355,7 +355,8 @@ class TSNEProjector(Projector):
 
     def _transform(self, Z: np.ndarray, X: np.ndarray) -> np.ndarray:
         p = self.params
-        return place_by_neighbours(X, self._X_ref, self.embedding_, k=p.n_neighbors, metric=p.metric)
+        return place_by_neighbours(X, self._X_ref, self.embedding_, k=p.n_neighbors,
+                                   metric="euclidean" if p.metric == "euclidean" else "cosine")
 
 
 def place_by_neighbours(
