@@ -27,12 +27,12 @@ from core.io.images import (
     load_uploads,
 )
 from core.io.imports import list_imported
+from core.io.policy import PolicyError, ServerPolicy
 from core.io.store import FeatureStore
 from core.models.base import Backbone
 from core.models.extract import FeatureSet, extract_features
 from core.models.layers import Layer
 from core.models.registry import create_backbone, list_backbones
-from core.io.policy import PolicyError, ServerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_STAMPS = ROOT / "sample_data" / "stamps"

@@ -243,7 +243,8 @@ with left:
     kind = k1.radio("Kernel", ["linear", "rbf"], horizontal=True, key="cmp_cka_kind",
                     format_func=lambda k: {"linear": "linear CKA", "rbf": "RBF CKA"}[k],
                     help="Linear CKA (Kornblith et al. 2019) of the global embeddings on the same images; RBF: "
-                         "Gaussian kernels, bandwidth = a fraction of the median pairwise distance.")
+                         "Gaussian kernels, bandwidth = a fraction of the median off-diagonal pairwise distance "
+                         "(Kornblith et al.'s code takes the median over all pairs, zeros included: docs/METHODS.md).")
     sigma = k2.slider("RBF bandwidth (× median distance)", 0.1, 2.0, 0.5, 0.1, key="cmp_cka_sigma",
                       disabled=kind != "rbf")
     M = _cka(key_names, sel.dataset_key, kind, sigma, fsets)

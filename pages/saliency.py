@@ -265,6 +265,9 @@ with tabs["Attention"]:
                                          title=f"rollout: {fusion}, discard {discard:.2f}, from block {start}",
                                          max_side=BIG)
                 st.image(fig)
+                st.caption("Abnar & Zuidema's rollout is mean fusion, discard 0, from block 0 (set those to "
+                           "reproduce the paper); the defaults here (discard 0.9, from the middle block) follow the "
+                           "vit-explain heuristic, which keeps DINOv2's artifact tokens out (docs/METHODS.md).")
                 _download(fig, f"{stem}_rollout_{fusion}_{discard:.2f}_{start}.png", key="dl_roll")
 
 # -- Grad-CAM family ---------------------------------------------------------------------------------
@@ -299,7 +302,9 @@ with tabs["Prototype maps"]:
         layer = b.resolve_layer(sel.layer)
         st.caption(f"Cosine similarity of every patch token of block {layer} (sidebar 'Layer') to the class means "
                    "of the dataset's global embeddings of the same block, for the class the nearest-mean classifier "
-                   "picks (A) and the runner-up (B). A − B shows which parts pull the picture towards A.")
+                   "picks (A) and the runner-up (B). A − B shows which parts pull the picture towards A. Training-free "
+                   "(not ProtoPNet's learned part prototypes); on a ViT the class means are of the CLS token, "
+                   "compared with patch tokens, a different token type (docs/METHODS.md).")
         protos = _prototypes(sel, layer, pic.sha256)
         if protos is not None:
             rank = protos.ranking(_tokens(spec.name, pic.sha256, size, layer, pic.image)[1])  # nearest first

@@ -78,7 +78,7 @@ sel = sidebar(PATCH_DEFAULT)
 b = get_backbone(sel.backbone)
 spec = b.spec
 size = sel.size or spec.input_size
-layer = b.resolve_layer(-1 if sel.layer is None else sel.layer)
+layer = b.resolve_layer(sel.layer, "patch_tokens")
 st.title("Segmentation")
 caption = st.empty()
 pic = pick_image(sel, "seg")
@@ -86,7 +86,9 @@ tokens = _tokens(spec.name, pic.sha256, size, layer, pic.image)  # [h, w, D]
 grid = tokens.shape[:2]  # from the tokens: a CNN's earlier stages have finer grids than spec.grid(size)
 caption.caption(f"From the patch tokens of {'block' if spec.family != 'cnn' else 'stage'} {layer} of **{spec.name}** "
                 f"at {size} px: a {grid[0]}x{grid[1]} grid. Sidebar: 'Layer' (intermediate blocks segment parts, late "
-                "blocks whole objects) and 'Input size' (448 px gives a 32x32 grid on the ViT).")
+                "blocks whole objects) and 'Input size' (448 px gives a 32x32 grid on the ViT). Block outputs at "
+                "stride = patch size; Amir et al.'s deep-ViT-features use the last block's attention keys at "
+                "stride 4 (docs/METHODS.md).")
 records = {r.name: r for r in sel.dataset.records if r.sha256 != pic.sha256}  # name -> record
 c1, c2, c3 = st.columns([6, 2, 2])
 other_names = c1.multiselect("Other images (similarity to the clicked patch, co-segmentation)", list(records),

@@ -42,7 +42,7 @@ ENV_MAX_FILE_MB = "BACKBONE_LENS_MAX_FILE_MB"
 ENV_MAX_FILES = "BACKBONE_LENS_MAX_FILES"
 ENV_MAX_MODELS = "BACKBONE_LENS_MAX_MODELS"
 
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 _CHECKPOINT_PREFIXES = ("timm/", "open_clip/")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
