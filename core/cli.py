@@ -113,8 +113,8 @@ def _check_images_arg(flag: str, value: str) -> None:
 def _check_backbone_arg(name: str) -> None:
     """A local checkpoint (``timm/<arch>@<file>``, ``open_clip/<arch>@<file>``) must be a checkpoint; any
     other name must be registered or an online pattern."""
-    from core.models.registry import check_backbone_name
     from core.io.policy import check_checkpoint_file
+    from core.models.registry import check_backbone_name
 
     check_backbone_name(name)
     if "@" not in name:
@@ -574,10 +574,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     old_show = warnings.showwarning
+    old_cache = os.environ.get(ENV_VAR)
     warnings.showwarning = _show_warning
     try:
         _validate(args)
-        if args.cache:
+        if args.cache:  # for this command only: main() called in-process must not move the caller's cache
             os.environ[ENV_VAR] = args.cache
         return args.func(args)
     except MemoryError:
@@ -588,6 +589,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         warnings.showwarning = old_show
+        if old_cache is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = old_cache
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from core.io.images import (
     load_uploads,
 )
 from core.io.imports import list_imported
+from core.io.paths import cache_dir
 from core.io.policy import PolicyError, ServerPolicy
 from core.io.store import FeatureStore
 from core.models.base import Backbone
@@ -291,10 +292,14 @@ IMPORTED = "imported:"  # dataset radio value (and Selection.dataset_label) pref
 
 
 @st.cache_data(ttl=5, show_spinner=False)
+def _imported_sets_in(cache: str) -> dict[str, int]:
+    """Imported set name -> number of points in the cache folder ``cache`` (re-listed every few
+    seconds: `backbone-lens import` may add one while the app runs)."""
+    return {s.name: s.n for s in list_imported(cache)}
+
+
 def _imported_sets() -> dict[str, int]:
-    """Imported set name -> number of points (re-listed every few seconds: `backbone-lens import`
-    may add one while the app runs)."""
-    return {s.name: s.n for s in list_imported()}
+    return _imported_sets_in(str(cache_dir()))
 
 
 def _apply_link() -> None:

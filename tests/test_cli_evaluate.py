@@ -101,7 +101,7 @@ def test_clear_errors(capsys, tmp_path):
     assert main(["evaluate", "--backbone", "mobilenetv2", "--train", str(SCENES)]) == 2
     assert "one subfolder per class" in capsys.readouterr().err  # a flat, unlabelled folder
     assert main(["evaluate", "--backbone", "mobilenetv2", "--train", str(tmp_path / "missing")]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "no such folder" in capsys.readouterr().err
 
 
 def test_evaluate_rejects_an_unknown_method(capsys):
