@@ -12,46 +12,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, link_converted_weights, start_app
+
 FRAME = "iframe[title^='streamlit_image_coordinates']"
 IMAGE_READY = """([sel, old]) => {
     const f = document.querySelector(sel);
     const i = f && f.contentDocument && f.contentDocument.getElementById('image');
     return !!i && i.src !== old && i.complete && i.naturalWidth > 0 ? i.src : false;
 }"""
-
-
-def _serve(app: Path, cache: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=app.parent, stdout=open(cache / "streamlit.log", "w"), stderr=subprocess.STDOUT,
-        env={**os.environ, "BACKBONE_LENS_CACHE": str(cache)})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(180):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("streamlit did not start: " + (cache / "streamlit.log").read_text()[-2000:])
 
 
 def _idle(page, timeout: int = 600_000) -> None:
@@ -70,13 +43,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
-        weights = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backbone-lens" / "weights"
-        if weights.is_dir():  # converted weights are derived from the package file: reuse them
-            (cache / "weights").symlink_to(weights, target_is_directory=True)
-        proc, url = _serve(args.app.resolve(), cache)
+        link_converted_weights(cache)
+        proc, url = start_app(cache, args.app.resolve())
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                 page = browser.new_page(viewport={"width": 1400, "height": 1300})
                 page.goto(url)
                 nav = page.get_by_test_id("stSidebarNav").get_by_text("Segmentation", exact=True)

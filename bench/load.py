@@ -21,22 +21,17 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, link_converted_weights, start_app
+
 STAMPS = ROOT / "sample_data" / "stamps"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOME_TEXT = "See what pretrained vision backbones see"
 IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 PAGE_TIMEOUT_MS = 600_000
@@ -49,30 +44,6 @@ class UserResult:
     ok: bool = False
     latencies: dict[str, float] = field(default_factory=dict)
     error: str = ""
-
-
-def _start_server(cache: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    weights = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backbone-lens" / "weights"
-    if weights.is_dir():
-        (cache / "weights").symlink_to(weights, target_is_directory=True)
-    env = {**os.environ, "BACKBONE_LENS_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=open(cache / "server.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(180):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("the server did not start: " + (cache / "server.log").read_text()[-2000:])
 
 
 class _RssSampler(threading.Thread):
@@ -202,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         url, pid = args.url, args.pid
     else:
         (workdir / "cache").mkdir()
-        proc, url = _start_server(workdir / "cache")
+        link_converted_weights(workdir / "cache")
+        proc, url = start_app(workdir / "cache")
         pid = proc.pid
     sampler = _RssSampler(pid) if pid else None
     if sampler:

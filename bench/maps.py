@@ -22,21 +22,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, start_app
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 
 
 def synthetic_parquet(path: Path, n: int, dim: int = 384, classes: int = 24, seed: int = 0,
@@ -68,33 +62,6 @@ def synthetic_parquet(path: Path, n: int, dim: int = 384, classes: int = 24, see
     finally:
         if writer is not None:
             writer.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(cache: Path) -> tuple[subprocess.Popen, str]:
-    import urllib.request
-
-    port = _free_port()
-    log = open(cache / "streamlit.log", "w")
-    env = {**os.environ, "BACKBONE_LENS_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-                             "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(180):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("streamlit did not start: " + (cache / "streamlit.log").read_text()[-2000:])
 
 
 # JavaScript run in the page: the point map object lives on the component's shadow root.
