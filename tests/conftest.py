@@ -58,6 +58,24 @@ def get_backbone():
     return get
 
 
+def tiny_timm_backbone(arch: str, name: str, **kw):
+    """A seeded random-init timm model as a backbone; its weights identity is the hash of its tensors."""
+    import hashlib
+
+    import timm
+    import torch
+
+    from core.models.spec import BackboneSpec
+    from core.models.timm_backbone import TimmBackbone, timm_spec_fields
+
+    torch.manual_seed(0)
+    m = timm.create_model(arch, pretrained=False, **kw)
+    digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest()
+    spec = BackboneSpec(name=name, source="local", architecture=arch, weights_name="random-init",
+                        weights_sha256=digest, **timm_spec_fields(m))
+    return TimmBackbone(m, spec)
+
+
 @pytest.fixture(scope="session")
 def stamps():
     from core.io.images import load_folder

@@ -3,11 +3,8 @@ random models, each map against its own definition written out, the shared rules
 target, one rollout default), and ROAD against pytorch-grad-cam's own classes."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
-import timm
 import torch
 from PIL import Image
 from pytorch_grad_cam import GradCAM
@@ -42,18 +39,13 @@ from core.explain.registry import (
 )
 from core.explain.targets import CamTarget, default_target
 from core.models.base import tokens_to_grid
-from core.models.spec import BackboneSpec
-from core.models.timm_backbone import TimmBackbone, timm_spec_fields
+from core.models.timm_backbone import TimmBackbone
+from tests.conftest import tiny_timm_backbone
 from tests.test_saliency import rollout_formula
 
 
 def _tiny(arch: str, **kw) -> TimmBackbone:
-    torch.manual_seed(0)
-    m = timm.create_model(arch, pretrained=False, **kw)
-    digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest()
-    spec = BackboneSpec(name=f"tiny_{arch}_{len(kw)}", source="local", architecture=arch, weights_name="random-init",
-                        weights_sha256=digest, **timm_spec_fields(m))
-    return TimmBackbone(m, spec)
+    return tiny_timm_backbone(arch, f"tiny_{arch}_{len(kw)}", **kw)
 
 
 @pytest.fixture(scope="module")

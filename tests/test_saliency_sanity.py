@@ -3,12 +3,10 @@ SSIM against scikit-image, pointing game and relevance mass on synthetic masks, 
 (never the shared model), the report card on tiny models; and on the real ViT and MobileNetV2 (slow)."""
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
 import pytest
-import timm
 import torch
 from PIL import Image
 from scipy.stats import spearmanr
@@ -28,17 +26,12 @@ from core.explain.sanity import (
 )
 from core.explain.targets import CamTarget, default_target
 from core.io.images import ImageRecord, decode_alpha
-from core.models.spec import BackboneSpec
-from core.models.timm_backbone import TimmBackbone, timm_spec_fields
+from core.models.timm_backbone import TimmBackbone
+from tests.conftest import tiny_timm_backbone
 
 
 def _tiny(arch: str, **kw) -> TimmBackbone:
-    torch.manual_seed(0)
-    m = timm.create_model(arch, pretrained=False, **kw)
-    digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest()
-    spec = BackboneSpec(name=f"sanity_{arch}", source="local", architecture=arch, weights_name="random-init",
-                        weights_sha256=digest, **timm_spec_fields(m))
-    return TimmBackbone(m, spec)
+    return tiny_timm_backbone(arch, f"sanity_{arch}", **kw)
 
 
 def _picture(seed: int, size: int = 64) -> Image.Image:
