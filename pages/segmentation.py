@@ -184,6 +184,16 @@ with tabs["Parts (k-means)"]:
         with c2:
             _download_png(lambda: render.png_bytes(fig), f"{stem}_parts_k{k}_overlay.png", "figure PNG", "dl_parts_fig")
 
+
+def _foreground_panel(score: np.ndarray, scale: ColorScale, mask: np.ndarray, method: str, file_tag: str,
+                      key: str) -> None:
+    """One foreground method: its score map ``[h, w]`` over the picture above its mask, and the mask as PNG."""
+    fig = render.heat_figure(pic.image, score, scale, alpha=alpha, max_side=PANEL)
+    st.image(render.stack([fig, render.mask_panel(pic.image, _shown_mask(pic.image, mask, sharp, PANEL), alpha=alpha,
+                                                  max_side=PANEL, title=f"{method} foreground: {mask.mean():.0%}")]))
+    _download_png(lambda: _mask_png(pic.image, mask, sharp), f"{stem}_fg_{file_tag}.png", "mask PNG", key)
+
+
 # -- foreground ------------------------------------------------------------------------------------
 with tabs["Foreground"]:
     if tabs["Foreground"].open:
@@ -193,34 +203,22 @@ with tabs["Foreground"]:
         with cols[0]:
             st.markdown("**First principal component** of the patch tokens (> 0 = foreground; sign: the picture's "
                         "border is background)")
-            s = ColorScale.shared([score], "RdBu_r", "PC1 score", symmetric=True)
-            fig = render.heat_figure(pic.image, score, s, alpha=alpha, max_side=PANEL)
-            st.image(render.stack([fig, render.mask_panel(pic.image, _shown_mask(pic.image, pmask, sharp, PANEL),
-                                                          alpha=alpha, max_side=PANEL,
-                                                          title=f"PCA foreground: {pmask.mean():.0%}")]))
-            _download_png(lambda: _mask_png(pic.image, pmask, sharp), f"{stem}_fg_pca.png", "mask PNG", "dl_fg_pca")
+            _foreground_panel(score, ColorScale.shared([score], "RdBu_r", "PC1 score", symmetric=True), pmask,
+                              "PCA", "pca", "dl_fg_pca")
         with cols[1]:
             st.markdown("**Normalized cut** (TokenCut): the patch graph (cosine > 0.2), its second eigenvector split "
                         "at the mean; the object holds the most extreme patch")
-            s = ColorScale.shared([nscore], "RdBu_r", "eigenvector - mean", symmetric=True)
-            fig = render.heat_figure(pic.image, nscore, s, alpha=alpha, max_side=PANEL)
-            st.image(render.stack([fig, render.mask_panel(pic.image, _shown_mask(pic.image, nmask, sharp, PANEL),
-                                                          alpha=alpha, max_side=PANEL,
-                                                          title=f"normalized-cut foreground: {nmask.mean():.0%}")]))
-            _download_png(lambda: _mask_png(pic.image, nmask, sharp), f"{stem}_fg_ncut.png", "mask PNG", "dl_fg_ncut")
+            _foreground_panel(nscore, ColorScale.shared([nscore], "RdBu_r", "eigenvector - mean", symmetric=True),
+                              nmask, "normalized-cut", "ncut", "dl_fg_ncut")
         if spec.has_attention:
             with cols[2]:
                 keep = st.slider("Attention mass kept", 0.1, 1.0, 0.6, 0.05, key="seg_keep",
                                  help="The most-attended patches holding this share of the CLS attention (DINO's rule).")
                 att = _cls_attention(spec.name, pic.sha256, size, pic.image)  # [h, w]
                 amask = attention_foreground(att, keep)
-                s = ColorScale(0.0, float(att.max()), "inferno", "CLS attention (last block, head mean)")
-                fig = render.heat_figure(pic.image, att, s, alpha=alpha, max_side=PANEL)
-                st.image(render.stack([fig, render.mask_panel(pic.image, _shown_mask(pic.image, amask, sharp, PANEL),
-                                                              alpha=alpha, max_side=PANEL,
-                                                              title=f"attention foreground: {amask.mean():.0%}")]))
-                _download_png(lambda: _mask_png(pic.image, amask, sharp), f"{stem}_fg_attention.png", "mask PNG",
-                              "dl_fg_att")
+                _foreground_panel(att, ColorScale(0.0, float(att.max()), "inferno",
+                                                  "CLS attention (last block, head mean)"),
+                                  amask, "attention", "attention", "dl_fg_att")
 
 # -- co-segmentation -------------------------------------------------------------------------------
 with tabs["Co-segmentation"]:
