@@ -6,7 +6,7 @@ torch tensors.
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -166,21 +166,20 @@ def cka_matrix(
         if len({a.shape[0] for a in arrs}) != 1:
             raise ValueError(f"all representations in feats must cover the same N inputs, got N in "
                              f"{sorted({a.shape[0] for a in arrs})}")
-        B = len(arrs)
-        out = np.eye(B)
-        for i in range(B):
-            for j in range(i + 1, B):
-                out[i, j] = out[j, i] = linear_cka(arrs[i], arrs[j])
-        return out
+        return _symmetric(len(arrs), lambda i, j: linear_cka(arrs[i], arrs[j]))
     if kind == "rbf" and len(feats):
         rows = _sample(np.shape(feats[0])[0], RBF_MAX_N)
         feats = [np.asarray(f)[rows] for f in feats]
     grams = _grams(feats, kind, sigma_frac, "feats")
-    B = len(grams)
-    out = np.eye(B)
-    for i in range(B):
-        for j in range(i + 1, B):
-            out[i, j] = out[j, i] = _cka_from_centered_grams(grams[i], grams[j])
+    return _symmetric(len(grams), lambda i, j: _cka_from_centered_grams(grams[i], grams[j]))
+
+
+def _symmetric(n: int, sim: Callable[[int, int], float]) -> np.ndarray:
+    """``[n, n]`` with ones on the diagonal and ``sim(i, j)`` in both triangles."""
+    out = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            out[i, j] = out[j, i] = sim(i, j)
     return out
 
 
