@@ -140,8 +140,6 @@ def _validate(args) -> None:
         if bad or not kinds:
             raise CliError(f"--kinds {kinds}: unknown kind(s) {', '.join(bad) or '(empty)'}; "
                            f"choose from {','.join(FEATURE_KINDS)}")
-    if getattr(args, "func", None) is cmd_import:  # --backbone there only names what made the vectors
-        return
     names = [getattr(args, "backbone", None)] + (getattr(args, "backbones", "") or "").split(",")
     for n in names:
         if n and n.strip():
@@ -276,7 +274,7 @@ def cmd_import(args) -> int:
                 raise ValueError("--name applies to a table file; shards are merged into the feature cache by key")
             m = imports.merge_shards(src, progress=update)
         else:
-            s = imports.import_table(src, args.name, backbone=args.backbone, progress=update)
+            s = imports.import_table(src, args.name, backbone=args.made_by, progress=update)
     finally:
         bar.close()
     if src.is_dir():
@@ -493,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "images' features need no forward pass.")
     p.add_argument("file", help=".npz / .parquet / .csv table, or a directory of feature shards")
     p.add_argument("--name", default=None, help="set name (default: the file's stem)")
-    p.add_argument("--backbone", default="imported", help="what made the vectors, shown in the app (default: imported)")
+    p.add_argument("--backbone", dest="made_by", default="imported", help="what made the vectors, shown in the app (default: imported)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
