@@ -537,13 +537,14 @@ def _validate(
 
 
 def list_image_files(
-    root: str | os.PathLike, *, labelled: bool | None = None, recursive: bool = True,
+    root: str | os.PathLike, *, labelled: bool | None = None, recursive: bool = True, max_files: int | None = None,
 ) -> tuple[list[tuple[str, str, Path]], list[Failure]]:
     """The image files under ``root`` as ``(label, name, path)`` sorted by (label, name), without
     reading them, plus the strays of a class tree (layout rules: :func:`load_folder`).
 
     Raises:
         FileNotFoundError / NotADirectoryError: ``root`` is missing or not a folder.
+        TooManyFilesError: more than ``max_files`` candidates (listing stops at the first one over).
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -565,11 +566,16 @@ def list_image_files(
         name = str(p)[cut:]
         return name if os.sep == "/" else name.replace(os.sep, "/")
 
+    def add(label: str, full: str) -> None:
+        jobs.append((label, rel(full), Path(full)))
+        if max_files is not None and len(jobs) > max_files:
+            raise TooManyFilesError(f"{root.name or root} holds more than {max_files:,} image files, the limit on "
+                                    "this server: pick a smaller folder (or raise BACKBONE_LENS_MAX_FILES).")
+
     if labelled:
         for d in class_dirs:
             for dirpath, fn in _iter_candidate_strings(str(d), recursive):
-                full = dirpath + os.sep + fn
-                jobs.append((d.name, rel(full), Path(full)))
+                add(d.name, dirpath + os.sep + fn)
         for p in _iter_candidates(root, recursive=False):
             failures.append(
                 Failure(
@@ -580,8 +586,7 @@ def list_image_files(
             )
     else:
         for dirpath, fn in _iter_candidate_strings(str(root), recursive):
-            full = dirpath + os.sep + fn
-            jobs.append(("", rel(full), Path(full)))
+            add("", dirpath + os.sep + fn)
     jobs.sort(key=lambda j: (j[0], j[1]))
     return jobs, failures
 
@@ -644,10 +649,7 @@ def load_folder(
         TooManyFilesError: more than ``max_files`` candidates.
     """
     root = Path(root).expanduser()
-    jobs, failures = list_image_files(root, labelled=labelled, recursive=recursive)
-    if max_files is not None and len(jobs) > max_files:
-        raise TooManyFilesError(f"{root.name or root} holds more than {max_files:,} image files, the limit on this "
-                                "server: pick a smaller folder (or raise BACKBONE_LENS_MAX_FILES).")
+    jobs, failures = list_image_files(root, labelled=labelled, recursive=recursive, max_files=max_files)
     records: list[ImageRecord] = []
     total = len(jobs)
     # The own index is opened for reading only if it exists, and created only once a file decoded:
