@@ -26,8 +26,7 @@ from core.io.images import (
     load_folder,
     load_uploads,
 )
-from core.io.imports import list_imported
-from core.io.paths import cache_dir
+from core.io.imports import imported_root, list_imported
 from core.io.policy import PolicyError, ServerPolicy
 from core.io.store import FeatureStore
 from core.models.base import Backbone
@@ -291,15 +290,17 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
 IMPORTED = "imported:"  # dataset radio value (and Selection.dataset_label) prefix of an imported set
 
 
-@st.cache_data(ttl=5, show_spinner=False)
-def _imported_sets_in(cache: str) -> dict[str, int]:
-    """Imported set name -> number of points in the cache folder ``cache`` (re-listed every few
-    seconds: `backbone-lens import` may add one while the app runs)."""
-    return {s.name: s.n for s in list_imported(cache)}
+@st.cache_data(max_entries=8, show_spinner=False)
+def _imported_sets_in(root: str, mtime_ns: int) -> dict[str, int]:
+    """Imported set name -> number of points under the imported-sets folder ``root``; ``mtime_ns``
+    (the folder's) is part of the key: an import renames its set into place, so a set added, replaced
+    or deleted while the app runs is listed on the next rerun."""
+    return {s.name: s.n for s in list_imported(Path(root).parent)}
 
 
 def _imported_sets() -> dict[str, int]:
-    return _imported_sets_in(str(cache_dir()))
+    root = imported_root()
+    return _imported_sets_in(str(root), root.stat().st_mtime_ns)
 
 
 def _apply_link() -> None:
