@@ -19,10 +19,11 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import render
 from core.compare.agreement import shared_neighbours
+from core.compare.cka import layer_cka_sample_size, rbf_sample_size
 from core.compare.comparison import Comparison, build_comparison, cka_between, default_saliency, similarity_indices
-from core.compare.indices import DEFAULT_K, INDICES, mutual_knn_overlap
+from core.compare.indices import DEFAULT_K, INDICES, MAX_KNN_IMAGES, MAX_RESAMPLE_IMAGES, mutual_knn_overlap
 from core.compare.layers import LAYER_POOLS, layer_cka_between, layer_features
-from core.compare.metrics import best_per_column, columns
+from core.compare.metrics import best_per_column, columns, silhouette_sample_size
 from core.compare.speed import Speed, measure_speed
 from core.errors import BackboneLensError
 from core.explain.inputs import image_tokens
@@ -69,6 +70,11 @@ def _speed(name: str, fs) -> Speed:
         with st.spinner(f"{name}: timing a forward pass…"):
             memo[key] = measure_speed(get_backbone(name), fs)
     return memo[key]
+
+
+def _sample_note(n: int, total: int) -> str:
+    """Caption text for a view computed on a seeded sample of ``n`` of ``total`` images."""
+    return f"all {total:,} images" if n >= total else f"a seeded sample of n = {n:,} of the {total:,} images"
 
 
 @st.cache_data(max_entries=8, show_spinner="Accuracies, few-shot draws, silhouettes, CKA…")
@@ -229,8 +235,8 @@ else:
         st.caption(f"{r0.n_images} images, {r0.n_classes} classes. Accuracies: `core.classify.evaluation.evaluate` defaults "
                    f"({'a stratified 30 % hold-out per class, seed 0' if r0.protocol == 'split' else r0.protocol}"
                    "), the same split for every backbone; few-shot: NMC with k images per class, mean and ± std over "
-                   "10 draws; silhouette: cosine distance. Green: best in the column (params: fewest). Click a header "
-                   "to sort.")
+                   f"10 draws; silhouette: cosine distance, {_sample_note(silhouette_sample_size(r0.n_images), r0.n_images)}. "
+                   "Green: best in the column (params: fewest). Click a header to sort.")
         c1, c2, _ = st.columns([1, 1, 4])
         c1.download_button("⬇ Table (CSV)", _csv(raw), "compare_metrics.csv", "text/csv", on_click="ignore",
                            key="dl_cmp_csv")
@@ -249,8 +255,11 @@ with left:
                       disabled=kind != "rbf")
     M = _cka(key_names, sel.dataset_key, kind, sigma, fsets)
     label = "linear CKA" if kind == "linear" else f"RBF CKA (σ = {sigma:g} × median)"
-    st.plotly_chart(cka_heatmap(M, names, names, title=f"{label} between backbones, global embeddings of {len(records)} "
+    n_cka = len(records) if kind == "linear" else rbf_sample_size(len(records))
+    st.plotly_chart(cka_heatmap(M, names, names, title=f"{label} between backbones, global embeddings of {n_cka:,} "
                                 "images", colorbar="CKA"), key="cmp_cka_fig")
+    st.caption("Linear CKA: every image, in feature space (no N x N matrix)." if kind == "linear" else
+               f"RBF CKA builds n x n kernels: {_sample_note(n_cka, len(records))}.")
     cka_df = pd.DataFrame(M, columns=names).assign(backbone=names)[["backbone", *names]]
     st.download_button("⬇ CKA (CSV)", _csv(cka_df), f"compare_cka_{kind}.csv", "text/csv", on_click="ignore",
                        key="dl_cka")
@@ -277,6 +286,10 @@ with right:
                           colorbar="CKA",
                           x_title=f"{b_name} block", y_title=f"{a_name} block", table_order=False)
         st.plotly_chart(fig, key="cmp_layer_fig")
+        n_lay = layer_cka_sample_size(len(records))
+        st.caption(f"Exact CKA on all {len(records):,} images." if n_lay == len(records) else
+                   f"Minibatch CKA (Nguyen et al. 2021: unbiased HSIC averaged over minibatches of 1,024) on "
+                   f"{_sample_note(n_lay, len(records))}.")
         lay_df = pd.DataFrame(LM, columns=[f"{b_name}:{l}" for l in fb.layers]).assign(
             block=[f"{a_name}:{l}" for l in fa.layers])
         st.download_button("⬇ Layer CKA (CSV)", _csv(lay_df[["block", *lay_df.columns[:-1]]]),
@@ -316,7 +329,11 @@ else:
     st.caption(f"Global embeddings of {n_img} images. Cells: the index, and under it its {e0.level:.0%} bootstrap "
                f"interval over images ({e0.n_boot} draws). The table adds the permutation baseline (the index after "
                f"shuffling one backbone's images against the other's, {e0.n_perm} shuffles) and its p-value. "
-               "Diagonal: a backbone with itself.")
+               "Diagonal: a backbone with itself."
+               + ("" if n_img <= min(MAX_KNN_IMAGES, MAX_RESAMPLE_IMAGES) else
+                  f" Values: CKA and Procrustes on all {n_img:,} images, mutual k-NN and CKNNA on "
+                  f"{_sample_note(min(n_img, MAX_KNN_IMAGES), n_img)} (their intervals too); the intervals and baselines "
+                  f"of CKA and Procrustes on seeded draws of n = {min(n_img, MAX_RESAMPLE_IMAGES):,} images."))
     cols_idx = [c for _ in range(0, len(sims), 2) for c in st.columns(2, gap="large")]  # two matrices a row
     for col, (iname, m) in zip(cols_idx, sims.items()):
         info = INDICES[iname]

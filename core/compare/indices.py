@@ -79,13 +79,30 @@ def _weights(n: int, w: np.ndarray | None) -> np.ndarray:
     return np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
 
 
+def _work_dtype(*arrays: np.ndarray) -> type:
+    """float32 when every operand is float32 (embeddings as stored: the products run at twice the
+    speed, each row block's sum still accumulated in float64), else float64."""
+    return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+
+
 def _wsum_outer(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``A^T diag(w) B`` ``[D1, D2]`` in float64, accumulated over row blocks."""
+    """``A^T diag(w) B`` ``[D1, D2]``, accumulated in float64 over row blocks (``w >= 0``: image counts).
+    ``B is A`` is the Gram of the features, ``(sqrt(w) A)^T (sqrt(w) A)``: one symmetric product."""
+    dt = _work_dtype(A, B)
     out = np.zeros((A.shape[1], B.shape[1]))
     for s in range(0, len(A), _ROW_CHUNK):
-        a = A[s:s + _ROW_CHUNK].astype(np.float64)
-        out += a.T @ (B[s:s + _ROW_CHUNK].astype(np.float64) * w[s:s + _ROW_CHUNK, None])
+        a, ws = A[s:s + _ROW_CHUNK].astype(dt, copy=False), w[s:s + _ROW_CHUNK, None].astype(dt)
+        if B is A:
+            aw = a * np.sqrt(ws)
+            out += aw.T @ aw
+        else:
+            out += a.T @ (B[s:s + _ROW_CHUNK].astype(dt, copy=False) * ws)
     return out
+
+
+def _row_dot(A: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``A @ v`` ``[N]`` in float64, without a float64 copy of ``A``."""
+    return (A @ v.astype(_work_dtype(A), copy=False)).astype(np.float64)
 
 
 def _hsic_terms(m: float, t1: float, s_k: float, s_l: float, t3: float) -> float:
@@ -99,21 +116,23 @@ def _linear_hsic(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> float:
     m = float(w.sum())
     ka = np.einsum("ij,ij->i", A, A, dtype=np.float64)  # [N] |a_i|^2 = K_ii
     kb = np.einsum("ij,ij->i", B, B, dtype=np.float64)
-    sa = _wsum_outer(A, np.ones((len(A), 1)), w)[:, 0]  # [D1] sum_i w_i a_i
-    sb = _wsum_outer(B, np.ones((len(B), 1)), w)[:, 0]
+    sa = _row_dot(A.T, w)  # [D1] sum_i w_i a_i
+    sb = _row_dot(B.T, w)
     t1 = float(np.sum(_wsum_outer(A, B, w) ** 2) - np.sum(w ** 2 * ka * kb))  # sum_{i!=j} w_i w_j K_ij L_ij
     s_k = float(sa @ sa - np.sum(w ** 2 * ka))  # 1'K~1
     s_l = float(sb @ sb - np.sum(w ** 2 * kb))
-    u = A.astype(np.float64) @ sa - w * ka  # [N] (K~ 1) at each image
-    v = B.astype(np.float64) @ sb - w * kb
+    u = _row_dot(A, sa) - w * ka  # [N] (K~ 1) at each image
+    v = _row_dot(B, sb) - w * kb
     return _hsic_terms(m, t1, s_k, s_l, float(np.sum(w * u * v)))
 
 
 def _centred(X: np.ndarray) -> np.ndarray:
-    """Rows minus their mean, float64; with fewer images than dimensions, the same rows in the basis
-    of their principal directions ``[N, r]`` (exact for these indices: both are invariant to
-    rotations and translations, and much faster)."""
-    Z = X.astype(np.float64) - X.astype(np.float64).mean(0)
+    """Rows minus their mean (float32 stays float32, the mean taken in float64; anything else in
+    float64); with fewer images than dimensions, the same rows in the basis of their principal
+    directions ``[N, r]`` (exact for these indices: both are invariant to rotations and
+    translations, and much faster)."""
+    dt = _work_dtype(X)
+    Z = X.astype(dt, copy=False) - X.mean(0, dtype=np.float64).astype(dt)
     if len(Z) < Z.shape[1]:
         U, S, _ = np.linalg.svd(Z, full_matrices=False)  # Z = U S V^T, V orthonormal
         Z = U * S  # [N, N]: Z V
@@ -162,9 +181,10 @@ class _GramCka:
 
 def _procrustes(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> float:
     m = w.sum()
-    Ac = A - (w @ A) / m  # weighted centring (a resample's own mean)
-    Bc = B - (w @ B) / m
-    na, nb = np.sqrt(np.sum(w * np.einsum("ij,ij->i", Ac, Ac))), np.sqrt(np.sum(w * np.einsum("ij,ij->i", Bc, Bc)))
+    Ac = A - (_row_dot(A.T, w) / m).astype(A.dtype)  # weighted centring (a resample's own mean)
+    Bc = B - (_row_dot(B.T, w) / m).astype(B.dtype)
+    na = np.sqrt(np.sum(w * np.einsum("ij,ij->i", Ac, Ac, dtype=np.float64)))
+    nb = np.sqrt(np.sum(w * np.einsum("ij,ij->i", Bc, Bc, dtype=np.float64)))
     if na <= 0 or nb <= 0:
         raise ValueError("a representation is constant over these images: the Procrustes distance is undefined")
     M = _wsum_outer(Ac, Bc, w) / (na * nb)  # [D1, D2]
