@@ -17,7 +17,7 @@ import streamlit as st
 
 from core import render
 from core.classify.classifiers import classifier_info, classifier_names
-from core.classify.evaluation import few_shot_curve
+from core.classify.evaluation import MAX_TEST, few_shot_curve
 from core.classify.incremental import class_incremental, class_order
 from core.classify.margins import PrototypeDistances, misclassified, new_image_distances, prototype_distances
 from core.classify.ood import OOD_SCORES, ood_scores, unknown_class_ood
@@ -251,6 +251,14 @@ def tab_classifiers() -> None:
         c1.caption(f"Same numbers from a shell: `backbone-lens evaluate --backbone {sel.backbone} --train "
                    f"{sel.dataset.root} --method nmc` (or `--method {'|'.join(classifier_names()[1:])}`; add `--json` for one "
                    "JSON object).")
+    full_train = max(r.n_train for r in results)
+    capped = [r for r in results if r.n_train < full_train]
+    if capped or results[0].n_test >= MAX_TEST:
+        c1.caption(f"At this size the scores use seeded stratified samples: at most {MAX_TEST:,} held-out images are "
+                   "scored (an accuracy within about ±1 % at 95 %)"
+                   + ("; " + ", ".join(f"{method_label(r.method)} is fitted on {r.n_train:,}" for r in capped)
+                      + f" of the {full_train:,} training images (its cost grows faster than the data helps)"
+                      if capped else "") + ".")
     for m, why in not_run.items():
         c1.caption(f"Not run: **{method_label(m)}**: {why}")
     with c1.expander("What each method assumes", expanded=True):
@@ -289,7 +297,8 @@ def tab_classifiers() -> None:
 
 # ---- Few-shot ---------------------------------------------------------------------------------------
 def tab_few_shot() -> None:
-    st.caption("k random training images per class, the rest is the test set; repeated draws give the error bars "
+    st.caption(f"k random training images per class, the rest (at most {MAX_TEST:,} of it, a stratified sample) is "
+               "the test set; repeated draws give the error bars "
                "(± one standard deviation). Generative classifiers (naive Bayes, NMC, LDA) need few images to near "
                "their best; the discriminative linear probe catches up as shots grow: the two regimes (Ng & Jordan "
                "2001, revisited for pre-trained features by Zheng et al. 2023). LDA and FeCAM need 2 images per "

@@ -34,6 +34,9 @@ class ClassifierInfo:
         min_shots: fewest training images per class it can be fitted on.
         incremental: whether it has ``partial_fit`` adding classes without old images.
         factory: ``factory(n_train=..., **kw)`` builds an unfitted estimator.
+        max_train: the most training images an evaluation fits it on (a seeded, stratified sample
+            above; None: all). Set where the fit or the prediction grows faster than the data is
+            worth on a CPU: iterative solvers, RanPAC's 10,000 x 10,000 Gram matrix, k-NN's scan.
     """
 
     name: str
@@ -42,18 +45,19 @@ class ClassifierInfo:
     min_shots: int
     incremental: bool
     factory: Callable[..., Any]
+    max_train: int | None = None
 
 
 _REGISTRY: dict[str, ClassifierInfo] = {}
 
 
-def register_classifier(name: str, label: str, assumes: str, *, min_shots: int = 1, incremental: bool = False
-                        ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_classifier(name: str, label: str, assumes: str, *, min_shots: int = 1, incremental: bool = False,
+                        max_train: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``factory(n_train=None, **kw)`` under ``name``; a duplicate name raises."""
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY:
             raise ValueError(f"classifier {name!r} is already registered")
-        _REGISTRY[name] = ClassifierInfo(name, label, assumes, min_shots, incremental, fn)
+        _REGISTRY[name] = ClassifierInfo(name, label, assumes, min_shots, incremental, fn, max_train)
         return fn
     return deco
 
@@ -66,14 +70,16 @@ def _make_nmc(n_train: int | None = None, metric: Metric = "cosine") -> NearestM
 
 
 @register_classifier("knn", "k-NN (cosine, k=5)",
-                     "Nothing about class shape: an image takes the majority label of its 5 nearest training images.")
+                     "Nothing about class shape: an image takes the majority label of its 5 nearest training images.",
+                     max_train=30_000)
 def _make_knn(n_train: int | None = None, n_neighbors: int = 5, **kw: Any) -> KNeighborsClassifier:
     k = n_neighbors if n_train is None else max(1, min(n_neighbors, n_train))
     return KNeighborsClassifier(n_neighbors=k, metric="cosine", **kw)
 
 
 @register_classifier("linear", "linear probe (logistic regression)",
-                     "Classes are separated by hyperplanes fitted discriminatively (L2-normalised features, C = 1).")
+                     "Classes are separated by hyperplanes fitted discriminatively (L2-normalised features, C = 1).",
+                     max_train=20_000)
 def _make_linear(n_train: int | None = None, C: float = 1.0, max_iter: int = 5000, **kw: Any) -> Any:
     # L2-normalised features make C comparable across backbones; lbfgs converges well within 5000.
     return make_pipeline(Normalizer(norm="l2"), LogisticRegression(C=C, max_iter=max_iter, **kw))
@@ -81,7 +87,7 @@ def _make_linear(n_train: int | None = None, C: float = 1.0, max_iter: int = 500
 
 @register_classifier("linear_svm", "linear SVM (Razavian et al. 2014)",
                      "Classes are separated by maximum-margin hyperplanes on L2-normalised features (one-vs-rest, "
-                     "C = 1): the off-the-shelf protocol of Razavian et al.")
+                     "C = 1): the off-the-shelf protocol of Razavian et al.", max_train=20_000)
 def _make_linear_svm(n_train: int | None = None, C: float = 1.0, **kw: Any) -> Any:
     return make_pipeline(Normalizer(norm="l2"), LinearSVC(C=C, **kw))
 
@@ -109,7 +115,7 @@ def _make_lda(n_train: int | None = None) -> ShrunkLDA:
 
 @register_classifier("ranpac", "RanPAC (random projection + decorrelated prototypes)",
                      "After a random ReLU expansion to 10,000 dimensions, classes are linearly separable; "
-                     "the Gram matrix removes the correlation between prototypes.", incremental=True)
+                     "the Gram matrix removes the correlation between prototypes.", incremental=True, max_train=10_000)
 def _make_ranpac(n_train: int | None = None, M: int = 10000, ridge: float | None = None, seed: int = 0) -> RanPAC:
     return RanPAC(M=M, ridge=ridge, seed=seed)
 

@@ -75,6 +75,26 @@ def _stratified_split(y_idx: np.ndarray, test_size: float, rng: np.random.Genera
     return train_idx, test_idx
 
 
+MAX_TEST = 10_000  # held-out images scored per evaluation (a seeded stratified sample above): +-0.5 % at most
+
+
+def stratified_cap(idx: np.ndarray, y_idx: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
+    """``cap`` of the rows ``idx`` (sorted), each class keeping its share of them (at least one row of
+    every class present, so more than ``cap`` only when there are more classes than that); ``idx``
+    itself when it is small enough or ``cap`` is None."""
+    if cap is None or len(idx) <= cap:
+        return idx
+    codes = y_idx[idx]
+    present, counts = np.unique(codes, return_counts=True)
+    quota = cap * counts / len(idx)  # each class's share of the cap
+    take = np.maximum(np.floor(quota).astype(int), 1)
+    spare = cap - take.sum()
+    if spare > 0:  # largest remainders first (Hamilton's rule): exactly ``cap`` in all
+        take[np.argsort(-(quota - np.floor(quota)), kind="stable")[:spare]] += 1
+    keep = [rng.choice(idx[codes == c], t, replace=False) for c, t in zip(present, np.minimum(take, counts))]
+    return np.sort(np.concatenate(keep))
+
+
 def _is_tiny(y: np.ndarray) -> bool:
     """Too small for a hold-out split: N < 20 or some class with fewer than 3 images."""
     return len(y) < 20 or np.unique(y, return_counts=True)[1].min() < 3
@@ -131,7 +151,11 @@ def evaluate(
           over all N images; every image is predicted once by a model that never saw it. NMC is
           exact and instant; other methods refit N times.
         * ``"split"``: otherwise a stratified hold-out of ``test_size`` per class (at least one
-          train and one test image per class), seeded.
+          train and one test image per class), seeded; at most :data:`MAX_TEST` of the held-out
+          images are scored (a seeded stratified sample).
+        In both the split and the given protocol a method with a ``max_train``
+        (:class:`core.classify.classifiers.ClassifierInfo`) is fitted on at most that many
+        training images (stratified sample); ``n_train`` / ``n_test`` say how many were used.
 
     Args:
         X: features ``[N, D]``.
@@ -150,6 +174,7 @@ def evaluate(
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
     check_classifier(method)
+    max_train = classifier_info(method).max_train
     classes = np.unique(y)
     if len(classes) < 2:
         raise ValueError(f"need at least 2 classes to evaluate a classifier, got {len(classes)}")
@@ -160,8 +185,9 @@ def evaluate(
         if Xt.shape[1] != X.shape[1]:
             raise ValueError(f"X_test has D={Xt.shape[1]} but X has D={X.shape[1]}")
         protocol: Protocol = "given"
-        y_pred = make_classifier(method, n_train=len(X), **classifier_kw).fit(X, y).predict(Xt)
-        y_true, test_idx, n_train = yt, np.arange(len(Xt)), len(X)
+        tr = stratified_cap(np.arange(len(X)), np.searchsorted(classes, y), max_train, np.random.default_rng(seed))
+        y_pred = make_classifier(method, n_train=len(tr), **classifier_kw).fit(X[tr], y[tr]).predict(Xt)
+        y_true, test_idx, n_train = yt, np.arange(len(Xt)), len(tr)
         classes = np.unique(np.concatenate([classes, np.unique(yt)]))
     elif _is_tiny(y):
         counts = np.unique(y, return_counts=True)[1]
@@ -174,7 +200,9 @@ def evaluate(
     else:
         protocol = "split"
         y_idx = np.searchsorted(classes, y)
-        tr, te = _stratified_split(y_idx, test_size, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        tr, te = _stratified_split(y_idx, test_size, rng)
+        tr, te = stratified_cap(tr, y_idx, max_train, rng), stratified_cap(te, y_idx, MAX_TEST, rng)
         y_pred = make_classifier(method, n_train=len(tr), **classifier_kw).fit(X[tr], y[tr]).predict(X[te])
         y_true, test_idx, n_train = y[te], te, len(tr)
 
@@ -217,10 +245,10 @@ def few_shot_curve(
     """Accuracy against the number of training images per class (the "two regimes" plot).
 
     For each shot value k and each draw, k random training images are picked per class and all
-    remaining images are the test set; every method sees the same draws. A shot value that
-    leaves some class without a test image (class size <= k) is skipped, and a method has no row
-    at shot values below its ``min_shots`` (LDA and FeCAM need two images per class for a
-    covariance). The draws of a shot value depend only on ``(seed, k)``.
+    remaining images are the test set (at most :data:`MAX_TEST` of them, a stratified sample); every
+    method sees the same draws. A shot value that leaves some class without a test image (class
+    size <= k) is skipped, and a method has no row at shot values below its ``min_shots`` (LDA and
+    FeCAM need two images per class for a covariance). The draws of a shot value depend only on ``(seed, k)``.
 
     Args:
         X: features ``[N, D]``.
@@ -255,7 +283,7 @@ def few_shot_curve(
         rng = np.random.default_rng([seed, k])
         for _ in range(draws):
             train = np.concatenate([rng.choice(p, k, replace=False) for p in per_class])  # [K * k]
-            test = np.setdiff1d(np.arange(len(y)), train)
+            test = stratified_cap(np.setdiff1d(np.arange(len(y)), train), y_idx, MAX_TEST, rng)
             for m in methods:
                 if k < classifier_info(m).min_shots:
                     continue

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from core.classify.classifiers import classifier_info, make_classifier
-from core.classify.evaluation import Protocol, _stratified_split
+from core.classify.evaluation import MAX_TEST, Protocol, _stratified_split, stratified_cap
 from core.geometry.vectors import Metric, as_features, as_labels
 
 
@@ -110,7 +110,11 @@ def class_incremental(
             raise ValueError(f"X_test has D={Xte.shape[1]} but X has D={X.shape[1]}")
         protocol: Protocol = "given"
     else:
-        tr, te = _stratified_split(np.searchsorted(classes, y), test_size, np.random.default_rng(seed))
+        y_idx = np.searchsorted(classes, y)
+        rng = np.random.default_rng(seed)
+        tr, te = _stratified_split(y_idx, test_size, rng)
+        tr = stratified_cap(tr, y_idx, classifier_info(method).max_train, rng)
+        te = stratified_cap(te, y_idx, MAX_TEST, rng)
         Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
         protocol = "split"
 

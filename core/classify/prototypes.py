@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from core.geometry.vectors import Metric, as_features, as_labels, check_metric, distances
+from core.geometry.vectors import Metric, as_features, as_labels, check_metric, class_sums, distances
 
 
 def class_prototypes(X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -31,8 +31,7 @@ def class_prototypes(X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray
     y = as_labels(y, len(X))
     classes, y_idx = np.unique(y, return_inverse=True)  # [K], [N]
     counts = np.bincount(y_idx, minlength=len(classes))  # [K]
-    sums = np.zeros((len(classes), X.shape[1]), dtype=np.float64)  # [K, D]
-    np.add.at(sums, y_idx, X)
+    sums = class_sums(X, y_idx, len(classes))  # [K, D] float64
     out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32
     return classes, (sums / counts[:, None]).astype(out_dtype)
 

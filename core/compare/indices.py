@@ -79,10 +79,10 @@ def _weights(n: int, w: np.ndarray | None) -> np.ndarray:
     return np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
 
 
-def _work_dtype(*arrays: np.ndarray) -> type:
+def _work_dtype(*arrays: np.ndarray) -> np.dtype:
     """float32 when every operand is float32 (embeddings as stored: the products run at twice the
     speed, each row block's sum still accumulated in float64), else float64."""
-    return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+    return np.dtype(np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64)
 
 
 def _wsum_outer(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -91,7 +91,8 @@ def _wsum_outer(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
     dt = _work_dtype(A, B)
     out = np.zeros((A.shape[1], B.shape[1]))
     for s in range(0, len(A), _ROW_CHUNK):
-        a, ws = A[s:s + _ROW_CHUNK].astype(dt, copy=False), w[s:s + _ROW_CHUNK, None].astype(dt)
+        a: np.ndarray = A[s:s + _ROW_CHUNK].astype(dt, copy=False)
+        ws: np.ndarray = w[s:s + _ROW_CHUNK, None].astype(dt)
         if B is A:
             aw = a * np.sqrt(ws)
             out += aw.T @ aw
