@@ -3,7 +3,9 @@
 Prints, per backbone, on the same images: images/s of a bare ``forward_features`` loop over
 pre-decoded, pre-processed batches; images/s of the full pipeline (decode, preprocess, forward,
 cache write, through ``extract_features`` with an empty FeatureStore); their ratio; and the
-speed-up of re-opening the same images from the cache. The pipeline is timed with the next batch
+speed-up of re-opening the same images from the cache. Bare and pipeline runs alternate for
+``--rounds`` rounds (each round's ratio against the mean of the bare runs just before and after it);
+the medians are printed, with the range of the ratio. The pipeline is timed with the next batch
 decoded inline and on a worker thread; "pipeline" is the one extract_features picks here.
 
 Usage: .venv/bin/python bench/extract.py [--backbones mobilenetv2,vits14_saliency] [--repeat 2]
@@ -18,6 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from core.io.images import load_folder
@@ -40,6 +43,7 @@ def main() -> None:
     ap.add_argument("--backbones", default="mobilenetv2,efficientnet_lite0,vits14_saliency")
     ap.add_argument("--repeat", type=int, default=2, help="dataset copies (distinct sha256 per copy)")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved bare / pipeline rounds (medians printed)")
     args = ap.parse_args()
 
     ds = load_folder(ROOT / "sample_data" / "stamps")
@@ -49,32 +53,35 @@ def main() -> None:
     print(f"{len(records)} images, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
     print(f"default decoding: {'worker thread' if _spare_core() else 'inline'} (a spare core: {_spare_core()})")
-    print(f"{'backbone':20s} {'bare img/s':>10s} {'inline':>7s} {'thread':>7s} {'pipeline img/s':>15s} {'ratio':>6s} "
+    print(f"{'backbone':20s} {'bare img/s':>10s} {'inline':>7s} {'thread':>7s} {'pipeline img/s':>15s} {'ratio':>6s} {'range':>10s} "
           f"{'cache-hit img/s':>16s} {'speed-up':>9s}")
     for name in args.backbones.split(","):
         b = create_backbone(name)
         x = b.preprocess([r.decode() for r in records])
         bare_forward(b, x[: 2 * args.batch_size], args.batch_size)  # warm-up: kernels for this batch shape
-        bare = bare_forward(b, x, args.batch_size)
         with tempfile.TemporaryDirectory() as tmp:
             # warm-up: the pipeline's first-call costs (decoder plug-ins, worker thread, SQLite)
             extract_features(b, records[: args.batch_size], store=FeatureStore(Path(tmp) / "warm.sqlite"))
-            rates = {}
-            for ahead in (False, True):  # decode inline / on a worker thread during the forward
-                store = FeatureStore(Path(tmp) / f"f{int(ahead)}.sqlite")
-                t = time.perf_counter()
-                fs = extract_features(b, records, store=store, batch_size=args.batch_size, prefetch=ahead)
-                rates[ahead] = len(records) / (time.perf_counter() - t)
-                assert fs.stats.n_computed == len(records)
-            pipe = rates[_spare_core()]  # what extract_features picks by default on this machine
+            bares, rates, ratios = [], {False: [], True: []}, []
+            for k in range(args.rounds):  # interleaved: a slow spell of the machine hits both sides
+                bare = bare_forward(b, x, args.batch_size)
+                for ahead in (False, True):  # decode inline / on a worker thread during the forward
+                    store = FeatureStore(Path(tmp) / f"f{k}{int(ahead)}.sqlite")
+                    t = time.perf_counter()
+                    fs = extract_features(b, records, store=store, batch_size=args.batch_size, prefetch=ahead)
+                    rates[ahead].append(len(records) / (time.perf_counter() - t))
+                    assert fs.stats.n_computed == len(records)
+                bare = (bare + bare_forward(b, x, args.batch_size)) / 2  # the mean of the runs before and after
+                bares.append(bare)
+                ratios.append(rates[_spare_core()][-1] / bare)  # what extract_features picks on this machine
             t = time.perf_counter()
-            hit = extract_features(b, records, store=FeatureStore(Path(tmp) / "f1.sqlite"), batch_size=args.batch_size)
+            hit = extract_features(b, records, store=FeatureStore(Path(tmp) / "f00.sqlite"), batch_size=args.batch_size)
             hit_rate = len(records) / (time.perf_counter() - t)
             assert hit.stats.forwards == 0
-        bare = max(bare, bare_forward(b, x, args.batch_size))  # the better of two bare runs, before and after
-        print(f"{name:20s} {bare:10.1f} {rates[False]:7.1f} {rates[True]:7.1f} {pipe:15.1f} {pipe / bare:6.2f} "
-              f"{hit_rate:16.0f} {hit_rate / pipe:8.0f}x")
-
+        pipe = float(np.median(rates[_spare_core()]))
+        print(f"{name:20s} {np.median(bares):10.1f} {np.median(rates[False]):7.1f} {np.median(rates[True]):7.1f} "
+              f"{pipe:15.1f} {np.median(ratios):6.2f} {min(ratios):5.2f}-{max(ratios):4.2f} "
+              f"{hit_rate:16.0f} {hit_rate / pipe:8.0f}x", flush=True)
 
 if __name__ == "__main__":
     main()
