@@ -71,7 +71,7 @@ def _make_nmc(n_train: int | None = None, metric: Metric = "cosine") -> NearestM
 
 @register_classifier("knn", "k-NN (cosine, k=5)",
                      "Nothing about class shape: an image takes the majority label of its 5 nearest training images.",
-                     max_train=30_000)
+                     max_train=20_000)
 def _make_knn(n_train: int | None = None, n_neighbors: int = 5, **kw: Any) -> KNeighborsClassifier:
     k = n_neighbors if n_train is None else max(1, min(n_neighbors, n_train))
     return KNeighborsClassifier(n_neighbors=k, metric="cosine", **kw)
@@ -87,7 +87,7 @@ def _make_linear(n_train: int | None = None, C: float = 1.0, max_iter: int = 500
 
 @register_classifier("linear_svm", "linear SVM (Razavian et al. 2014)",
                      "Classes are separated by maximum-margin hyperplanes on L2-normalised features (one-vs-rest, "
-                     "C = 1): the off-the-shelf protocol of Razavian et al.", max_train=20_000)
+                     "C = 1): the off-the-shelf protocol of Razavian et al.", max_train=10_000)
 def _make_linear_svm(n_train: int | None = None, C: float = 1.0, **kw: Any) -> Any:
     return make_pipeline(Normalizer(norm="l2"), LinearSVC(C=C, **kw))
 
@@ -108,7 +108,7 @@ def _make_nb_per_class(n_train: int | None = None, **kw: Any) -> PerClassVarianc
 
 @register_classifier("lda", "LDA (shared covariance, Ledoit-Wolf)",
                      "Gaussian classes with one full covariance shared by all, shrunk towards a scaled identity.",
-                     min_shots=2, incremental=True)
+                     min_shots=2, incremental=True, max_train=20_000)
 def _make_lda(n_train: int | None = None) -> ShrunkLDA:
     return ShrunkLDA()
 
@@ -122,7 +122,7 @@ def _make_ranpac(n_train: int | None = None, M: int = 10000, ridge: float | None
 
 @register_classifier("fecam", "FeCAM (per-class Mahalanobis)",
                      "Each class has its own covariance (shrunk, on Tukey-transformed features): classes differ "
-                     "in spread and shape, not only in mean.", min_shots=2, incremental=True)
+                     "in spread and shape, not only in mean.", min_shots=2, incremental=True, max_train=20_000)
 def _make_fecam(n_train: int | None = None, **kw: Any) -> FeCAM:
     return FeCAM(**kw)
 
