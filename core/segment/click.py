@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.geometry.vectors import l2_normalize
+from core.segment.grid import EPS, as_grid_tokens
 from core.segment.masks import component_at
 from core.segment.similarity import border_similarity, patch_similarity
 from core.segment.threshold import otsu_threshold, threshold_mask
@@ -44,6 +46,7 @@ class ClickMask:
 
 
 CLICK_RULES = ("threshold", "border")
+BORDER_MAX_ITER = 20  # exemplar updates of the "border" rule (it usually settles in 2-4)
 
 
 def click_mask(tokens: np.ndarray | torch.Tensor, query: tuple[int, int], threshold: float | None = None,
@@ -52,11 +55,16 @@ def click_mask(tokens: np.ndarray | torch.Tensor, query: tuple[int, int], thresh
 
     Rules:
         ``"threshold"``: ``similarity >= threshold`` (Otsu's threshold of this map unless one is given).
-        ``"border"``: the click is the one object exemplar and the border patches are the background
+        ``"border"``: the click is the first object exemplar and the border patches are the background
         exemplars (the boundary prior, see :func:`core.segment.similarity.border_similarity`; the clicked
-        patch itself is left out of them): a patch is object when it is more similar to the click than to
-        every border patch (a nearest-neighbour rule, nothing to tune), and only the 4-connected
-        component holding the click is kept. Assumes the object does not run along the border.
+        patch itself is left out of them): a patch is object when it is more similar to the object
+        exemplar than to every border patch (a nearest-neighbour rule, nothing to tune), and only the
+        4-connected component holding the click is kept. Then the mean direction of the mask's tokens
+        replaces the single clicked token as the object exemplar, and the rule is applied again until the
+        mask stops changing (at most :data:`BORDER_MAX_ITER` times; an empty mask ends it too): one
+        token is a noisy exemplar of an object, the mean of its tokens a steadier one (the assignment
+        step of a two-class k-means whose background exemplars stay fixed). Assumes the object does not
+        run along the border.
 
     Args:
         tokens: ``[h, w, D]`` patch tokens of one image.
@@ -78,4 +86,12 @@ def click_mask(tokens: np.ndarray | torch.Tensor, query: tuple[int, int], thresh
     if rule == "threshold":
         return ClickMask(q, sim, otsu, thr, threshold_mask(sim, thr))
     background = border_similarity(tokens, exclude=q)  # [h, w]
-    return ClickMask(q, sim, otsu, thr, component_at(sim > background, q), rule, background)
+    mask = component_at(sim > background, q)  # [h, w] the click as the exemplar
+    unit = l2_normalize(as_grid_tokens(tokens), EPS)  # [h, w, D]
+    for _ in range(BORDER_MAX_ITER):
+        proto = l2_normalize(unit[mask].mean(axis=0), EPS)  # [D] mean direction of the mask's tokens
+        new = component_at(unit @ proto > background, q)
+        if not new.any() or np.array_equal(new, mask):
+            break
+        mask = new
+    return ClickMask(q, sim, otsu, thr, mask, rule, background)
