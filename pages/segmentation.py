@@ -116,8 +116,9 @@ def _click_view(pic: PickedImage, tokens: np.ndarray, others: list[PickedImage],
     t0, t1, t2 = st.columns([1, 1, 2])
     border = t0.toggle("Border is background", value=False, key="seg_border",
                        help="Keep the patches more similar to the click than to every patch on the picture's border, "
-                            "connected to the click (no threshold). For an object inside the picture; one that runs "
-                            "along the border loses those parts. Other pictures always use the threshold.")
+                            "connected to the click; then the mask's mean token replaces the click until the mask "
+                            "settles (no threshold). For an object inside the picture; one that runs along the "
+                            "border loses those parts. Other pictures always use the threshold.")
     auto = t1.toggle("Otsu threshold", value=True, key="seg_auto",
                      help="Pick the threshold that best splits this similarity map in two; turn off to set it.")
     click_key = f"seg_click_{pic.sha256[:16]}"
@@ -136,7 +137,7 @@ def _click_view(pic: PickedImage, tokens: np.ndarray, others: list[PickedImage],
               help=f"Otsu's threshold for this map: {click.otsu:.2f}")
     left, right = st.columns([1, 1])
     with left:
-        rule = "closer to the click than to the border" if border else f"threshold {thr:.2f}"
+        rule = "closer to the clicked object than to the border" if border else f"threshold {thr:.2f}"
         st.markdown(f"**Click on the picture** — patch {q} (row, column), {rule}, "
                     f"mask {mask.mean():.0%} of the picture{' (pixel-sharp edges)' if sharp else ''}")
         shown = render.mask_panel(pic.image, _shown_mask(pic.image, mask, sharp, CLICK_SIDE), alpha=alpha,

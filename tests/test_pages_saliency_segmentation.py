@@ -96,7 +96,7 @@ def test_segmentation_page_every_tab():
     assert alpha[int((i + 0.5) * h / 16), int((j + 0.5) * w / 16)], (i, j)
     at.toggle(key="seg_border").set_value(True)
     _run(at)
-    assert "closer to the click than to the border" in " ".join(m.value for m in at.markdown)
+    assert "closer to the clicked object than to the border" in " ".join(m.value for m in at.markdown)
     at.toggle(key="seg_border").set_value(False)
     at.toggle(key="seg_auto").set_value(False)
     _run(at)
