@@ -3,8 +3,9 @@
 (``textures``: the stamp is the only object).
 
 Prints the mean IoU of each mask method (patch-PCA foreground, thresholded CLS attention, normalized
-cut, click-on-object similarity; the patch-grid ceiling and the whole-picture floor), each also made
-pixel-sharp by the guided filter (``+gf``), for each backbone and input size.
+cut, boundary prior; click-on-object similarity with Otsu's threshold and with the border rule; the
+patch-grid ceiling and the whole-picture floor), each also made pixel-sharp by the guided filter
+(``+gf``), for each backbone and input size, and the best automatic (no click) column.
 
 Usage:
     .venv/bin/python bench/segmentation_quality.py                      # all stamps, both benchmarks, 224 and 448
@@ -21,11 +22,12 @@ import numpy as np
 
 from core.io.images import load_folder
 from core.models.registry import create_backbone
+from core.segment.quality import AUTOMATIC as AUTO_METHODS
 from core.segment.quality import GF, METHODS, REFINED, composite_on_textures, composite_stamps, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [c for m in METHODS for c in ([m, m + GF] if m in REFINED else [m])]
-AUTOMATIC = [c for c in COLUMNS if c.split("+")[0] in ("pca", "cls_attention", "ncut")]
+AUTOMATIC = [c for c in COLUMNS if c.split("+")[0] in AUTO_METHODS]
 
 
 def main() -> None:
@@ -51,7 +53,7 @@ def main() -> None:
               f"{f'crops of {len(scenes)} scenes' if bg == 'scenes' else 'plain textures'}, seed {args.seed}); "
               f"object area {fg:.1%} of the picture on average")
         print(f"{'backbone':18s} {'size':>4s} {'grid':>5s} {'block':>5s} {'click thr':>9s} | "
-              + " ".join(f"{c:>9s}" for c in COLUMNS) + " | best auto | seconds")
+              + " ".join(f"{c:>{max(9, len(c))}s}" for c in COLUMNS) + " |    best auto | seconds")
         for name, b in backbones.items():
             for size in args.sizes:
                 for layer in args.layers:
@@ -59,10 +61,11 @@ def main() -> None:
                         t0 = time.perf_counter()
                         r = evaluate(b, comps, size=size, layer=layer, click_threshold=thr)
                         means = {c: r.mean(c) for c in COLUMNS}
-                        cells = " ".join(f"{'n/a':>9s}" if np.isnan(v) else f"{v:9.3f}" for v in means.values())
+                        cells = " ".join(f"{'n/a':>{max(9, len(c))}s}" if np.isnan(v) else f"{v:{max(9, len(c))}.3f}"
+                                         for c, v in means.items())
                         best = max((c for c in AUTOMATIC if not np.isnan(means[c])), key=lambda c: means[c])
                         print(f"{name:18s} {size:4d} {r.grid[0]:2d}x{r.grid[1]:<2d} {r.layer:5d} "
-                              f"{r.click_threshold:>9s} | {cells} | {best:>9s} | {time.perf_counter() - t0:.1f}",
+                              f"{r.click_threshold:>9s} | {cells} | {best:>12s} | {time.perf_counter() - t0:.1f}",
                               flush=True)
 
 

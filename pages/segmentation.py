@@ -1,5 +1,5 @@
 """Segmentation from frozen patch tokens: click a point to segment by similarity (in this picture and
-in others), k-means parts, a PCA / CLS-attention / normalized-cut foreground, and co-segmentation of
+in others), k-means parts, a PCA / CLS-attention / normalized-cut / boundary-prior foreground, and co-segmentation of
 several pictures; every mask optionally made pixel-sharp (guided filter). The click view is a fragment:
 a click reruns it alone, not the page. The maths lives in core.segment; figures in core.render."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from core.explain.inputs import image_tokens
 from core.render import ColorScale
 from core.segment.click import click_mask
 from core.segment.clustering import common_foreground, cosegment, kmeans_parts
-from core.segment.foreground import attention_foreground, ncut_foreground, pca_foreground
+from core.segment.foreground import attention_foreground, boundary_foreground, ncut_foreground, pca_foreground
 from core.segment.masks import mask_png_bytes, mask_to_image_size
 from core.segment.refine import refine_labels, refine_mask
 from core.segment.similarity import cross_similarity, pixel_to_patch
@@ -113,7 +113,12 @@ tabs = dict(zip(tab_names, st.tabs(tab_names, key="seg_tab", on_change="rerun"))
 def _click_view(pic: PickedImage, tokens: np.ndarray, others: list[PickedImage], other_toks: np.ndarray | None,
                 alpha: float, sharp: bool, stem: str) -> None:
     grid = tokens.shape[:2]
-    t1, t2 = st.columns([1, 3])
+    t0, t1, t2 = st.columns([1, 1, 2])
+    border = t0.toggle("Border is background", value=False, key="seg_border",
+                       help="Keep the patches more similar to the click than to every patch on the picture's border, "
+                            "connected to the click; then the mask's mean token replaces the click until the mask "
+                            "settles (no threshold). For an object inside the picture; one that runs along the "
+                            "border loses those parts. Other pictures always use the threshold.")
     auto = t1.toggle("Otsu threshold", value=True, key="seg_auto",
                      help="Pick the threshold that best splits this similarity map in two; turn off to set it.")
     click_key = f"seg_click_{pic.sha256[:16]}"
@@ -125,13 +130,15 @@ def _click_view(pic: PickedImage, tokens: np.ndarray, others: list[PickedImage],
         fg_score = pca_foreground(tokens)[0]  # [h, w]
         q = tuple(int(v) for v in np.unravel_index(np.argmax(fg_score), fg_score.shape))
     fixed = st.session_state.get("seg_thr", 0.5)
-    click = click_mask(tokens, q, None if auto else fixed)
-    sim, thr, mask = click.similarity, click.threshold, click.mask  # [h, w], float, bool [h, w]
+    click = click_mask(tokens, q, rule="border") if border else click_mask(tokens, q, None if auto else fixed)
+    thr = click.otsu if auto else fixed  # for the other pictures (and this one without the border rule)
+    sim, mask = click.similarity, click.mask  # [h, w], bool [h, w]
     t2.slider("Cosine threshold", -1.0, 1.0, 0.5, 0.01, key="seg_thr", disabled=auto,
               help=f"Otsu's threshold for this map: {click.otsu:.2f}")
     left, right = st.columns([1, 1])
     with left:
-        st.markdown(f"**Click on the picture** — patch {q} (row, column), threshold {thr:.2f}, "
+        rule = "closer to the clicked object than to the border" if border else f"threshold {thr:.2f}"
+        st.markdown(f"**Click on the picture** — patch {q} (row, column), {rule}, "
                     f"mask {mask.mean():.0%} of the picture{' (pixel-sharp edges)' if sharp else ''}")
         shown = render.mask_panel(pic.image, _shown_mask(pic.image, mask, sharp, CLICK_SIDE), alpha=alpha,
                                   max_side=CLICK_SIDE, marker=(q, grid))
@@ -199,7 +206,8 @@ with tabs["Foreground"]:
     if tabs["Foreground"].open:
         score, pmask = pca_foreground(tokens)  # [h, w], bool [h, w]
         nscore, nmask = _ncut(spec.name, pic.sha256, size, layer, tokens)  # [h, w], bool [h, w]
-        cols = st.columns(3 if spec.has_attention else 2)
+        bscore, bmask = boundary_foreground(tokens)  # [h, w], bool [h, w]
+        cols = st.columns(4 if spec.has_attention else 3)
         with cols[0]:
             st.markdown("**First principal component** of the patch tokens (> 0 = foreground; sign: the picture's "
                         "border is background)")
@@ -210,8 +218,14 @@ with tabs["Foreground"]:
                         "at the mean; the object holds the most extreme patch")
             _foreground_panel(nscore, ColorScale.shared([nscore], "RdBu_r", "eigenvector - mean", symmetric=True),
                               nmask, "normalized-cut", "ncut", "dl_fg_ncut")
+        with cols[2]:
+            st.markdown("**Boundary prior**: 1 - cosine to the most similar border patch, Otsu's cut, the largest "
+                        "region (an object cut by the border counts as background)")
+            _foreground_panel(bscore, ColorScale(0.0, max(float(bscore.max()), 1e-6), "magma",
+                                                 "1 - max cosine to the border"),
+                              bmask, "boundary-prior", "boundary", "dl_fg_boundary")
         if spec.has_attention:
-            with cols[2]:
+            with cols[3]:
                 keep = st.slider("Attention mass kept", 0.1, 1.0, 0.6, 0.05, key="seg_keep",
                                  help="The most-attended patches holding this share of the CLS attention (DINO's rule).")
                 att = _cls_attention(spec.name, pic.sha256, size, pic.image)  # [h, w]

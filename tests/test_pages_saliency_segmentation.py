@@ -94,6 +94,10 @@ def test_segmentation_page_every_tab():
     alpha = decode_alpha(first.read_bytes(), first.name)  # [H, W] bool
     h, w = alpha.shape
     assert alpha[int((i + 0.5) * h / 16), int((j + 0.5) * w / 16)], (i, j)
+    at.toggle(key="seg_border").set_value(True)
+    _run(at)
+    assert "closer to the clicked object than to the border" in " ".join(m.value for m in at.markdown)
+    at.toggle(key="seg_border").set_value(False)
     at.toggle(key="seg_auto").set_value(False)
     _run(at)
     at.slider(key="seg_thr").set_value(0.3)
@@ -107,6 +111,7 @@ def test_segmentation_page_every_tab():
         _open(at, "seg_tab", tab)
         if tab == "Foreground":
             assert any("Normalized cut" in m.value for m in at.markdown)
+            assert any("Boundary prior" in m.value for m in at.markdown)
     assert "(pixel-sharp edges)" in " ".join(m.value for m in at.markdown)
 
 

@@ -1,5 +1,6 @@
 """Unsupervised foreground of one image from a backbone: the first principal component of its patch
-tokens, the patches holding most of the CLS attention, or a normalized cut of the patch affinity graph.
+tokens, the patches holding most of the CLS attention, a normalized cut of the patch affinity graph, or
+the contrast to the picture's border (boundary prior).
 
 Patch tokens are ``[h, w, D]``; every function returns ``[h, w]`` maps.
 """
@@ -11,6 +12,9 @@ from scipy import ndimage
 from scipy.linalg import eigh
 
 from core.segment.grid import EPS, as_grid_tokens
+from core.segment.masks import largest_component
+from core.segment.similarity import border_similarity
+from core.segment.threshold import otsu_threshold
 
 
 def pca_foreground(
@@ -134,4 +138,30 @@ def ncut_foreground(tokens: np.ndarray | torch.Tensor, tau: float = NCUT_TAU, ep
     if seed_component:
         comps, _ = ndimage.label(mask)  # 4-connectivity
         mask = comps == comps.reshape(-1)[seed]
+    return score.astype(np.float32), mask
+
+
+def boundary_foreground(tokens: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground by the boundary prior: the patches least like anything on the picture's border.
+
+    The border ring of patches stands for the background (Wei et al. 2012, "Geodesic Saliency Using
+    Background Priors"; Yang et al. 2013, manifold ranking against the four borders; Zhu et al. 2014,
+    "boundary connectivity": an object seldom touches the border much, the background does). A patch
+    scores ``1 - max_b cos(t, t_b)`` over the border patches ``b``
+    (:func:`core.segment.similarity.border_similarity`): 0 on the border and on anything that looks like
+    it, high on what the border never shows. Cut at Otsu's threshold of that score; the largest
+    4-connected component is the object. Assumes the object lies inside the picture: an object cut by
+    the border counts as background (so do the scene's own objects cropped by the frame).
+
+    Args:
+        tokens: ``[h, w, D]`` patch tokens of one image (a grid of at least 3x3, so it has an inside).
+
+    Returns:
+        ``(score [h, w] in [0, 2], mask bool [h, w])``.
+    """
+    t = as_grid_tokens(tokens)
+    if min(t.shape[:2]) < 3:
+        raise ValueError(f"the boundary prior needs a grid of at least 3x3 (an inside), got {t.shape[0]}x{t.shape[1]}")
+    score = 1.0 - border_similarity(t)  # [h, w]
+    mask = largest_component(score >= otsu_threshold(score)) if np.ptp(score) > 0 else np.zeros(score.shape, bool)
     return score.astype(np.float32), mask

@@ -1,4 +1,4 @@
-"""Patch masks as pixels: nearest-neighbour upsampling to the picture, PNG bytes, IoU."""
+"""Patch masks: connected components, nearest-neighbour upsampling to the picture, PNG bytes, IoU."""
 from __future__ import annotations
 
 import io
@@ -6,6 +6,36 @@ import io
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
+
+
+def _as_patch_mask(mask: np.ndarray | torch.Tensor) -> np.ndarray:
+    m = np.asarray(mask).astype(bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be [h, w], got shape {m.shape}")
+    return m
+
+
+def component_at(mask: np.ndarray | torch.Tensor, ij: tuple[int, int]) -> np.ndarray:
+    """The 4-connected component of a boolean ``[h, w]`` mask that holds patch ``ij = (i, j)``
+    (all False when that patch is off)."""
+    m = _as_patch_mask(mask)
+    i, j = (int(v) for v in ij)
+    if not (0 <= i < m.shape[0] and 0 <= j < m.shape[1]):
+        raise ValueError(f"patch {(i, j)} outside the {m.shape[0]}x{m.shape[1]} grid")
+    labels, _ = ndimage.label(m)  # [h, w], 0 = off, 4-connectivity
+    return labels == labels[i, j] if m[i, j] else np.zeros_like(m)
+
+
+def largest_component(mask: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The largest 4-connected component of a boolean ``[h, w]`` mask (ties: the first in raster order of
+    its first patch; all False for an empty mask)."""
+    m = _as_patch_mask(mask)
+    labels, n = ndimage.label(m)  # [h, w], components numbered in raster order of their first patch
+    if n == 0:
+        return m
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # [n] patches per component
+    return labels == 1 + int(np.argmax(sizes))
 
 
 def mask_to_image_size(mask: np.ndarray | torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:

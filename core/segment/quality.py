@@ -9,8 +9,12 @@ a backbone are scored by IoU against it at pixel resolution:
 * ``cls_attention``: the head-mean CLS attention of the last block, the patches holding 60 % of the
   mass (:func:`core.segment.foreground.attention_foreground`; ViTs only);
 * ``ncut``: normalized cut of the patch affinity graph, TokenCut's choices (:func:`core.segment.foreground.ncut_foreground`);
+* ``boundary``: the boundary prior, the patches least similar to anything on the picture's border, Otsu's
+  cut, the largest component (:func:`core.segment.foreground.boundary_foreground`);
 * ``click``: a click on the object (the pixel deepest inside the mask), the cosine similarity of that
   patch to all patches, thresholded (Otsu's threshold, or a fixed one; :func:`core.segment.click.click_mask`);
+* ``click_border``: the same click, the patches more similar to it than to every border patch, the
+  component holding the click (``click_mask(..., rule="border")``);
 * ``oracle``: the ground truth itself at patch resolution (majority per patch): the ceiling any patch
   mask can reach at that grid;
 * ``full``: the whole picture as the mask (IoU = object area fraction): the floor;
@@ -37,13 +41,14 @@ from core.explain.attention import cls_rows_to_maps
 from core.io.images import ImageRecord, decode_alpha, decode_image
 from core.models.base import Backbone
 from core.segment.click import click_mask
-from core.segment.foreground import attention_foreground, ncut_foreground, pca_foreground
+from core.segment.foreground import attention_foreground, boundary_foreground, ncut_foreground, pca_foreground
 from core.segment.masks import iou, mask_to_image_size
 from core.segment.refine import refine_mask
 from core.segment.similarity import pixel_to_patch
 
-METHODS = ("pca", "cls_attention", "ncut", "click", "oracle", "full")
-REFINED = ("pca", "cls_attention", "ncut", "click", "oracle")  # scored again as "<method>+gf"
+METHODS = ("pca", "cls_attention", "ncut", "boundary", "click", "click_border", "oracle", "full")
+REFINED = ("pca", "cls_attention", "ncut", "boundary", "click", "click_border", "oracle")  # also as "<method>+gf"
+AUTOMATIC = ("pca", "cls_attention", "ncut", "boundary")  # no click
 GF = "+gf"
 ATTENTION_KEEP = 0.6  # DINO's default mass for attention masks
 
@@ -213,8 +218,9 @@ def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None =
         b: the backbone.
         composites: from :func:`composite_stamps`.
         size: input side (None: the spec's).
-        layer: block of the patch tokens used by ``pca`` and ``click`` (attention is always the last block).
-        click_threshold: fixed cosine threshold for ``click``; None uses Otsu's threshold per map.
+        layer: block of the patch tokens used by every method but ``cls_attention`` (always the last block).
+        click_threshold: fixed cosine threshold for ``click``; None uses Otsu's threshold per map
+            (``click_border`` has no threshold).
         refine: also score the masks of :data:`REFINED` made pixel-sharp (``"<method>+gf"``).
         batch_size: images per forward pass.
         progress: called as ``progress(done, total)``.
@@ -234,12 +240,14 @@ def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None =
         for j, c in enumerate(batch):
             n = s + j
             img_size = c.image.size  # (W, H)
-            masks = {"pca": pca_foreground(toks[j])[1], "ncut": ncut_foreground(toks[j])[1]}  # bool [h, w] each
+            masks = {"pca": pca_foreground(toks[j])[1], "ncut": ncut_foreground(toks[j])[1],
+                     "boundary": boundary_foreground(toks[j])[1]}  # bool [h, w] each
             if "attention_cls" in out:
                 rows = out["attention_cls"][j, -1].float().numpy().mean(0)  # [h*w] head mean, last block
                 masks["cls_attention"] = attention_foreground(cls_rows_to_maps(rows, grid), ATTENTION_KEEP)
             q = pixel_to_patch(interior_point(c.mask), img_size, grid)
             masks["click"] = click_mask(toks[j], q, click_threshold).mask
+            masks["click_border"] = click_mask(toks[j], q, rule="border").mask
             masks["oracle"] = patch_majority(c.mask, grid)
             masks["full"] = np.ones(grid, dtype=bool)
             for m, pm in masks.items():

@@ -35,6 +35,45 @@ def patch_similarity(tokens: np.ndarray | torch.Tensor, query: tuple[int, int]) 
     return (tn @ tn[i, j]).astype(np.float32)  # [h, w]
 
 
+def border_ring(grid: tuple[int, int]) -> np.ndarray:
+    """Boolean ``[h, w]``: the outer ring of patches (first and last row and column)."""
+    h, w = (int(g) for g in grid)
+    if h < 1 or w < 1:
+        raise ValueError(f"grid must be positive, got {grid}")
+    ring = np.ones((h, w), dtype=bool)
+    ring[1:-1, 1:-1] = False
+    return ring
+
+
+def border_similarity(tokens: np.ndarray | torch.Tensor, exclude: tuple[int, int] | None = None) -> np.ndarray:
+    """For every patch, the cosine similarity to its most similar patch on the picture's border.
+
+    The border ring (:func:`border_ring`) stands for the background: the boundary prior of salient-object
+    detection (Wei et al., "Geodesic Saliency Using Background Priors", ECCV 2012; Yang et al.,
+    "Saliency Detection via Graph-Based Manifold Ranking", CVPR 2013, rank against the four borders as
+    background queries). A border patch scores 1 (itself), unless it is ``exclude``.
+
+    Args:
+        tokens: ``[h, w, D]`` patch tokens.
+        exclude: ``(i, j)`` a patch left out of the border set (a click on the border is not background).
+
+    Returns:
+        ``[h, w]`` max cosine to the border patches, in ``[-1, 1]``.
+    """
+    t = as_grid_tokens(tokens)
+    h, w, D = t.shape
+    ring = border_ring((h, w))
+    if exclude is not None:
+        i, j = (int(v) for v in exclude)
+        if not (0 <= i < h and 0 <= j < w):
+            raise ValueError(f"exclude patch {(i, j)} outside the {h}x{w} grid")
+        ring[i, j] = False
+    if not ring.any():
+        raise ValueError(f"a {h}x{w} grid has no border patch left to compare with")
+    tn = l2_normalize(t, EPS).reshape(h * w, D)  # [h*w, D]
+    return (tn @ tn[ring.ravel()].T).max(axis=1).reshape(h, w).astype(np.float32)  # [h, w]
+
+
 def cross_similarity(query_token: np.ndarray | torch.Tensor, tokens: np.ndarray | torch.Tensor) -> np.ndarray:
     """Cosine similarity of one token to every patch of ``M`` images.
 
