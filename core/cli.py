@@ -133,7 +133,10 @@ def _validate(args) -> None:
         if getattr(args, flag, None):
             _check_images_arg(f"--{flag}", getattr(args, flag))
     if getattr(args, "out", None):
-        args.out = str(_check_out_arg(args.out))
+        if getattr(args, "engine", None) == "ray":  # extract --engine ray: a directory of Parquet shards
+            _check_dir_arg("--out", args.out)
+        else:
+            args.out = str(_check_out_arg(args.out))
     kinds = getattr(args, "kinds", None)
     if kinds is not None:
         bad = [k for k in kinds.split(",") if k not in FEATURE_KINDS]

@@ -45,6 +45,7 @@ CASES = {
     "out a directory.npz": (["export", "--out", "{w}/dir.npz"], "that is a folder"),
     "out no extension": (["export", "--out", "{w}/noext"], "ending in .npz"),
     "out .txt": (["export", "--out", "{w}/emb.txt"], "ending in .npz"),
+    "ray out a file": (["extract", "--engine", "ray", "--out", "{w}/afile"], "that is a file, not a folder"),
     "cache a file": (["--cache", "{w}/afile", "extract"], "--cache"),
     "cache under a file": (["--cache", "{w}/afile/c", "extract"], "is a file"),
     "images missing": (["extract", "--images", "{w}/missing"], "no such folder"),
@@ -135,3 +136,15 @@ def test_corrupt_pngs_and_exif_warnings_are_named(tmp_path, capsys, monkeypatch)
     assert any(ln.startswith("skipped cls/fifo.png: a named pipe") for ln in lines), err
     assert any(ln.startswith("skipped cls/devzero.png: a character device") for ln in lines), err
     assert "Traceback" not in err and expected["bad_crc.png"] == "corrupt PNG"
+
+
+def test_ray_out_is_a_shards_directory_not_an_npz(world):
+    """``extract --engine ray --out SHARDS_DIR`` passes validation with a new or an existing folder."""
+    import argparse
+
+    from core.cli import _validate
+
+    for out in (world / "shards", world / "empty"):
+        args = argparse.Namespace(engine="ray", out=str(out), images=str(world / "imgs"), backbone="mobilenetv2")
+        _validate(args)  # raises CliError on a bad argument
+        assert args.out == str(out)
