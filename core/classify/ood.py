@@ -22,7 +22,8 @@ from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 from scipy.stats import rankdata
 
-from core.classify.evaluation import _stratified_split
+from core.classify.classifiers import classifier_info
+from core.classify.evaluation import _stratified_split, stratified_cap
 from core.classify.lda import ShrunkLDA
 from core.geometry.vectors import as_features, as_labels
 
@@ -115,7 +116,8 @@ def unknown_class_ood(X: ArrayLike, y: ArrayLike, unknown: Any = (), *, test_siz
     unknown class, every image of the test split is scored by statistics that never saw it.
 
     The split is the stratified split of :func:`core.classify.evaluation.evaluate` (same
-    ``test_size`` and ``seed``), restricted to the known classes.
+    ``test_size`` and ``seed``), restricted to the known classes; the statistics are fitted on at
+    most LDA's ``max_train`` training images (a stratified sample), as its classifier-table row.
 
     Args:
         X: ``[N, D]``; y: ``[N]``.
@@ -132,7 +134,9 @@ def unknown_class_ood(X: ArrayLike, y: ArrayLike, unknown: Any = (), *, test_siz
     if len(known) < 2:
         raise ValueError(f"need at least 2 known classes besides the unknown ones, got {len(known)}")
     rows = np.flatnonzero(np.isin(y, known))
-    tr, te = _stratified_split(np.searchsorted(known, y[rows]), test_size, np.random.default_rng(seed))
+    codes, rng = np.searchsorted(known, y[rows]), np.random.default_rng(seed)
+    tr, te = _stratified_split(codes, test_size, rng)
+    tr = stratified_cap(tr, codes, classifier_info("lda").max_train, rng)  # LDA's fit cap (a stated sample)
     model = ShrunkLDA().fit(X[rows[tr]], y[rows[tr]])
     scored = np.concatenate([rows[te], np.flatnonzero(np.isin(y, unk))])
     is_unknown = np.isin(y[scored], unk)

@@ -35,9 +35,10 @@ def random_projection(d: int, m: int, seed: int) -> np.ndarray:
     return W
 
 
-def _ridge_solve(A: np.ndarray, B: np.ndarray, lam: float) -> np.ndarray:
-    """``(A A^T + lam I)^-1 B`` for ``A [r, M]``, ``B [r, K]``; the dual of ``(A^T A + lam I)^-1 A^T B``."""
-    K_ = A @ A.T
+def _ridge_solve(A: np.ndarray, B: np.ndarray, lam: float, gram: np.ndarray | None = None) -> np.ndarray:
+    """``(A A^T + lam I)^-1 B`` for ``A [r, M]``, ``B [r, K]``; the dual of ``(A^T A + lam I)^-1 A^T B``.
+    ``gram``: ``A A^T`` when the caller already has it (one Gram for every ridge tried)."""
+    K_ = A @ A.T if gram is None else gram.copy()
     K_[np.diag_indices_from(K_)] += lam
     return np.linalg.solve(K_, B)
 
@@ -79,7 +80,9 @@ class RanPAC(IncrementalClassifier):
                              "cannot be split. Add images to this update, or pass ridge= explicitly")
         perm = np.random.default_rng([int(self.seed), len(H)]).permutation(len(H))
         Hf, Yf, Hv, Yv = H[perm[:n_fit]], Y[perm[:n_fit]], H[perm[n_fit:]], Y[perm[n_fit:]]
-        losses = [np.mean((Hv @ Hf.T @ _ridge_solve(Hf, Yf, lam) - Yv) ** 2) for lam in RIDGES]
+        gram = Hf @ Hf.T  # [n_fit, n_fit], shared by every ridge
+        # Hv (Hf^T sol): [M, K] first, never the [n_val, n_fit] product
+        losses = [np.mean((Hv @ (Hf.T @ _ridge_solve(Hf, Yf, lam, gram)) - Yv) ** 2) for lam in RIDGES]
         return float(RIDGES[int(np.argmin(losses))])
 
     def _update(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -107,7 +110,7 @@ class RanPAC(IncrementalClassifier):
         self._dual = _ridge_solve(A, B, lam)  # [r, K]
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        return self._project(X) @ self._R[:, : self.M].T @ self._dual  # h (A^T (AA^T + lam)^-1 B)
+        return self._project(X) @ (self._R[:, : self.M].T @ self._dual)  # h (A^T (AA^T + lam)^-1 B): [M, K] first
 
     def readout(self) -> np.ndarray:
         """``[M, K]`` the decorrelated prototypes ``(G + lambda I)^-1 C`` (the authors' ``Wo.T``)."""
