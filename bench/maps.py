@@ -146,10 +146,14 @@ def measure_browser(url: str, name: str, n: int, browser, browser_cdp) -> dict[s
         i, x, y = point_on_screen(page, True, start)
         page.mouse.move(x, y)
         page.wait_for_timeout(600)  # the hover's own rerun is over
+        shown = page.evaluate("() => (document.body.innerText.match(/· point [0-9,]+/) || [''])[0]")
         t0 = time.perf_counter()
         page.mouse.click(x, y)
-        page.get_by_text(f"point {i:,}", exact=False).first.wait_for(timeout=30_000)
-        page.get_by_text("nearest neighbours share its class").wait_for(timeout=30_000)
+        # the opened point's caption ("... · point 85,571") changes (the map opens the top-most point
+        # under the cursor, which need not be i) and its neighbours are listed
+        page.wait_for_function("(before) => { const t = document.body.innerText; const m = t.match(/· point [0-9,]+/); "
+                               "return m && m[0] !== before && t.includes('nearest neighbours share its class'); }",
+                               arg=shown, timeout=30_000)
         page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
         clicks.append(time.perf_counter() - t0)
         start = i + max(1, n // (CLICKS + 1))

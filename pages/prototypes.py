@@ -46,9 +46,24 @@ def _prototypes(fid: str, metric: str, _X: np.ndarray, _y: np.ndarray) -> Protot
     return prototype_distances(_X, _y, metric)
 
 
-@st.cache_data(max_entries=16, show_spinner="Training and testing every classifier…")
-def _evaluations(fid: str, metric: str, test_size: float, seed: int, methods: tuple, _X: np.ndarray, _y: np.ndarray):
-    return evaluate_methods(_X, _y, methods, metric=metric, test_size=test_size, seed=seed)
+@st.cache_data(max_entries=128, show_spinner=False)
+def _evaluation(fid: str, metric: str, test_size: float, seed: int, method: str, _X: np.ndarray, _y: np.ndarray):
+    """One classifier's ``([result], {})``, or ``([], {method: why})`` where it cannot be fitted."""
+    return evaluate_methods(_X, _y, (method,), metric=metric, test_size=test_size, seed=seed)
+
+
+def _evaluations(methods: tuple[str, ...]):
+    """Every method's result, each cached on its own, with a progress bar while they run (a large set
+    takes a minute or two on a small CPU)."""
+    bar = st.progress(0.0)
+    results, not_run = [], {}
+    for i, m in enumerate(methods):
+        bar.progress(i / len(methods), text=f"Training and testing {method_label(m)} ({i + 1} of {len(methods)})…")
+        got, why = _evaluation(fid, metric, test_size, seed, m, X, y)
+        results += got
+        not_run.update(why)
+    bar.empty()
+    return results, not_run
 
 
 @st.cache_data(max_entries=16, show_spinner="Few-shot draws (each method on the same draws)…")
@@ -221,7 +236,7 @@ def tab_prototypes() -> None:
 def tab_classifiers() -> None:
     names = classifier_names()
     try:
-        results, not_run = _evaluations(fid, metric, test_size, seed, names, X, y)
+        results, not_run = _evaluations(names)
     except ValueError as e:  # e.g. leave-one-out with a class of one image
         st.error(f"Cannot evaluate the classifiers on this dataset: {e}")
         return

@@ -79,7 +79,7 @@ def test_class_sums_and_blockwise_distances_equal_the_plain_formulas(monkeypatch
     assert M.dtype == np.float32 and classes.tolist() == ["k0", "k1", "k2", "k3"]
 
 
-@pytest.mark.parametrize("name, cap", [("linear", 20_000), ("linear_svm", 10_000), ("knn", 20_000), ("ranpac", 4_000),
+@pytest.mark.parametrize("name, cap", [("linear", 20_000), ("linear_svm", 10_000), ("knn", 20_000), ("ranpac", 2_000),
                                        ("lda", 20_000), ("fecam", 20_000),
                                        ("nmc", None)])
 def test_registered_fit_caps(name, cap):

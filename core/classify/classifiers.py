@@ -115,7 +115,7 @@ def _make_lda(n_train: int | None = None) -> ShrunkLDA:
 
 @register_classifier("ranpac", "RanPAC (random projection + decorrelated prototypes)",
                      "After a random ReLU expansion to 10,000 dimensions, classes are linearly separable; "
-                     "the Gram matrix removes the correlation between prototypes.", incremental=True, max_train=4_000)
+                     "the Gram matrix removes the correlation between prototypes.", incremental=True, max_train=2_000)
 def _make_ranpac(n_train: int | None = None, M: int = 10000, ridge: float | None = None, seed: int = 0) -> RanPAC:
     return RanPAC(M=M, ridge=ridge, seed=seed)
 

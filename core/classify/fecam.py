@@ -132,12 +132,13 @@ class FeCAM(IncrementalClassifier):
             W = (Z - m.proto[None, :]) * m.sqrt_d[None, :]  # [N, D]; z^T C^-1 z = w^T P^-1 w, w = sqrt(d) z
             if m.core_inv is not None:
                 LW = W @ m.U  # [N, n + 1]
+                # the quadratic form row by row, as one matrix product (a 3-operand einsum loops in C)
                 out[:, k] = (np.sum(W ** 2, axis=1) / m.alpha
-                             - np.einsum("ni,ij,nj->n", LW, m.core_inv, LW) / m.alpha ** 2)
+                             - np.sum((LW @ m.core_inv) * LW, axis=1) / m.alpha ** 2)
             else:
                 V = (Z - m.proto[None, :])
                 assert m.dense_pinv is not None  # built when alpha <= 0
-                out[:, k] = np.einsum("ni,ij,nj->n", V, m.dense_pinv, V)
+                out[:, k] = np.sum((V @ m.dense_pinv) * V, axis=1)
         return out
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
