@@ -17,7 +17,7 @@ import streamlit as st
 
 from core import render
 from core.classify.classifiers import classifier_info, classifier_names
-from core.classify.evaluation import MAX_TEST, few_shot_curve
+from core.classify.evaluation import FEW_SHOT_MAX_TEST, MAX_TEST, few_shot_curve
 from core.classify.incremental import class_incremental, class_order
 from core.classify.margins import PrototypeDistances, misclassified, new_image_distances, prototype_distances
 from core.classify.ood import OOD_SCORES, ood_scores, unknown_class_ood
@@ -312,7 +312,7 @@ def tab_classifiers() -> None:
 
 # ---- Few-shot ---------------------------------------------------------------------------------------
 def tab_few_shot() -> None:
-    st.caption(f"k random training images per class, the rest (at most {MAX_TEST:,} of it, a stratified sample) is "
+    st.caption(f"k random training images per class, the rest (at most {FEW_SHOT_MAX_TEST:,} of it, a stratified sample) is "
                "the test set; repeated draws give the error bars "
                "(± one standard deviation). Generative classifiers (naive Bayes, NMC, LDA) need few images to near "
                "their best; the discriminative linear probe catches up as shots grow: the two regimes (Ng & Jordan "

@@ -213,6 +213,14 @@ def _fecam_dense(X, y, Xte, beta=0.5, a1=1.0, a2=1.0, passes=2):
     return np.stack(out, axis=1)
 
 
+def test_fecam_with_more_images_than_dimensions_takes_the_dense_path_and_the_same_rule() -> None:
+    X, y = _blobs(n_per=30, d=8)  # n_c + 1 > D: a dense pseudo-inverse per class
+    Xte, _ = _blobs(n_per=6, d=8, seed=4)
+    f = make_classifier("fecam").fit(X, y)
+    assert all(m.core_inv is None and m.dense_pinv is not None for m in f._models)
+    np.testing.assert_allclose(f.mahalanobis(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("positive", [True, False])
 def test_fecam_equals_the_authors_dense_rule(positive: bool) -> None:
     X, y = _blobs(n_per=6, d=20, positive=positive)  # n < D: the low-rank path

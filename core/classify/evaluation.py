@@ -76,6 +76,7 @@ def _stratified_split(y_idx: np.ndarray, test_size: float, rng: np.random.Genera
 
 
 MAX_TEST = 10_000  # held-out images scored per evaluation (a seeded stratified sample above): +-0.5 % at most
+FEW_SHOT_MAX_TEST = 5_000  # per few-shot draw (tens of draws x methods; the spread over draws dominates)
 
 
 def stratified_cap(idx: np.ndarray, y_idx: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -245,7 +246,7 @@ def few_shot_curve(
     """Accuracy against the number of training images per class (the "two regimes" plot).
 
     For each shot value k and each draw, k random training images are picked per class and all
-    remaining images are the test set (at most :data:`MAX_TEST` of them, a stratified sample); every
+    remaining images are the test set (at most :data:`FEW_SHOT_MAX_TEST` of them, a stratified sample); every
     method sees the same draws. A shot value that leaves some class without a test image (class
     size <= k) is skipped, and a method has no row at shot values below its ``min_shots`` (LDA and
     FeCAM need two images per class for a covariance). The draws of a shot value depend only on ``(seed, k)``.
@@ -283,7 +284,7 @@ def few_shot_curve(
         rng = np.random.default_rng([seed, k])
         for _ in range(draws):
             train = np.concatenate([rng.choice(p, k, replace=False) for p in per_class])  # [K * k]
-            test = stratified_cap(np.setdiff1d(np.arange(len(y)), train), y_idx, MAX_TEST, rng)
+            test = stratified_cap(np.setdiff1d(np.arange(len(y)), train), y_idx, FEW_SHOT_MAX_TEST, rng)
             for m in methods:
                 if k < classifier_info(m).min_shots:
                     continue

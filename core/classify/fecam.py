@@ -18,8 +18,8 @@ features are non-negative after ReLU; a ViT's are not); here ``t(x) = sign(x) |x
 same for non-negative features.
 
 ``Sigma_c`` is a rank ``n_c - 1`` sample covariance plus ``alpha I + beta 11^T``, scaled to unit
-diagonal, so ``pinv`` is computed by the Woodbury identity (``O(D n_c^2)``, exact when
-``alpha > 0``; a dense pseudo-inverse otherwise).
+diagonal, so with fewer images than dimensions ``pinv`` is computed by the Woodbury identity
+(``O(D n_c^2)``, exact when ``alpha > 0``); a dense pseudo-inverse otherwise.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ class FeCAM(IncrementalClassifier):
             raise ValueError("FeCAM: a shrunk class covariance has a non-positive variance; raise alpha1")
         sqrt_d = np.sqrt(d)
         proto = l2_normalize(tukey(Xc.mean(axis=0, keepdims=True), self.beta))[0]
-        if alpha > 0:
+        if alpha > 0 and n + 1 < D:  # Woodbury pays off with fewer images than dimensions
             L = np.hstack([U, np.ones((D, 1))])  # [D, n + 1]
             c_inv = np.ones(n + 1)
             if beta == 0.0:
