@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from core.classify.evaluation import _stratified_split, n_test_of_class
+from core.classify.evaluation import MAX_TEST, _stratified_split, n_test_of_class, stratified_cap
 from core.classify.prototypes import class_prototypes
 from core.geometry.vectors import as_features, as_labels, distances, l2_normalize
 
@@ -117,9 +117,10 @@ def teen_experiment(
         raise ValueError(f"k_shot must be >= 1, got {k_shot}")
 
     rng = np.random.default_rng(seed)
-    tr, te = _stratified_split(np.searchsorted(classes, y), test_size, rng)
-    is_base_tr = np.isin(y[tr], base)
-    _, P_base = class_prototypes(X[tr][is_base_tr], y[tr][is_base_tr])  # [B, D], order = base
+    codes = np.searchsorted(classes, y)
+    tr, te = _stratified_split(codes, test_size, rng)
+    base_tr = tr[np.isin(y[tr], base)]
+    _, P_base = class_prototypes(X[base_tr], y[base_tr])  # [B, D], order = base
     P_new = []
     for c in new:
         idx = tr[y[tr] == c]
@@ -128,6 +129,7 @@ def teen_experiment(
                              f"fewer than k_shot={k_shot}")
         P_new.append(X[rng.choice(idx, k_shot, replace=False)].astype(np.float64).mean(axis=0))
     P_new_arr = np.stack(P_new)  # [K, D]
+    te = stratified_cap(te, codes, MAX_TEST, rng)  # at most MAX_TEST test images (a stratified sample)
     labels = np.concatenate([base, new])  # [B + K]
 
     Xte, yte = X[te], y[te]
