@@ -13,7 +13,7 @@ from scipy.linalg import eigh
 
 from core.segment.grid import EPS, as_grid_tokens
 from core.segment.masks import largest_component
-from core.segment.similarity import border_similarity
+from core.segment.similarity import border_ring, border_similarity
 from core.segment.threshold import otsu_threshold
 
 
@@ -51,9 +51,7 @@ def pca_foreground(
     mean = ref.mean(axis=0)  # [D]
     _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)  # vt: [r, D]
     score = ((t.reshape(h * w, D).astype(np.float64) - mean) @ vt[0]).reshape(h, w)  # [h, w]
-    border = np.ones((h, w), dtype=bool)
-    border[1:-1, 1:-1] = False
-    if score[border].mean() > 0:
+    if score[border_ring((h, w))].mean() > 0:
         score = -score
     score = score.astype(np.float32)
     return score, score > 0
