@@ -53,8 +53,6 @@ def test_few_shot_and_incremental_score_at_most_max_test(monkeypatch):
     X, y = _data()
     monkeypatch.setattr(evaluation, "MAX_TEST", 40)
     monkeypatch.setattr(evaluation, "FEW_SHOT_MAX_TEST", 40)
-    import core.classify.incremental as inc
-    monkeypatch.setattr(inc, "MAX_TEST", 40)
     rows = few_shot_curve(X, y, shots=(1,), methods=("nmc",), draws=2)
     assert rows and rows[0].n_draws == 2
     res = class_incremental(X, y, 3)

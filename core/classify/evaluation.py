@@ -96,6 +96,14 @@ def stratified_cap(idx: np.ndarray, y_idx: np.ndarray, cap: int | None, rng: np.
     return np.sort(np.concatenate(keep))
 
 
+def capped_split(y_idx: np.ndarray, test_size: float, seed: int, max_train: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_stratified_split` of ``seed``, then at most ``max_train`` training rows and :data:`MAX_TEST`
+    test rows kept (:func:`stratified_cap`, same generator): the split every evaluation protocol uses."""
+    rng = np.random.default_rng(seed)
+    tr, te = _stratified_split(y_idx, test_size, rng)
+    return stratified_cap(tr, y_idx, max_train, rng), stratified_cap(te, y_idx, MAX_TEST, rng)
+
+
 def _is_tiny(y: np.ndarray) -> bool:
     """Too small for a hold-out split: N < 20 or some class with fewer than 3 images."""
     return len(y) < 20 or np.unique(y, return_counts=True)[1].min() < 3
@@ -201,9 +209,7 @@ def evaluate(
     else:
         protocol = "split"
         y_idx = np.searchsorted(classes, y)
-        rng = np.random.default_rng(seed)
-        tr, te = _stratified_split(y_idx, test_size, rng)
-        tr, te = stratified_cap(tr, y_idx, max_train, rng), stratified_cap(te, y_idx, MAX_TEST, rng)
+        tr, te = capped_split(y_idx, test_size, seed, max_train)
         y_pred = make_classifier(method, n_train=len(tr), **classifier_kw).fit(X[tr], y[tr]).predict(X[te])
         y_true, test_idx, n_train = y[te], te, len(tr)
 

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from core.classify.classifiers import classifier_info, make_classifier
-from core.classify.evaluation import MAX_TEST, Protocol, _stratified_split, stratified_cap
+from core.classify.evaluation import Protocol, capped_split
 from core.geometry.vectors import Metric, as_features, as_labels
 
 
@@ -110,11 +110,7 @@ def class_incremental(
             raise ValueError(f"X_test has D={Xte.shape[1]} but X has D={X.shape[1]}")
         protocol: Protocol = "given"
     else:
-        y_idx = np.searchsorted(classes, y)
-        rng = np.random.default_rng(seed)
-        tr, te = _stratified_split(y_idx, test_size, rng)
-        tr = stratified_cap(tr, y_idx, classifier_info(method).max_train, rng)
-        te = stratified_cap(te, y_idx, MAX_TEST, rng)
+        tr, te = capped_split(np.searchsorted(classes, y), test_size, seed, classifier_info(method).max_train)
         Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
         protocol = "split"
 
