@@ -17,7 +17,7 @@ import streamlit as st
 
 from core import render
 from core.classify.classifiers import classifier_info, classifier_names
-from core.classify.evaluation import FEW_SHOT_MAX_TEST, MAX_TEST, few_shot_curve
+from core.classify.evaluation import FEW_SHOT_MAX_TEST, INCREMENTAL_MAX_TEST, MAX_TEST, few_shot_curve
 from core.classify.incremental import class_incremental, class_order
 from core.classify.margins import PrototypeDistances, misclassified, new_image_distances, prototype_distances
 from core.classify.ood import OOD_SCORES, ood_scores, unknown_class_ood
@@ -71,10 +71,23 @@ def _few_shot(fid: str, shots: tuple, methods: tuple, draws: int, seed: int, _X,
     return few_shot_curve(_X, _y, shots=shots, methods=methods, draws=draws, seed=seed)
 
 
-@st.cache_data(max_entries=16, show_spinner="Adding the classes task by task…")
-def _incremental(fid: str, n_tasks: int, order: tuple, test_size: float, seed: int, methods: tuple, _X, _y):
-    runs = {m: class_incremental(_X, _y, n_tasks, order, test_size, seed, metric=m) for m in METRICS}
-    runs.update({m: class_incremental(_X, _y, n_tasks, order, test_size, seed, method=m) for m in methods})
+@st.cache_data(max_entries=64, show_spinner=False)
+def _incremental_run(fid: str, n_tasks: int, order: tuple, test_size: float, seed: int, method: str, _X, _y):
+    """One class-incremental run; ``method`` is a metric name for NMC, else a classifier name."""
+    kw = {"metric": method} if method in METRICS else {"method": method}
+    return class_incremental(_X, _y, n_tasks, order, test_size, seed, **kw)
+
+
+def _incremental(n_tasks: int, order: tuple, methods: tuple):
+    """NMC with both metrics and every method in ``methods``, each cached on its own, with a progress bar."""
+    names = (*METRICS, *methods)
+    bar = st.progress(0.0)
+    runs = {}
+    for i, m in enumerate(names):
+        label = f"NMC ({m})" if m in METRICS else method_label(m)
+        bar.progress(i / len(names), text=f"Adding the classes task by task: {label} ({i + 1} of {len(names)})…")
+        runs[m] = _incremental_run(fid, n_tasks, order, test_size, seed, m, X, y)
+    bar.empty()
     return runs
 
 
@@ -410,7 +423,7 @@ def tab_incremental() -> None:
             st.warning(f"Add every class once; missing: {', '.join(missing)}.")
             return
     try:
-        res = _incremental(fid, n_tasks, tuple(str(c) for c in order), test_size, seed, tuple(extra), X, y)
+        res = _incremental(n_tasks, tuple(str(c) for c in order), tuple(extra))
     except ValueError as e:
         st.error(str(e))
         return
@@ -450,6 +463,13 @@ def tab_incremental() -> None:
                     key="cil_heat")
     if extra:
         st.caption(" ".join(f"**{method_label(m)}**: {classifier_info(m).assumes}" for m in extra))
+    full_train = r.n_train
+    capped = [m for m in extra if res[m].n_train < full_train]
+    if capped or r.n_test >= INCREMENTAL_MAX_TEST:
+        st.caption(f"At this size the runs use seeded stratified samples: every task is scored on the seen classes "
+                   f"among {r.n_test:,} held-out images (at most {INCREMENTAL_MAX_TEST:,})"
+                   + ("; " + ", ".join(f"{method_label(m)} adds {res[m].n_train:,}" for m in capped)
+                      + f" of the {full_train:,} training images" if capped else "") + ".")
     st.dataframe(pd.DataFrame({"task": range(1, n_tasks + 1), "classes": [", ".join(map(str, g)) for g in r.task_classes],
                                "seen classes": r.n_seen_classes,
                                **{name: run.step_accuracies for name, run in runs.items()}}), hide_index=True,

@@ -165,6 +165,13 @@ def test_ranpac_equals_the_dense_gram_formula_and_is_incremental() -> None:
     for c in np.unique(y):
         inc.partial_fit(X[y == c], y[y == c])
     np.testing.assert_allclose(inc.readout(), Wo, rtol=1e-6, atol=tol)
+    # a small M: the stacked factors outgrow M + K columns and are brought back by one QR
+    Wo_small = _ranpac_dense(X, y, np.unique(y), 20, 7, 1.0)
+    small = RanPAC(M=20, ridge=1.0, seed=7)
+    for c in np.unique(y):
+        small.partial_fit(X[y == c], y[y == c])
+    assert small._R.shape == (24, 24)
+    np.testing.assert_allclose(small.readout(), Wo_small, rtol=1e-6, atol=1e-6 * np.abs(Wo_small).max())
 
 
 def test_ranpac_chooses_the_ridge_as_the_authors() -> None:
@@ -211,6 +218,14 @@ def _fecam_dense(X, y, Xte, beta=0.5, a1=1.0, a2=1.0, passes=2):
         diff = Z - norm(t(X[y == c].mean(0)))
         out.append(np.diag(diff @ np.linalg.pinv(corr) @ diff.T))
     return np.stack(out, axis=1)
+
+
+def test_fecam_inverse_is_numpys_pinv_for_definite_and_singular_matrices() -> None:
+    from core.classify.fecam import _pinv_symmetric
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 12))
+    for A in (np.cov(X.T) + 0.1 * np.eye(12), np.cov(X[:5].T)):  # positive definite; rank 4
+        np.testing.assert_allclose(_pinv_symmetric(A), np.linalg.pinv(A, hermitian=True), rtol=1e-8, atol=1e-10)
 
 
 def test_fecam_with_more_images_than_dimensions_takes_the_dense_path_and_the_same_rule() -> None:
@@ -282,6 +297,22 @@ def test_class_incremental_with_statistics_equals_a_joint_fit(method: str) -> No
     assert r.n_seen_classes.tolist() == [2, 4]
     with pytest.raises(ValueError, match="partial_fit"):
         class_incremental(X, y, n_tasks=2, method="knn")
+
+
+@pytest.mark.parametrize("method", ["nmc", "fecam"])
+def test_class_incremental_scored_once_equals_scoring_after_every_task(method: str, monkeypatch) -> None:
+    """NMC and FeCAM never change a class's scores once it is added, so a run scores the test images
+    once at the end; that must give every step's accuracies exactly as scoring after each task."""
+    X, y = _blobs(n_per=15, k=6, positive=True)
+    once = class_incremental(X, y, n_tasks=3, method=method, seed=2)
+    cls = type(make_classifier(method))
+    assert cls.fixed_class_scores
+    monkeypatch.setattr(cls, "fixed_class_scores", False)
+    every = class_incremental(X, y, n_tasks=3, method=method, seed=2)
+    np.testing.assert_array_equal(once.step_accuracies, every.step_accuracies)
+    np.testing.assert_array_equal(once.task_accuracy, every.task_accuracy)
+    np.testing.assert_array_equal(once.n_seen_classes, every.n_seen_classes)
+    assert len(set(once.step_accuracies)) > 1  # later classes do take images from earlier ones here
 
 
 # ---- OOD --------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.classify import classifiers, evaluation
+from core.classify import classifiers, evaluation, incremental
 from core.classify.evaluation import evaluate, few_shot_curve, stratified_cap
 from core.classify.incremental import class_incremental
 from core.classify.prototypes import class_prototypes
@@ -55,8 +55,11 @@ def test_few_shot_and_incremental_score_at_most_max_test(monkeypatch):
     monkeypatch.setattr(evaluation, "FEW_SHOT_MAX_TEST", 40)
     rows = few_shot_curve(X, y, shots=(1,), methods=("nmc",), draws=2)
     assert rows and rows[0].n_draws == 2
+    full = class_incremental(X, y, 3)
+    assert full.n_test + full.n_train == 600 and full.n_test > 150  # below the cap: the whole 30 % split
+    monkeypatch.setattr(incremental, "INCREMENTAL_MAX_TEST", 40)
     res = class_incremental(X, y, 3)
-    assert np.isfinite(res.final_accuracy)
+    assert res.n_test == 40 and res.n_train == full.n_train and np.isfinite(res.final_accuracy)
 
 
 def test_class_sums_and_blockwise_distances_equal_the_plain_formulas(monkeypatch):

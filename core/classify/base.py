@@ -29,6 +29,9 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
     class_count_: np.ndarray
     n_features_in_: int
     merges_seen_classes: bool = False  # may partial_fit give more images of a known class?
+    # does a class's score column stay the same when later classes are added (per-class statistics
+    # only, no shared term)? Then a class-incremental run can score its test images once at the end.
+    fixed_class_scores: bool = False
     min_per_class: int = 1  # fewest training images per class the statistics need
 
     # ---- to implement ------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ def _stratified_split(y_idx: np.ndarray, test_size: float, rng: np.random.Genera
 
 MAX_TEST = 10_000  # held-out images scored per evaluation (a seeded stratified sample above): +-0.5 % at most
 FEW_SHOT_MAX_TEST = 5_000  # per few-shot draw (tens of draws x methods; the spread over draws dominates)
+INCREMENTAL_MAX_TEST = 5_000  # per class-incremental run (every task scores the seen classes' images again)
 
 
 def stratified_cap(idx: np.ndarray, y_idx: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -96,12 +97,15 @@ def stratified_cap(idx: np.ndarray, y_idx: np.ndarray, cap: int | None, rng: np.
     return np.sort(np.concatenate(keep))
 
 
-def capped_split(y_idx: np.ndarray, test_size: float, seed: int, max_train: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_stratified_split` of ``seed``, then at most ``max_train`` training rows and :data:`MAX_TEST`
-    test rows kept (:func:`stratified_cap`, same generator): the split every evaluation protocol uses."""
+def capped_split(y_idx: np.ndarray, test_size: float, seed: int, max_train: int | None,
+                 max_test: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_stratified_split` of ``seed``, then at most ``max_train`` training rows and ``max_test``
+    (default :data:`MAX_TEST`) test rows kept (:func:`stratified_cap`, same generator): the split every
+    evaluation protocol uses."""
     rng = np.random.default_rng(seed)
     tr, te = _stratified_split(y_idx, test_size, rng)
-    return stratified_cap(tr, y_idx, max_train, rng), stratified_cap(te, y_idx, MAX_TEST, rng)
+    return (stratified_cap(tr, y_idx, max_train, rng),
+            stratified_cap(te, y_idx, MAX_TEST if max_test is None else max_test, rng))
 
 
 def _is_tiny(y: np.ndarray) -> bool:

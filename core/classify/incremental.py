@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from core.classify.classifiers import classifier_info, make_classifier
-from core.classify.evaluation import Protocol, capped_split
+from core.classify.evaluation import INCREMENTAL_MAX_TEST, Protocol, capped_split
 from core.geometry.vectors import Metric, as_features, as_labels
 
 
@@ -27,6 +27,8 @@ class IncrementalResult:
         average_incremental_accuracy: mean of ``step_accuracies``.
         final_accuracy: ``step_accuracies[-1]``.
         protocol: ``"split"`` or ``"given"``.
+        n_train / n_test: training images added over all tasks / test images scored (at most
+            :data:`core.classify.evaluation.INCREMENTAL_MAX_TEST` in the split protocol, a stratified sample).
     """
 
     task_classes: list[np.ndarray]
@@ -36,6 +38,8 @@ class IncrementalResult:
     average_incremental_accuracy: float
     final_accuracy: float
     protocol: Protocol
+    n_train: int
+    n_test: int
 
 
 def class_order(classes: Sequence[Any], mode: str = "sorted", seed: int = 0) -> list[Any]:
@@ -46,6 +50,16 @@ def class_order(classes: Sequence[Any], mode: str = "sorted", seed: int = 0) -> 
     if mode == "shuffled":
         return list(np.random.default_rng(seed).permutation(np.asarray(classes)))
     raise ValueError(f"unknown class order {mode!r}; choose 'sorted' or 'shuffled'")
+
+
+def _score_step(t: int, correct: np.ndarray, task_of: np.ndarray, step_acc: np.ndarray,
+                task_acc: np.ndarray) -> None:
+    """Fill step ``t`` of ``step_acc [T]`` and ``task_acc [T, T]`` from ``correct [n]`` (each test image of
+    the classes seen so far) and ``task_of [n]`` (its task)."""
+    step_acc[t] = correct.mean()
+    for j in range(t + 1):
+        in_j = task_of == j
+        task_acc[t, j] = correct[in_j].mean() if in_j.any() else np.nan
 
 
 def class_incremental(
@@ -110,7 +124,8 @@ def class_incremental(
             raise ValueError(f"X_test has D={Xte.shape[1]} but X has D={X.shape[1]}")
         protocol: Protocol = "given"
     else:
-        tr, te = capped_split(np.searchsorted(classes, y), test_size, seed, classifier_info(method).max_train)
+        tr, te = capped_split(np.searchsorted(classes, y), test_size, seed, classifier_info(method).max_train,
+                              INCREMENTAL_MAX_TEST)
         Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
         protocol = "split"
 
@@ -126,18 +141,27 @@ def class_incremental(
     step_acc = np.empty(n_tasks)
     task_acc = np.full((n_tasks, n_tasks), np.nan)
     n_seen = np.empty(n_tasks, dtype=int)
+    # A classifier whose class columns never change once added (NMC, FeCAM) is scored once, after the
+    # last task: step t's prediction is the best of the first n_seen[t] columns, exactly as if it had
+    # been scored then. The others are scored after every task.
+    once = bool(getattr(clf, "fixed_class_scores", False))
     for t, g in enumerate(tasks):
         m = np.isin(ytr, g)
         clf.partial_fit(Xtr[m], ytr[m])
+        n_seen[t] = len(clf.classes_)
         seen = (task_of_test >= 0) & (task_of_test <= t)
         if not seen.any():
             raise ValueError(f"no test images for the classes of tasks 0..{t}")
-        correct = clf.predict(Xte[seen]) == yte[seen]
-        step_acc[t] = correct.mean()
-        for j in range(t + 1):
-            in_j = task_of_test[seen] == j
-            task_acc[t, j] = correct[in_j].mean() if in_j.any() else np.nan
-        n_seen[t] = len(clf.classes_)
+        if not once:
+            _score_step(t, clf.predict(Xte[seen]) == yte[seen], task_of_test[seen], step_acc, task_acc)
+    if once:
+        in_any = task_of_test >= 0
+        S = clf.decision_function(Xte[in_any])  # [T_test, K], columns in the order the classes arrived
+        tasks_in, y_in = task_of_test[in_any], yte[in_any]
+        for t in range(n_tasks):
+            seen = tasks_in <= t
+            pred = clf.classes_[np.argmax(S[seen, : n_seen[t]], axis=1)]
+            _score_step(t, pred == y_in[seen], tasks_in[seen], step_acc, task_acc)
     return IncrementalResult(
         task_classes=tasks,
         step_accuracies=step_acc,
@@ -146,4 +170,6 @@ def class_incremental(
         average_incremental_accuracy=float(step_acc.mean()),
         final_accuracy=float(step_acc[-1]),
         protocol=protocol,
+        n_train=len(ytr),
+        n_test=int((task_of_test >= 0).sum()),
     )

@@ -50,6 +50,8 @@ class NearestMeanClassifier(ClassifierMixin, BaseEstimator):
         class_counts_: ``[K]`` number of training images behind each prototype.
     """
 
+    fixed_class_scores = True  # a prototype never changes once added (see IncrementalClassifier)
+
     def __init__(self, metric: Metric = "cosine"):
         self.metric = metric
 

@@ -10,8 +10,9 @@ Defaults as the paper: ``M = 10000``; ``lambda`` picked on each update's own ima
 scoring the last 20 % of the (shuffled, seeded) images.
 
 No old image is kept. Instead of ``G`` and ``C`` themselves (``M x M``) the classifier keeps a
-square-root factor ``R = [A | B]`` ``[r, M + K]`` with ``A^T A = G`` and ``A^T B = C``, ``r <= N`` (QR of
-the stacked factors at each update), and applies the push-through identity
+square-root factor ``R = [A | B]`` ``[r, M + K]`` with ``A^T A = G`` and ``A^T B = C``, ``r <= min(N, M + K)``
+(each update's factor is the QR of its own ``[H Y]``, stacked under the earlier ones; a QR of the stack
+only when it has more rows than columns), and applies the push-through identity
 ``(A^T A + lambda I)^-1 A^T B = A^T (A A^T + lambda I)^-1 B``: exact, and an ``r x r`` solve instead of
 an ``M x M`` one.
 """
@@ -25,6 +26,7 @@ from core.classify.base import IncrementalClassifier
 
 RIDGES: tuple[float, ...] = tuple(10.0 ** np.arange(-8, 9))  # the authors' grid
 VAL_FRACTION = 0.2
+SCORE_BLOCK = 2_048  # images projected at a time when scoring ([2048, 10000] float32: 80 MB)
 
 
 @lru_cache(maxsize=4)
@@ -69,8 +71,9 @@ class RanPAC(IncrementalClassifier):
             self.__dict__.pop(a, None)
 
     def _project(self, X: np.ndarray) -> np.ndarray:
+        """``[N, M]`` float32 ``h(x) = ReLU(x W)``."""
         W = random_projection(X.shape[1], int(self.M), int(self.seed))
-        return np.maximum(X.astype(np.float32) @ W, 0.0).astype(np.float64)  # [N, M]
+        return np.maximum(X.astype(np.float32) @ W, 0.0)
 
     def _choose_ridge(self, H: np.ndarray, Y: np.ndarray) -> float:
         """The paper's rule on one update's images: fit on 80 %, MSE on the other 20 %."""
@@ -88,7 +91,7 @@ class RanPAC(IncrementalClassifier):
     def _update(self, X: np.ndarray, y: np.ndarray) -> None:
         if self.M < 1:
             raise ValueError(f"M must be >= 1, got {self.M}")
-        H = self._project(X)  # [n, M]
+        H = self._project(X).astype(np.float64)  # [n, M]; the ridge choice and the QR need float64
         K = len(self.classes_)
         Y = np.zeros((len(X), K))
         Y[np.arange(len(X)), self._index(y)] = 1.0  # [n, K] one-hot over all classes so far
@@ -98,19 +101,27 @@ class RanPAC(IncrementalClassifier):
             raise ValueError(f"ridge must be > 0, got {self.ridge}")
         else:
             lam = float(self.ridge)
-        Z = np.hstack([H, Y])  # [n, M + K]
+        # R^T R = Z^T Z for this update's Z = [H Y]: a triangular factor that stores no image's projection
+        R = np.asarray(np.linalg.qr(np.hstack([H, Y]), mode="r"))  # [min(n, M + K), M + K]
         if hasattr(self, "_R"):
             old = np.hstack([self._R, np.zeros((len(self._R), K - (self._R.shape[1] - self.M)))])  # new classes: 0
-            Z = np.vstack([old, Z])
-        # R^T R = Z^T Z: a triangular factor, min(rows, M + K) rows, that stores no image's projection
-        self._R = np.asarray(np.linalg.qr(Z, mode="r"))
+            R = np.vstack([old, R])  # R^T R = the sum over updates: stacked factors, no refactoring of the old
+            if len(R) > R.shape[1]:  # more rows than columns: one QR brings them back to M + K
+                R = np.asarray(np.linalg.qr(R, mode="r"))
+        self._R = R
         self.ridge_ = lam
         self.ridge_history_ = [*getattr(self, "ridge_history_", []), lam]
         A, B = self._R[:, : self.M], self._R[:, self.M:]
         self._dual = _ridge_solve(A, B, lam)  # [r, K]
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        return self._project(X) @ (self._R[:, : self.M].T @ self._dual)  # h (A^T (AA^T + lam)^-1 B): [M, K] first
+        # h (A^T (AA^T + lam)^-1 B): the [M, K] readout first; then float32 products over blocks of
+        # rows, so that no [N, M] projection (400 MB at N = 10,000) is held at once
+        Wo = self.readout().astype(np.float32)  # [M, K]
+        out = np.empty((len(X), Wo.shape[1]))
+        for s in range(0, len(X), SCORE_BLOCK):
+            out[s:s + SCORE_BLOCK] = self._project(X[s:s + SCORE_BLOCK]) @ Wo
+        return out
 
     def readout(self) -> np.ndarray:
         """``[M, K]`` the decorrelated prototypes ``(G + lambda I)^-1 C`` (the authors' ``Wo.T``)."""

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 from core.classify.classifiers import check_classifier, classifier_info, classifier_names
 from core.classify.evaluation import EvalResult, evaluate, few_shot_curve
 from core.classify.prototypes import class_prototypes
-from core.classify.teen import teen_experiment
+from core.classify.teen import teen_experiment, teen_experiments
 from core.classify.zeroshot import zero_shot
 from core.geometry.vectors import Metric, distances
 
@@ -256,11 +256,16 @@ def teen_alpha_sweep(
     Returns:
         rows ``alpha``, ``classes`` (base / new / all), ``mean``, ``std``.
     """
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    # one draw (split, shots, base prototypes) serves every alpha: the draws of teen_repeated's seeds
+    runs = [teen_experiments(X, y, base_classes, k_shot, [float(a) for a in alphas], tau, seed=seed + d,
+                             test_size=test_size) for d in range(draws)]  # [draws][alphas]
     rows = []
-    for a in alphas:
-        df = teen_repeated(X, y, base_classes, k_shot, float(a), tau, draws=draws, seed=seed, test_size=test_size)
-        for _, r in df[df.prototypes == "TEEN"].iterrows():
-            rows.append({"alpha": float(a), "classes": r["classes"], "mean": r["mean"], "std": r["std"]})
+    for i, a in enumerate(alphas):
+        for part in ("base", "new", "all"):
+            acc = np.array([run[i]["calibrated"][part] for run in runs])
+            rows.append({"alpha": float(a), "classes": part, "mean": float(acc.mean()), "std": float(acc.std())})
     return pd.DataFrame(rows)
 
 
