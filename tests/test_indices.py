@@ -97,7 +97,7 @@ def test_invariances_and_extremes(pair):
 def test_a_shuffle_permutes_the_sparse_kernel_as_recomputing_would(pair):
     X, Y = pair
     p = np.random.default_rng(7).permutation(len(X))
-    c = I._Cknna(unit(X), unit(Y), I.knn_graph(X, 6), I.knn_graph(Y, 6))
+    c = I._Cknna(I._knn(X, 6), I._knn(Y, 6))
     assert c.shuffled(p) == pytest.approx(ref_cknna(X, Y[p], 6), abs=1e-10)
     assert c.value(np.ones(len(X))) == pytest.approx(ref_cknna(X, Y, 6), abs=1e-10)
 
@@ -127,8 +127,10 @@ def test_a_bootstrap_draw_never_pairs_copies_of_an_image(pair):
     m = mK * mL
     ref = hsic1(masked(m * Kc), masked(m * Lc)) / np.sqrt(hsic1(masked(mK * Kc), masked(mK * Kc))
                                                           * hsic1(masked(mL * Lc), masked(mL * Lc)))
-    c = I._Cknna(unit(X), unit(Y), I.knn_graph(X, 5), I.knn_graph(Y, 5))
+    c = I._Cknna(I._knn(X, 5), I._knn(Y, 5))
     assert c.value(w) == pytest.approx(ref, abs=1e-10)
+    # Procrustes on a draw: the drawn rows (copies repeated), centred on their own mean
+    assert I._procrustes(Xc, Yc, w) == pytest.approx(ref_procrustes(X[draw], Y[draw]), abs=1e-10)
 
 
 def test_permutation_baseline_and_interval():
@@ -193,3 +195,16 @@ def test_gram_draws_equal_the_feature_space_formula(pair):
     assert g.value(w) == pytest.approx(I._cka_unbiased(A, B, w), abs=1e-10)
     p = np.random.default_rng(9).permutation(len(X))
     assert g.shuffled(p) == pytest.approx(I.cka_unbiased(X, Y[p]), abs=1e-10)
+
+
+def test_indices_computed_together_equal_each_on_its_own(pair):
+    X, Y = pair
+    feats = [X, Y, X[:, :3] + 0.1 * Y[:, :3]]
+    kw = dict(k=5, n_boot=20, n_perm=10, seed=3)
+    seen = []
+    together = I.index_matrices(list(I.INDICES), feats, ["x", "y", "z"], progress=lambda d, t: seen.append((d, t)), **kw)
+    assert seen[-1] == (12, 12) and len(seen) == 12  # 3 pairs x 4 indices
+    for name in I.INDICES:
+        alone = I.index_matrix(name, feats, ["x", "y", "z"], **kw)
+        for f in ("value", "ci_low", "ci_high", "baseline", "baseline_high", "p_value"):
+            np.testing.assert_array_equal(getattr(together[name], f), getattr(alone, f))

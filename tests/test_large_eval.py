@@ -86,3 +86,16 @@ def test_class_sums_and_blockwise_distances_equal_the_plain_formulas(monkeypatch
                                        ("nmc", None)])
 def test_registered_fit_caps(name, cap):
     assert classifiers.classifier_info(name).max_train == cap
+
+
+def test_centred_product_equals_the_plain_formula_in_blocks(monkeypatch):
+    monkeypatch.setattr(vectors, "ROW_BLOCK", 7)  # many blocks, a ragged last one
+    rng = np.random.default_rng(5)
+    A = rng.normal(3.0, 1.0, size=(50, 6))  # a large mean: centring must happen before the product
+    B = rng.normal(size=(50, 4))
+    Ac, Bc = A - A.mean(0), B - B.mean(0)
+    np.testing.assert_allclose(vectors.centred_product(A, B), Ac.T @ Bc, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(vectors.centred_product(A, A), Ac.T @ Ac, rtol=1e-12, atol=1e-12)
+    got32 = vectors.centred_product(A.astype(np.float32), B.astype(np.float32))  # float32 blocks
+    np.testing.assert_allclose(got32, Ac.T @ Bc, rtol=1e-4, atol=1e-4)
+    assert got32.dtype == np.float64

@@ -121,6 +121,20 @@ def test_classifiers_match_sklearn(method: str) -> None:
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("k", [1, 4, 5, 60])
+def test_cosine_knn_votes_as_sklearn_in_blocks_and_ties(k: int, monkeypatch) -> None:
+    """k = 4 over 3 classes makes label ties (sklearn gives them to the label that sorts first); k = 60 is
+    every training image; blocks of 7 queries leave a ragged last one."""
+    from core.classify import knn
+    monkeypatch.setattr(knn, "QUERY_BLOCK", 7)
+    rng = np.random.default_rng(4)
+    X, Xte = rng.normal(size=(60, 9)), rng.normal(size=(50, 9))
+    y = np.array(["b", "a", "c"])[rng.integers(0, 3, 60)]
+    got = knn.CosineKNN(n_neighbors=k).fit(X, y).predict(Xte)
+    want = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(X, y).predict(Xte)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_knn_k_is_capped_by_training_size() -> None:
     assert make_classifier("knn", n_train=3).n_neighbors == 3
     assert make_classifier("knn", n_train=100).n_neighbors == 5

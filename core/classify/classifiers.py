@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 from sklearn.svm import LinearSVC
 
 from core.classify.fecam import FeCAM
+from core.classify.knn import CosineKNN
 from core.classify.lda import ShrunkLDA
 from core.classify.naive_bayes import PerClassVarianceNB, SharedVarianceNB
 from core.classify.prototypes import NearestMeanClassifier
@@ -72,9 +72,9 @@ def _make_nmc(n_train: int | None = None, metric: Metric = "cosine") -> NearestM
 @register_classifier("knn", "k-NN (cosine, k=5)",
                      "Nothing about class shape: an image takes the majority label of its 5 nearest training images.",
                      max_train=20_000)
-def _make_knn(n_train: int | None = None, n_neighbors: int = 5, **kw: Any) -> KNeighborsClassifier:
+def _make_knn(n_train: int | None = None, n_neighbors: int = 5) -> CosineKNN:
     k = n_neighbors if n_train is None else max(1, min(n_neighbors, n_train))
-    return KNeighborsClassifier(n_neighbors=k, metric="cosine", **kw)
+    return CosineKNN(n_neighbors=k)
 
 
 @register_classifier("linear", "linear probe (logistic regression)",

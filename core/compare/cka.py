@@ -1,8 +1,10 @@
 """Centered kernel alignment (Kornblith et al., 2019) between representations of the same N inputs.
 
 A representation is ``[N, D]`` (one row per image, same image order everywhere); pool or flatten
-patch tokens before calling. All computations run in float64. Inputs may be numpy arrays or CPU
-torch tensors.
+patch tokens before calling. Inputs may be numpy arrays or CPU torch tensors. Linear CKA in feature
+space sums ``[D1, D2]`` products over row blocks in float64, each block multiplied in float32 when
+both representations are float32 (embeddings as stored; :func:`core.geometry.vectors.centred_product`);
+every other computation (Grams, RBF kernels, minibatches) runs in float64.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
+
+from core.geometry.vectors import centred_product
 
 Kind = Literal["linear", "rbf"]
 _EPS = 1e-12
@@ -38,7 +42,15 @@ def _sample(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def _as_features(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
+    """``x`` as a checked float64 ``[N, D]`` array."""
+    return _checked(x, name).astype(np.float64, copy=False)
+
+
+def _checked(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    """``x`` as a checked ``[N, D]`` array, float32 kept as it is (no copy), anything else float64."""
+    a = np.asarray(x)
+    if a.dtype != np.float32:
+        a = a.astype(np.float64, copy=False)
     if a.ndim != 2:
         raise ValueError(f"{name} must be [N, D] (pool or flatten tokens first), got shape {a.shape}")
     if a.shape[0] < 2:
@@ -63,15 +75,22 @@ def linear_cka(X: np.ndarray | torch.Tensor, Y: np.ndarray | torch.Tensor) -> fl
     Returns:
         similarity in ``[0, 1]``; invariant to orthogonal transforms and isotropic scaling.
     """
-    X, Y = _as_features(X, "X"), _as_features(Y, "Y")
+    X, Y = _checked(X, "X"), _checked(Y, "Y")
     _check_same_n(X, Y)
-    X = X - X.mean(axis=0, keepdims=True)  # [N, D1]
-    Y = Y - Y.mean(axis=0, keepdims=True)  # [N, D2]
     if X.shape[0] < max(X.shape[1], Y.shape[1]):
         # Gram form is cheaper when N < D: ||Y^T X||_F^2 = <X X^T, Y Y^T>_F
-        return _cka_from_centered_grams(np.asarray(X @ X.T), np.asarray(Y @ Y.T))
-    hsic = np.linalg.norm(Y.T @ X) ** 2  # Frobenius
-    nx, ny = np.linalg.norm(X.T @ X), np.linalg.norm(Y.T @ Y)
+        return _cka_from_centered_grams(_centered_gram(X.astype(np.float64), "linear", 0.0),
+                                        _centered_gram(Y.astype(np.float64), "linear", 0.0))
+    return _linear_cka_from(_self_norm(X), _self_norm(Y), float(np.sum(centred_product(Y, X) ** 2)))
+
+
+def _self_norm(X: np.ndarray) -> float:
+    """``||X_c^T X_c||_F`` of the column-centred ``X``."""
+    return float(np.linalg.norm(centred_product(X, X)))
+
+
+def _linear_cka_from(nx: float, ny: float, hsic: float) -> float:
+    """``hsic / (nx ny)``: ``||Y_c^T X_c||_F^2`` over the two self norms (:func:`_self_norm`)."""
     if nx < _EPS or ny < _EPS:
         raise ValueError("CKA is undefined for a constant representation (all rows equal)")
     return float(hsic / (nx * ny))
@@ -162,11 +181,13 @@ def cka_matrix(
     ``[N, N]`` Gram when N >= D); RBF CKA uses :func:`rbf_sample_size` inputs (a seeded sample).
     """
     if kind == "linear" and len(feats) and min(np.shape(f)[0] for f in feats) >= max(np.shape(f)[1] for f in feats):
-        arrs = [_as_features(f, f"feats[{i}]") for i, f in enumerate(feats)]
+        arrs = [_checked(f, f"feats[{i}]") for i, f in enumerate(feats)]
         if len({a.shape[0] for a in arrs}) != 1:
             raise ValueError(f"all representations in feats must cover the same N inputs, got N in "
                              f"{sorted({a.shape[0] for a in arrs})}")
-        return _symmetric(len(arrs), lambda i, j: linear_cka(arrs[i], arrs[j]))
+        norms = [_self_norm(a) for a in arrs]  # each representation's own product once
+        return _symmetric(len(arrs), lambda i, j: _linear_cka_from(
+            norms[i], norms[j], float(np.sum(centred_product(arrs[j], arrs[i]) ** 2))))
     if kind == "rbf" and len(feats):
         rows = _sample(np.shape(feats[0])[0], RBF_MAX_N)
         feats = [np.asarray(f)[rows] for f in feats]

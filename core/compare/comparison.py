@@ -17,7 +17,7 @@ import numpy as np
 from core.compare.agreement import PairAgreement, agreement
 from core.compare.cka import Kind as CkaKind
 from core.compare.cka import cka_matrix
-from core.compare.indices import INDICES, IndexMatrix, index_matrix
+from core.compare.indices import INDICES, IndexMatrix, index_matrices
 from core.compare.metrics import DEFAULT_SHOTS, FeatureMetrics, MetricsRow, feature_metrics, metrics_row
 from core.compare.speed import Speed, measure_speed
 from core.io.images import ImageRecord
@@ -104,11 +104,11 @@ def _json_value(v: Any) -> Any:
 
 def similarity_indices(fsets: Sequence[FeatureSet], names: Sequence[str] = tuple(INDICES),
                        **index_kw: Any) -> dict[str, IndexMatrix]:
-    """:func:`core.compare.indices.index_matrix` of every index in ``names`` between the global
-    embeddings of aligned feature sets (``index_kw``: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed``)."""
+    """:func:`core.compare.indices.index_matrices` (every index in ``names``, each pair's shared work made
+    once) between the global embeddings of aligned feature sets (``index_kw``: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed``)."""
     check_aligned(fsets)
     feats, backbones = [fs["embedding"] for fs in fsets], [fs.backbone for fs in fsets]
-    return {n: index_matrix(n, feats, backbones, **index_kw) for n in names}
+    return index_matrices(names, feats, backbones, **index_kw)
 
 
 def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet], speeds: Sequence[Speed], *,

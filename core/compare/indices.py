@@ -52,8 +52,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from core.geometry.neighbours import cosine_neighbours
-from core.geometry.vectors import as_features, l2_normalize
+from core.geometry.neighbours import Neighbours, cosine_neighbours
+from core.geometry.vectors import as_features, work_dtype
 
 DEFAULT_K = 10
 DEFAULT_BOOT = 200
@@ -62,7 +62,6 @@ DEFAULT_LEVEL = 0.95
 MAX_KNN_IMAGES = 10_000       # mutual-kNN / CKNNA subsample above this many images
 MAX_RESAMPLE_IMAGES = 2_000   # CKA / Procrustes: images in each bootstrap or permutation draw
 _ROW_CHUNK = 8_192            # rows per float64 block in feature-space sums
-_PAIR_CHUNK = 16_384          # neighbour pairs per gathered block in the CKNNA kernels
 
 
 # ---- point estimates ------------------------------------------------------------------------------------
@@ -79,16 +78,10 @@ def _weights(n: int, w: np.ndarray | None) -> np.ndarray:
     return np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
 
 
-def _work_dtype(*arrays: np.ndarray) -> np.dtype:
-    """float32 when every operand is float32 (embeddings as stored: the products run at twice the
-    speed, each row block's sum still accumulated in float64), else float64."""
-    return np.dtype(np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64)
-
-
 def _wsum_outer(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``A^T diag(w) B`` ``[D1, D2]``, accumulated in float64 over row blocks (``w >= 0``: image counts).
     ``B is A`` is the Gram of the features, ``(sqrt(w) A)^T (sqrt(w) A)``: one symmetric product."""
-    dt = _work_dtype(A, B)
+    dt = work_dtype(A, B)
     out = np.zeros((A.shape[1], B.shape[1]))
     for s in range(0, len(A), _ROW_CHUNK):
         a: np.ndarray = A[s:s + _ROW_CHUNK].astype(dt, copy=False)
@@ -103,7 +96,7 @@ def _wsum_outer(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _row_dot(A: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``A @ v`` ``[N]`` in float64, without a float64 copy of ``A``."""
-    return (A @ v.astype(_work_dtype(A), copy=False)).astype(np.float64)
+    return (A @ v.astype(work_dtype(A), copy=False)).astype(np.float64)
 
 
 def _hsic_terms(m: float, t1: float, s_k: float, s_l: float, t3: float) -> float:
@@ -132,7 +125,7 @@ def _centred(X: np.ndarray) -> np.ndarray:
     float64); with fewer images than dimensions, the same rows in the basis of their principal
     directions ``[N, r]`` (exact for these indices: both are invariant to rotations and
     translations, and much faster)."""
-    dt = _work_dtype(X)
+    dt = work_dtype(X)
     Z = X.astype(dt, copy=False) - X.mean(0, dtype=np.float64).astype(dt)
     if len(Z) < Z.shape[1]:
         U, S, _ = np.linalg.svd(Z, full_matrices=False)  # Z = U S V^T, V orthonormal
@@ -151,44 +144,70 @@ def cka_unbiased(X: ArrayLike, Y: ArrayLike) -> float:
     return _cka_unbiased(_centred(A), _centred(B), np.ones(len(A)))
 
 
-def _hsic_gram(K: np.ndarray, L: np.ndarray, KL: np.ndarray, w: np.ndarray) -> float:
-    """:func:`_linear_hsic` from the Gram matrices ``K``, ``L`` ``[n, n]`` and ``KL = K * L``."""
-    kd, ld = np.diag(K), np.diag(L)
-    t1 = float(w @ KL @ w - np.sum(w ** 2 * kd * ld))
-    s_k, s_l = float(w @ K @ w - np.sum(w ** 2 * kd)), float(w @ L @ w - np.sum(w ** 2 * ld))
-    u, v = K @ w - w * kd, L @ w - w * ld
-    return _hsic_terms(float(w.sum()), t1, s_k, s_l, float(np.sum(w * u * v)))
-
-
 class _GramCka:
     """Unbiased CKA draws on a bounded subsample (n <= :data:`MAX_RESAMPLE_IMAGES`) from its Gram
-    matrices, built once: a draw reweights images, a shuffle permutes L's rows and columns."""
+    matrices, built once: a draw reweights images, a shuffle permutes L's rows and columns.
+
+    Song et al.'s sums for image counts ``w`` need five products with the ``[n, n]`` matrices
+    (``K w``, ``L w``, ``(K*L) w``, ``(K*K) w``, ``(L*L) w``), each made once per draw. A shuffle keeps
+    ``w = 1``: ``HSIC(K, K)`` and ``HSIC(L, L)`` do not change and ``L 1`` is permuted, so only
+    ``sum(K * L[p, p])`` is computed."""
 
     def __init__(self, A: np.ndarray, B: np.ndarray):
         self.K, self.L = A @ A.T, B @ B.T  # [n, n] each
-        self.KK, self.LL = self.K * self.K, self.L * self.L
+        self.KL, self.KK, self.LL = self.K * self.L, self.K * self.K, self.L * self.L
+        self.kd, self.ld = np.diag(self.K).astype(np.float64), np.diag(self.L).astype(np.float64)  # [n]
+        one = np.ones(len(self.K))
+        self._k1, self._l1 = self._mv(self.K, one), self._mv(self.L, one)  # [n] row sums
+        self._hsic_kk = self._hsic(one, self.kd, self.kd, self._k1, self._k1, self._mv(self.KK, one))
+        self._hsic_ll = self._hsic(one, self.ld, self.ld, self._l1, self._l1, self._mv(self.LL, one))
 
-    def _ratio(self, L: np.ndarray, LL: np.ndarray, w: np.ndarray) -> float:
-        kl, kk, ll = _hsic_gram(self.K, L, self.K * L, w), _hsic_gram(self.K, self.K, self.KK, w), _hsic_gram(L, L, LL, w)
+    @staticmethod
+    def _hsic(w: np.ndarray, kd: np.ndarray, ld: np.ndarray, Kw: np.ndarray, Lw: np.ndarray, KLw: np.ndarray) -> float:
+        """Unbiased HSIC of ``K``, ``L`` for image counts ``w`` from the products ``K w``, ``L w``, ``(K*L) w``
+        and the diagonals ``kd``, ``ld`` (a zeroed diagonal, the same sums as :func:`_linear_hsic`)."""
+        t1 = float(w @ KLw - np.sum(w ** 2 * kd * ld))
+        s_k, s_l = float(w @ Kw - np.sum(w ** 2 * kd)), float(w @ Lw - np.sum(w ** 2 * ld))
+        return _hsic_terms(float(w.sum()), t1, s_k, s_l, float(np.sum(w * (Kw - w * kd) * (Lw - w * ld))))
+
+    @staticmethod
+    def _ratio(kl: float, kk: float, ll: float) -> float:
         return kl / np.sqrt(kk * ll) if kk > 0 and ll > 0 else float("nan")
 
+    def _mv(self, M: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``M w`` in ``M``'s precision (a float64 ``w`` would copy a float32 ``M`` to float64 every time)."""
+        return (M @ w.astype(M.dtype)).astype(np.float64)
+
     def value(self, w: np.ndarray) -> float:
-        return self._ratio(self.L, self.LL, w)
+        Kw, Lw = self._mv(self.K, w), self._mv(self.L, w)
+        kl = self._hsic(w, self.kd, self.ld, Kw, Lw, self._mv(self.KL, w))
+        kk = self._hsic(w, self.kd, self.kd, Kw, Kw, self._mv(self.KK, w))
+        ll = self._hsic(w, self.ld, self.ld, Lw, Lw, self._mv(self.LL, w))
+        return self._ratio(kl, kk, ll)
 
     def shuffled(self, p: np.ndarray) -> float:
-        Lp = self.L[np.ix_(p, p)]
-        return self._ratio(Lp, Lp * Lp, np.ones(len(p)))
+        ld, l1 = self.ld[p], self._l1[p]  # L[p, p]: its diagonal and row sums are the permuted ones
+        n = len(p)
+        t1 = float(np.sum(self.K * self.L[np.ix_(p, p)], dtype=np.float64) - np.sum(self.kd * ld))
+        s_k, s_l = float(self._k1.sum() - self.kd.sum()), float(l1.sum() - ld.sum())
+        kl = _hsic_terms(float(n), t1, s_k, s_l, float(np.sum((self._k1 - self.kd) * (l1 - ld))))
+        return self._ratio(kl, self._hsic_kk, self._hsic_ll)
 
 
-def _procrustes(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> float:
+def _procrustes(A: np.ndarray, B: np.ndarray, w: np.ndarray, sq_a: np.ndarray | None = None,
+                sq_b: np.ndarray | None = None) -> float:
+    """Procrustes distance of ``A [N, D1]`` and ``B [N, D2]`` (already centred on the whole set) for image
+    counts ``w``, each set centred on its own weighted mean: ``sum_i w_i (a_i - a)(b_i - b)^T =
+    A^T W B - m a b^T``, so no centred copy is made. ``sq_a`` / ``sq_b``: the rows' squared norms ``[N]``
+    when the caller already has them (the same for every draw)."""
     m = w.sum()
-    Ac = A - (_row_dot(A.T, w) / m).astype(A.dtype)  # weighted centring (a resample's own mean)
-    Bc = B - (_row_dot(B.T, w) / m).astype(B.dtype)
-    na = np.sqrt(np.sum(w * np.einsum("ij,ij->i", Ac, Ac, dtype=np.float64)))
-    nb = np.sqrt(np.sum(w * np.einsum("ij,ij->i", Bc, Bc, dtype=np.float64)))
-    if na <= 0 or nb <= 0:
+    sa, sb = _row_dot(A.T, w), _row_dot(B.T, w)  # [D1], [D2] weighted sums
+    sq_a = np.einsum("ij,ij->i", A, A, dtype=np.float64) if sq_a is None else sq_a
+    sq_b = np.einsum("ij,ij->i", B, B, dtype=np.float64) if sq_b is None else sq_b
+    na2, nb2 = float(w @ sq_a - sa @ sa / m), float(w @ sq_b - sb @ sb / m)  # squared Frobenius norms
+    if na2 <= 0 or nb2 <= 0:
         raise ValueError("a representation is constant over these images: the Procrustes distance is undefined")
-    M = _wsum_outer(Ac, Bc, w) / (na * nb)  # [D1, D2]
+    M = (_wsum_outer(A, B, w) - np.outer(sa, sb) / m) / np.sqrt(na2 * nb2)  # [D1, D2]
     G = M @ M.T if M.shape[0] <= M.shape[1] else M.T @ M  # singular values^2 = eigenvalues
     nuclear = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(G), 0.0, None))))
     return max(0.0, 2.0 - 2.0 * nuclear)
@@ -202,16 +221,24 @@ def procrustes_distance(X: ArrayLike, Y: ArrayLike) -> float:
 
 def knn_graph(X: ArrayLike, k: int = DEFAULT_K) -> np.ndarray:
     """``[N, k]`` each image's k most cosine-similar other images (chunked top-k, O(N k) memory)."""
+    return _knn(X, k).indices
+
+
+def _knn(X: ArrayLike, k: int) -> Neighbours:
+    """:func:`knn_graph` with the cosine similarities ``[N, k]`` of the pairs (the CKNNA kernel values)."""
     A = as_features(X)
     if not 1 <= k <= len(A) - 1:
         raise ValueError(f"k must be in [1, N-1] = [1, {len(A) - 1}], got {k}")
-    return cosine_neighbours(A, A, k, exclude=list(range(len(A)))).indices
+    return cosine_neighbours(A, A, k, exclude=list(range(len(A))))
 
 
 def _overlap(na: np.ndarray, nb: np.ndarray) -> np.ndarray:
     """``[N]`` share of common entries of two ``[N, k]`` neighbour lists, row by row."""
     k = na.shape[1]
-    return np.array([len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(na, nb)], dtype=np.float64) / k
+    common = np.zeros(len(na))
+    for j in range(k):  # is na's j-th neighbour anywhere in nb's row? ([N, k] at a time, never [N, k, k])
+        common += (nb == na[:, j:j + 1]).any(axis=1)
+    return common / k
 
 
 def mutual_knn_overlap(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> np.ndarray:
@@ -223,15 +250,6 @@ def mutual_knn_overlap(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> np.nda
 def mutual_knn(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> float:
     """Mutual k-NN alignment: the mean of :func:`mutual_knn_overlap`."""
     return float(mutual_knn_overlap(X, Y, k).mean())
-
-
-def _masked_kernel(U: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix:
-    """Sparse ``[n, n]`` with the cosine kernel ``U_i . U_j`` at the given (row, col) pairs."""
-    vals = np.empty(len(rows))
-    for s in range(0, len(rows), _PAIR_CHUNK):  # gathered rows [chunk, D], never [N k, D]
-        r, c = rows[s:s + _PAIR_CHUNK], cols[s:s + _PAIR_CHUNK]
-        vals[s:s + _PAIR_CHUNK] = np.einsum("ij,ij->i", U[r], U[c])
-    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
 def _sparse_hsic(Ka: sp.csr_matrix, Kb: sp.csr_matrix, prod: sp.csr_matrix, w: np.ndarray) -> float:
@@ -250,11 +268,13 @@ class _Cknna:
     permutes Y's sparse kernel (its neighbour pairs and values move with the rows), so neither
     recomputes a neighbour or a dot product."""
 
-    def __init__(self, Un: np.ndarray, Vn: np.ndarray, na: np.ndarray, nb: np.ndarray):
+    def __init__(self, ga: Neighbours, gb: Neighbours):
+        na, nb = ga.indices, gb.indices  # [n, k] each representation's own neighbours
         n, k = na.shape
         rows = np.repeat(np.arange(n), k)
-        self.Ka = _masked_kernel(Un, rows, na.ravel(), n)  # [n, n], K at X's neighbour pairs
-        self.Kb = _masked_kernel(Vn, rows, nb.ravel(), n)  # [n, n], L at Y's neighbour pairs
+        # the cosine kernel at a representation's neighbour pairs is the similarity its search found
+        self.Ka = sp.csr_matrix((ga.similarities.ravel(), (rows, na.ravel())), shape=(n, n))  # [n, n]
+        self.Kb = sp.csr_matrix((gb.similarities.ravel(), (rows, nb.ravel())), shape=(n, n))
         ones = np.ones(n * k)
         self.A = sp.csr_matrix((ones, (rows, na.ravel())), shape=(n, n))  # X's neighbour pairs
         self.B = sp.csr_matrix((ones, (rows, nb.ravel())), shape=(n, n))
@@ -288,7 +308,7 @@ def cknna(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> float:
     A, B = _pair(X, Y, 4)
     if k < 2:
         raise ValueError(f"CKNNA needs k >= 2, got {k}")
-    return _Cknna(l2_normalize(A), l2_normalize(B), knn_graph(A, k), knn_graph(B, k)).value(np.ones(len(A)))
+    return _Cknna(_knn(A, k), _knn(B, k)).value(np.ones(len(A)))
 
 
 # ---- the registry ----------------------------------------------------------------------------------------
@@ -362,6 +382,40 @@ def _subsample(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
     return np.arange(n) if n <= cap else np.sort(rng.choice(n, cap, replace=False))
 
 
+class _PairWork:
+    """What several indices of one pair ``A [N, D1]``, ``B [N, D2]`` share, made on first use: the centred
+    sets and their resampling subsample (unbiased CKA and Procrustes), and the neighbour graphs of a
+    subsample (mutual k-NN and CKNNA)."""
+
+    def __init__(self, A: np.ndarray, B: np.ndarray):
+        self.A, self.B = A, B
+        self._centred: tuple[np.ndarray, np.ndarray] | None = None
+        self._graphs: dict[tuple, tuple[Neighbours, Neighbours]] = {}
+        self._sets: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def centred(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._centred is None:
+            self._centred = (_centred(self.A), _centred(self.B))
+        return self._centred
+
+    def resample_set(self, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows ``sub`` of each set, centred on their own mean (the bootstrap's subsample)."""
+        if len(sub) == len(self.A):
+            return self.centred()
+        key = ("sub", len(sub), int(sub[0]), int(sub[-1]), int(sub.sum()))
+        if key not in self._sets:
+            self._sets[key] = (_centred(self.A[sub]), _centred(self.B[sub]))
+        return self._sets[key]
+
+    def graphs(self, keep: np.ndarray, k: int) -> tuple[Neighbours, Neighbours]:
+        """The k-NN graphs of the rows ``keep`` of each set (a seeded subsample: the same rows for the
+        same N and seed)."""
+        key = (len(keep), int(keep[0]), int(keep[-1]), int(keep.sum()), k)
+        if key not in self._graphs:
+            self._graphs[key] = (_knn(self.A[keep], k), _knn(self.B[keep], k))
+        return self._graphs[key]
+
+
 def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boot: int = DEFAULT_BOOT,
              n_perm: int = DEFAULT_PERM, level: float = DEFAULT_LEVEL, seed: int = 0) -> IndexEstimate:
     """The index ``name`` between ``X [N, D1]`` and ``Y [N, D2]`` with its interval and baseline.
@@ -373,17 +427,27 @@ def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boo
         level: coverage of the interval.
         seed: seeds the subsamples, the draws and the permutations.
     """
+    check_index(name)
+    return _estimate(name, _PairWork(*_pair(X, Y, 4)), k=k, n_boot=n_boot, n_perm=n_perm, level=level, seed=seed)
+
+
+def _estimate(name: str, work: _PairWork, *, k: int = DEFAULT_K, n_boot: int = DEFAULT_BOOT,
+              n_perm: int = DEFAULT_PERM, level: float = DEFAULT_LEVEL, seed: int = 0) -> IndexEstimate:
+    """:func:`estimate` on a pair's shared work (the same numbers: every index draws from its own
+    generator seeded ``seed``)."""
     info = check_index(name)
-    A, B = _pair(X, Y, 4)
+    A = work.A
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     rng = np.random.default_rng(seed)
     kk = min(k, len(A) - 1) if info.uses_k else None
     if name in ("mutual_knn", "cknna"):
+        if name == "cknna" and (kk is None or kk < 2):
+            raise ValueError(f"CKNNA needs k >= 2, got {k}")
         keep = _subsample(len(A), MAX_KNN_IMAGES, rng)
-        A, B = A[keep], B[keep]
-        n = len(A)
-        na, nb = knn_graph(A, kk), knn_graph(B, kk)  # type: ignore[arg-type]
+        n = len(keep)
+        ga, gb = work.graphs(keep, kk)  # type: ignore[arg-type]
+        na, nb = ga.indices, gb.indices
         if name == "mutual_knn":
             o = _overlap(na, nb)
             value = float(o.mean())
@@ -393,9 +457,7 @@ def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boo
                 inv = np.argsort(p)
                 return float(_overlap(na, inv[nb[p]]).mean())  # Y's rows shuffled: i's neighbours in Y[p]
         else:
-            if kk is None or kk < 2:
-                raise ValueError(f"CKNNA needs k >= 2, got {k}")
-            c = _Cknna(l2_normalize(A), l2_normalize(B), na, nb)
+            c = _Cknna(ga, gb)
             value = c.value(np.ones(n))
             boot_fn = c.value
 
@@ -403,16 +465,20 @@ def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boo
         boot_n = n
     else:
         fn = _cka_unbiased if name == "cka_unbiased" else _procrustes
-        Ac, Bc = _centred(A), _centred(B)
+        Ac, Bc = work.centred()
         value = fn(Ac, Bc, np.ones(len(A)))
         sub = _subsample(len(A), MAX_RESAMPLE_IMAGES, rng)
-        As, Bs = (Ac, Bc) if len(sub) == len(A) else (_centred(A[sub]), _centred(B[sub]))
+        As, Bs = work.resample_set(sub)
         if name == "cka_unbiased":
             g = _GramCka(As, Bs)
             boot_fn, perm_fn = g.value, g.shuffled
         else:
-            boot_fn = lambda w: fn(As, Bs, w)  # noqa: E731
-            perm_fn = lambda p: fn(As, Bs[p], np.ones(len(p)))  # noqa: E731
+            sq_a, sq_b = (np.einsum("ij,ij->i", Z, Z, dtype=np.float64) for Z in (As, Bs))  # [n] each, every draw
+
+            def boot_fn(w: np.ndarray) -> float:  # a draw holds about 63 % of the images: only those rows
+                nz = np.flatnonzero(w)
+                return _procrustes(As[nz], Bs[nz], w[nz], sq_a[nz], sq_b[nz])
+            perm_fn = lambda p: _procrustes(As, Bs[p], np.ones(len(p)), sq_a, sq_b[p])  # noqa: E731
         n, boot_n = len(A), len(sub)
     boots = np.array([boot_fn(np.bincount(rng.integers(0, boot_n, boot_n), minlength=boot_n).astype(np.float64))
                       for _ in range(n_boot)])
@@ -461,18 +527,32 @@ def index_matrix(name: str, feats: Sequence[ArrayLike], backbones: Sequence[str]
     Args:
         **kw: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed`` for :func:`estimate`.
     """
-    info = check_index(name)
+    return index_matrices([name], feats, backbones, **kw)[name]
+
+
+def index_matrices(names: Sequence[str], feats: Sequence[ArrayLike], backbones: Sequence[str],
+                   progress: Callable[[int, int], None] | None = None, **kw) -> dict[str, IndexMatrix]:
+    """:func:`index_matrix` of every index in ``names``; each pair's centred sets and neighbour graphs
+    are made once for all of them. ``progress(done, total)`` after each (pair, index) estimate."""
+    infos = [check_index(n) for n in names]
     if len(feats) != len(backbones) or len(feats) < 2:
         raise ValueError(f"need one feature array per backbone, at least 2; got {len(feats)} and {len(backbones)} names")
     b = len(feats)
-    mats = {f: np.full((b, b), np.nan) for f in ("value", "ci_low", "ci_high", "baseline", "baseline_high", "p_value")}
-    np.fill_diagonal(mats["value"], 1.0 if info.higher_is_similar else 0.0)
-    ests = {}
-    for i in range(b):
-        for j in range(i + 1, b):
-            e = estimate(name, feats[i], feats[j], **kw)
-            ests[(i, j)] = e
-            for f in mats:
-                mats[f][i, j] = mats[f][j, i] = getattr(e, f)
-    return IndexMatrix(name, list(backbones), mats["value"], mats["ci_low"], mats["ci_high"], mats["baseline"],
-                       mats["baseline_high"], mats["p_value"], ests)
+    fields = ("value", "ci_low", "ci_high", "baseline", "baseline_high", "p_value")
+    mats = {n: {f: np.full((b, b), np.nan) for f in fields} for n in names}
+    for n, info in zip(names, infos):
+        np.fill_diagonal(mats[n]["value"], 1.0 if info.higher_is_similar else 0.0)
+    ests: dict[str, dict[tuple[int, int], IndexEstimate]] = {n: {} for n in names}
+    pairs = [(i, j) for i in range(b) for j in range(i + 1, b)]
+    done = 0
+    for i, j in pairs:
+        work = _PairWork(*_pair(feats[i], feats[j], 4))
+        for n in names:
+            e = ests[n][(i, j)] = _estimate(n, work, **kw)
+            for f in fields:
+                mats[n][f][i, j] = mats[n][f][j, i] = getattr(e, f)
+            done += 1
+            if progress is not None:
+                progress(done, len(pairs) * len(names))
+    return {n: IndexMatrix(n, list(backbones), mats[n]["value"], mats[n]["ci_low"], mats[n]["ci_high"],
+                           mats[n]["baseline"], mats[n]["baseline_high"], mats[n]["p_value"], ests[n]) for n in names}

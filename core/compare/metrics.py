@@ -102,7 +102,7 @@ def silhouette(X: ArrayLike, y: ArrayLike) -> float:
     """
     from sklearn.metrics import silhouette_score
 
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)
     y = np.asarray(y)
     k = len(np.unique(y))
     if not 2 <= k <= len(y) - 1:
@@ -113,7 +113,7 @@ def silhouette(X: ArrayLike, y: ArrayLike) -> float:
         X, y = X[rows], y[rows]
         if len(np.unique(y)) < 2:
             raise ValueError(f"the silhouette sample of {n} images holds fewer than 2 classes")
-    return float(silhouette_score(X, y, metric="cosine"))
+    return float(silhouette_score(X.astype(np.float64), y, metric="cosine"))  # the sample only in float64
 
 
 @dataclass(frozen=True)

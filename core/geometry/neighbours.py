@@ -9,9 +9,10 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from numpy.typing import ArrayLike
 
-from core.geometry.vectors import distances
+from core.geometry.vectors import l2_normalize, work_dtype
 
 __all__ = ["Neighbours", "cosine_neighbours", "neighbours_of_row", "neighbour_vote", "projection_table"]
 
@@ -67,19 +68,21 @@ def cosine_neighbours(
         raise ValueError(f"X has {n} rows: no neighbours left after excluding the query itself")
     idx = np.empty((len(Q), kk), dtype=np.int64)
     sim = np.empty((len(Q), kk), dtype=np.float64)
+    dt = work_dtype(Q, R)  # float32 features: float32 products (twice the speed, half the block)
+    Rn = l2_normalize(R, dtype=dt)  # [N, D] unit rows, once
     for s in range(0, len(Q), _CHUNK):
-        S = 1.0 - distances(Q[s:s + _CHUNK], R, "cosine")  # [m, N] cosine similarities
+        S = l2_normalize(Q[s:s + _CHUNK], dtype=dt) @ Rn.T  # [m, N] cosine similarities
         if exclude is not None:
             for j, e in enumerate(exclude[s:s + _CHUNK]):
                 if e is not None:
                     if not 0 <= e < n:
                         raise ValueError(f"exclude entry {e} is not a row of X (0..{n - 1})")
                     S[j, e] = -np.inf
-        top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]  # [m, kk] unordered
-        order = np.argsort(-np.take_along_axis(S, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)  # [m, kk] most similar first
-        idx[s:s + len(S)] = top
-        sim[s:s + len(S)] = np.take_along_axis(S, top, axis=1)
+        top = torch.from_numpy(S).topk(kk, dim=1, sorted=False).indices.numpy()  # [m, kk] unordered
+        vals = np.take_along_axis(S, top, axis=1)
+        order = np.lexsort((top, -vals), axis=1)  # most similar first; equal ones by row
+        idx[s:s + len(S)] = np.take_along_axis(top, order, axis=1)
+        sim[s:s + len(S)] = np.take_along_axis(vals, order, axis=1)
     return Neighbours(idx, sim)
 
 

@@ -88,6 +88,27 @@ def distances(A: ArrayLike, B: ArrayLike, metric: Metric = "cosine") -> np.ndarr
     return out
 
 
+def work_dtype(*arrays: np.ndarray) -> np.dtype:
+    """The precision of a product over dataset-sized features: float32 when every operand is float32
+    (embeddings as stored: twice the speed, half the memory; callers accumulate each row block's result
+    in float64), else float64."""
+    return np.dtype(np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64)
+
+
+def centred_product(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``(A - mean A)^T (B - mean B)`` ``[D1, D2]`` for ``A [N, D1]``, ``B [N, D2]`` (the same N rows):
+    each block of :data:`ROW_BLOCK` rows is centred and multiplied in :func:`work_dtype` and summed in
+    float64, so no centred or float64 copy of the whole set is made. ``B is A`` gives the symmetric
+    ``A_c^T A_c`` (one product per block)."""
+    dt = work_dtype(A, B)
+    ma, mb = A.mean(axis=0, dtype=np.float64), B.mean(axis=0, dtype=np.float64)
+    out = np.zeros((A.shape[1], B.shape[1]))
+    for s in range(0, len(A), ROW_BLOCK):
+        a = (A[s:s + ROW_BLOCK] - ma).astype(dt)
+        out += a.T @ (a if B is A else (B[s:s + ROW_BLOCK] - mb).astype(dt))
+    return out
+
+
 def class_sums(X: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
     """``[k, D]`` float64 sum of the rows of ``X [N, D]`` of each class code ``0..k-1`` (``codes [N]``):
     a one-hot ``[k, n]`` product per block of rows (``np.add.at`` takes minutes at 100,000 x 1280)."""
