@@ -52,9 +52,9 @@ def _evaluation(fid: str, metric: str, test_size: float, seed: int, method: str,
     return evaluate_methods(_X, _y, (method,), metric=metric, test_size=test_size, seed=seed)
 
 
-def _evaluations(methods: tuple[str, ...]):
+def _evaluations(methods: tuple[str, ...], slot):
     """Every method's result, each cached on its own, with a progress bar while they run (a large set
-    takes a minute or two on a small CPU)."""
+    takes most of a minute on a small CPU); the table in ``slot`` fills in as each method finishes."""
     bar = st.progress(0.0)
     results, not_run = [], {}
     for i, m in enumerate(methods):
@@ -62,8 +62,21 @@ def _evaluations(methods: tuple[str, ...]):
         got, why = _evaluation(fid, metric, test_size, seed, m, X, y)
         results += got
         not_run.update(why)
+        if results and i + 1 < len(methods):
+            _show_accuracies(slot, _accuracy_table(results))
     bar.empty()
     return results, not_run
+
+
+def _accuracy_table(results) -> pd.DataFrame:
+    return pd.DataFrame([{"method": method_label(r.method), "accuracy": r.accuracy,
+                          "correct": f"{int(round(r.accuracy * r.n_test))} / {r.n_test}",
+                          "protocol": r.protocol, "n_train": r.n_train, "n_test": r.n_test} for r in results])
+
+
+def _show_accuracies(slot, table: pd.DataFrame) -> None:
+    slot.dataframe(table, hide_index=True, column_config={
+        "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1)})
 
 
 @st.cache_data(max_entries=16, show_spinner="Few-shot draws (each method on the same draws)…")
@@ -248,18 +261,23 @@ def tab_prototypes() -> None:
 # ---- Classifiers ----------------------------------------------------------------------------------
 def tab_classifiers() -> None:
     names = classifier_names()
+    head = st.empty()
+    c1, c2 = st.columns([3, 2], gap="medium")
+    slot = c1.empty()
     try:
-        results, not_run = _evaluations(names)
+        results, not_run = _evaluations(names, slot)
     except ValueError as e:  # e.g. leave-one-out with a class of one image
+        slot.empty()
         st.error(f"Cannot evaluate the classifiers on this dataset: {e}")
         return
     if not results:
+        slot.empty()
         st.error("No classifier can be evaluated on this dataset: " + "; ".join(f"{method_label(m)}: {e}"
                                                                               for m, e in not_run.items()))
         return
     names = tuple(r.method for r in results)
     proto = results[0].protocol
-    st.caption(("Stratified hold-out: " + _pct(test_size) + f" of each class is the test set (seed {seed})."
+    head.caption(("Stratified hold-out: " + _pct(test_size) + f" of each class is the test set (seed {seed})."
                 if proto == "split" else "Leave-one-out: the set is too small for a hold-out split "
                 "(under 20 images, or a class with under 3); every image is predicted by a model that never saw it.")
                + " k-NN uses k = 5 and cosine; the linear probe is logistic regression on L2-normalised features "
@@ -269,12 +287,8 @@ def tab_classifiers() -> None:
                  "code (docs/METHODS.md), with two departures: FeCAM's Tukey transform keeps the sign of negative "
                  "features (the paper's x^0.5 assumes non-negative ones), and RanPAC here is its closed-form head "
                  "only, without the first-session adaptation of the backbone.")
-    table = pd.DataFrame([{"method": method_label(r.method), "accuracy": r.accuracy,
-                           "correct": f"{int(round(r.accuracy * r.n_test))} / {r.n_test}",
-                           "protocol": r.protocol, "n_train": r.n_train, "n_test": r.n_test} for r in results])
-    c1, c2 = st.columns([3, 2], gap="medium")
-    c1.dataframe(table, hide_index=True, column_config={
-        "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1)})
+    table = _accuracy_table(results)
+    _show_accuracies(slot, table)
     if sel.dataset.root is not None:
         c1.caption(f"Same numbers from a shell: `backbone-lens evaluate --backbone {sel.backbone} --train "
                    f"{sel.dataset.root} --method nmc` (or `--method {'|'.join(classifier_names()[1:])}`; add `--json` for one "

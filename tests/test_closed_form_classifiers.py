@@ -220,6 +220,17 @@ def _fecam_dense(X, y, Xte, beta=0.5, a1=1.0, a2=1.0, passes=2):
     return np.stack(out, axis=1)
 
 
+def test_fecam_on_float32_features_scores_in_float32_and_agrees() -> None:
+    X, y = _blobs(n_per=40, d=10, positive=True)  # more images than dimensions: the dense path
+    Xte, _ = _blobs(n_per=10, d=10, seed=4, positive=True)
+    m = FeCAM().fit(X, y)
+    assert m._models[0].dense_pinv is not None
+    s64, s32 = m.decision_function(Xte), m.decision_function(Xte.astype(np.float32))
+    np.testing.assert_allclose(s32, s64, rtol=1e-4)
+    assert not np.array_equal(s32, s64)  # float32 products did run
+    np.testing.assert_array_equal(m.predict(Xte.astype(np.float32)), m.predict(Xte))
+
+
 def test_fecam_inverse_is_numpys_pinv_for_definite_and_singular_matrices() -> None:
     from core.classify.fecam import _pinv_symmetric
     rng = np.random.default_rng(0)

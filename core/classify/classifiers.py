@@ -94,14 +94,14 @@ def _make_linear_svm(n_train: int | None = None, C: float = 1.0, **kw: Any) -> A
 
 @register_classifier("nb", "naive Bayes, shared variance (Zheng et al. 2023)",
                      "Independent Gaussian features with one variance per feature shared by all classes: "
-                     "a linear rule, the generative twin of logistic regression.", incremental=True)
+                     "a linear rule, the generative twin of logistic regression.", incremental=True, max_train=20_000)
 def _make_nb(n_train: int | None = None, **kw: Any) -> SharedVarianceNB:
     return SharedVarianceNB(**kw)
 
 
 @register_classifier("nb_per_class", "naive Bayes, per-class variance (scikit-learn GaussianNB)",
                      "Independent Gaussian features with a variance per class and feature: quadratic, and "
-                     "noisy when a class has few images.", incremental=True)
+                     "noisy when a class has few images.", incremental=True, max_train=20_000)
 def _make_nb_per_class(n_train: int | None = None, **kw: Any) -> PerClassVarianceNB:
     return PerClassVarianceNB(**kw)
 

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg.lapack
 
 from core.classify.base import IncrementalClassifier
-from core.geometry.vectors import l2_normalize
+from core.geometry.vectors import l2_normalize, work_dtype
 
 
 def tukey(x: np.ndarray, beta: float) -> np.ndarray:
@@ -139,20 +139,23 @@ class FeCAM(IncrementalClassifier):
         return l2_normalize(tukey(l2_normalize(X), self.beta))
 
     def mahalanobis(self, X: np.ndarray) -> np.ndarray:
-        """``[N, K]`` squared Mahalanobis distance of every image to every class."""
+        """``[N, K]`` squared Mahalanobis distance of every image to every class. With float32 features
+        (embeddings as stored) the dense ``[N, D] x [D, D]`` products run in float32, each row's sum in
+        float64; float64 features keep float64 throughout."""
+        dt = work_dtype(np.asarray(X))
         Z = self.transform(self._features(X))
         out = np.empty((len(Z), len(self._models)))
         for k, m in enumerate(self._models):
-            W = (Z - m.proto[None, :]) * m.sqrt_d[None, :]  # [N, D]; z^T C^-1 z = w^T P^-1 w, w = sqrt(d) z
             if m.core_inv is not None:
+                W = (Z - m.proto[None, :]) * m.sqrt_d[None, :]  # [N, D]; z^T C^-1 z = w^T P^-1 w, w = sqrt(d) z
                 LW = W @ m.U  # [N, n + 1]
                 # the quadratic form row by row, as one matrix product (a 3-operand einsum loops in C)
                 out[:, k] = (np.sum(W ** 2, axis=1) / m.alpha
                              - np.sum((LW @ m.core_inv) * LW, axis=1) / m.alpha ** 2)
             else:
-                V = (Z - m.proto[None, :])
+                V = (Z - m.proto[None, :]).astype(dt)
                 assert m.dense_pinv is not None  # built when alpha <= 0
-                out[:, k] = np.sum((V @ m.dense_pinv) * V, axis=1)
+                out[:, k] = np.sum((V @ m.dense_pinv.astype(dt)) * V, axis=1, dtype=np.float64)
         return out
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
