@@ -326,6 +326,22 @@ def test_class_incremental_scored_once_equals_scoring_after_every_task(method: s
     assert len(set(once.step_accuracies)) > 1  # later classes do take images from earlier ones here
 
 
+@pytest.mark.parametrize("method", ["ranpac", "lda"])
+def test_class_incremental_embeds_test_images_once_with_the_same_numbers(method: str) -> None:
+    """The other methods score after every task from test images embedded once (RanPAC: projected once);
+    that must equal predicting the raw test images after every task, written out here."""
+    X, y = _blobs(n_per=15, k=6, positive=True)
+    Xte, yte = _blobs(n_per=10, k=6, seed=5, positive=True)
+    kw = {"M": 300} if method == "ranpac" else {}
+    r = class_incremental(X, y, n_tasks=3, method=method, X_test=Xte, y_test=yte, classifier_kw=kw)
+    clf, seen = make_classifier(method, **kw), np.zeros(len(yte), bool)
+    for t, g in enumerate(r.task_classes):
+        clf.partial_fit(X[np.isin(y, g)], y[np.isin(y, g)])
+        seen |= np.isin(yte, g)
+        assert r.step_accuracies[t] == np.mean(clf.predict(Xte[seen]) == yte[seen])
+    assert len(set(r.step_accuracies)) > 1
+
+
 # ---- OOD --------------------------------------------------------------------------------------------
 def test_ood_scores_and_auroc_against_definitions_and_sklearn() -> None:
     X, y = _blobs(n_per=15, d=6)

@@ -44,7 +44,8 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        """``[N, K]`` class scores of ``X [N, D]`` (float64), higher is better."""
+        """``[N, K]`` class scores of ``X`` (as :meth:`embed` returns it: ``[N, D]`` float64 by default),
+        higher is better."""
         raise NotImplementedError
 
     # ---- shared ------------------------------------------------------------------------------------
@@ -105,9 +106,20 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                              f"D={self.n_features_in_}")
         return X
 
+    def embed(self, X: ArrayLike) -> np.ndarray:
+        """``[N, E]`` the images as ``_scores`` reads them, through a map no update changes (default: the
+        features as float64; RanPAC: its random projection). A caller that scores the same images after
+        several updates (a class-incremental run) embeds them once and calls :meth:`scores_of`."""
+        return self._features(X)
+
+    def scores_of(self, Z: np.ndarray) -> np.ndarray:
+        """Class scores ``[N, K]`` of images already passed through :meth:`embed`."""
+        self._check_fitted()
+        return self._scores(Z)
+
     def decision_function(self, X: ArrayLike) -> np.ndarray:
         """Class scores ``[N, K]`` (columns in ``classes_`` order, higher is better)."""
-        return self._scores(self._features(X))
+        return self._scores(self.embed(X))
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Label of the highest score ``[N]``."""

@@ -38,7 +38,9 @@ def tukey(x: np.ndarray, beta: float) -> np.ndarray:
         if np.any(x <= 0):
             raise ValueError("the Tukey transform with beta = 0 is log(x) and needs positive features; use beta > 0")
         return np.log(x)
-    return np.sign(x) * np.abs(x) ** beta
+    y = np.abs(x)  # one [N, D] array, transformed in place
+    np.power(y, beta, out=y)
+    return np.copysign(y, x, out=y)
 
 
 def _pinv_symmetric(A: np.ndarray) -> np.ndarray:
@@ -49,7 +51,9 @@ def _pinv_symmetric(A: np.ndarray) -> np.ndarray:
     if info == 0:
         inv, info = scipy.linalg.lapack.dpotri(factor, lower=1)  # the lower triangle of A^-1
         if info == 0:
-            return np.tril(inv) + np.tril(inv, -1).T
+            out = np.tril(inv)  # A^-1 is symmetric: its lower triangle mirrored, in one array
+            out += np.tril(out, -1).T
+            return out
     return np.linalg.pinv(A, hermitian=True)
 
 
@@ -145,6 +149,8 @@ class FeCAM(IncrementalClassifier):
         dt = work_dtype(np.asarray(X))
         Z = self.transform(self._features(X))
         out = np.empty((len(Z), len(self._models)))
+        Zd = Z.astype(dt, copy=False)
+        V, VP = np.empty_like(Zd), np.empty_like(Zd)  # [N, D] buffers shared by every class of the dense path
         for k, m in enumerate(self._models):
             if m.core_inv is not None:
                 W = (Z - m.proto[None, :]) * m.sqrt_d[None, :]  # [N, D]; z^T C^-1 z = w^T P^-1 w, w = sqrt(d) z
@@ -153,9 +159,10 @@ class FeCAM(IncrementalClassifier):
                 out[:, k] = (np.sum(W ** 2, axis=1) / m.alpha
                              - np.sum((LW @ m.core_inv) * LW, axis=1) / m.alpha ** 2)
             else:
-                V = (Z - m.proto[None, :]).astype(dt)
-                assert m.dense_pinv is not None  # built when alpha <= 0
-                out[:, k] = np.sum((V @ m.dense_pinv.astype(dt)) * V, axis=1, dtype=np.float64)
+                assert m.dense_pinv is not None  # built when the Woodbury form does not pay off
+                np.subtract(Zd, m.proto.astype(dt)[None, :], out=V)
+                np.matmul(V, m.dense_pinv.astype(dt), out=VP)
+                out[:, k] = np.sum(np.multiply(VP, V, out=VP), axis=1, dtype=np.float64)
         return out
 
     def _scores(self, X: np.ndarray) -> np.ndarray:

@@ -143,7 +143,8 @@ def class_incremental(
     n_seen = np.empty(n_tasks, dtype=int)
     # A classifier whose class columns never change once added (NMC, FeCAM) is scored once, after the
     # last task: step t's prediction is the best of the first n_seen[t] columns, exactly as if it had
-    # been scored then. The others are scored after every task.
+    # been scored then. The others are scored after every task, their test images embedded once
+    # (IncrementalClassifier.embed: RanPAC's random projection).
     once = bool(getattr(clf, "fixed_class_scores", False))
     for t, g in enumerate(tasks):
         m = np.isin(ytr, g)
@@ -153,7 +154,11 @@ def class_incremental(
         if not seen.any():
             raise ValueError(f"no test images for the classes of tasks 0..{t}")
         if not once:
-            _score_step(t, clf.predict(Xte[seen]) == yte[seen], task_of_test[seen], step_acc, task_acc)
+            if t == 0 and hasattr(clf, "embed"):
+                Zte = clf.embed(Xte)  # the test images through the classifier's fixed map, once
+            pred = (clf.classes_[np.argmax(clf.scores_of(Zte[seen]), axis=1)] if hasattr(clf, "embed")
+                    else clf.predict(Xte[seen]))
+            _score_step(t, pred == yte[seen], task_of_test[seen], step_acc, task_acc)
     if once:
         in_any = task_of_test >= 0
         S = clf.decision_function(Xte[in_any])  # [T_test, K], columns in the order the classes arrived

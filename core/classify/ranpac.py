@@ -21,6 +21,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from core.classify.base import IncrementalClassifier
 
@@ -104,8 +105,11 @@ class RanPAC(IncrementalClassifier):
         # R^T R = Z^T Z for this update's Z = [H Y]: a triangular factor that stores no image's projection
         R = np.asarray(np.linalg.qr(np.hstack([H, Y]), mode="r"))  # [min(n, M + K), M + K]
         if hasattr(self, "_R"):
-            old = np.hstack([self._R, np.zeros((len(self._R), K - (self._R.shape[1] - self.M)))])  # new classes: 0
-            R = np.vstack([old, R])  # R^T R = the sum over updates: stacked factors, no refactoring of the old
+            # R^T R = the sum over updates: the factors stacked (the old ones 0 in the new classes' columns)
+            stacked = np.zeros((len(self._R) + len(R), R.shape[1]))
+            stacked[: len(self._R), : self._R.shape[1]] = self._R
+            stacked[len(self._R):] = R
+            R = stacked
             if len(R) > R.shape[1]:  # more rows than columns: one QR brings them back to M + K
                 R = np.asarray(np.linalg.qr(R, mode="r"))
         self._R = R
@@ -114,9 +118,19 @@ class RanPAC(IncrementalClassifier):
         A, B = self._R[:, : self.M], self._R[:, self.M:]
         self._dual = _ridge_solve(A, B, lam)  # [r, K]
 
-    def _scores(self, X: np.ndarray) -> np.ndarray:
-        # h (A^T (AA^T + lam)^-1 B): the [M, K] readout first; then float32 products over blocks of
-        # rows, so that no [N, M] projection (400 MB at N = 10,000) is held at once
+    def embed(self, X: ArrayLike) -> np.ndarray:
+        """``[N, M]`` float32 ``h(x)``: the projection is fixed, so images scored after several updates are
+        projected once (a class-incremental run)."""
+        return self._project(self._features(X))
+
+    def _scores(self, H: np.ndarray) -> np.ndarray:
+        # h (A^T (AA^T + lam)^-1 B): the [M, K] readout first, then one float32 product
+        return (H @ self.readout().astype(np.float32)).astype(np.float64)
+
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
+        """Class scores ``[N, K]``, projecting blocks of rows, so that no ``[N, M]`` projection (400 MB
+        at N = 10,000) is held at once."""
+        X = self._features(X)
         Wo = self.readout().astype(np.float32)  # [M, K]
         out = np.empty((len(X), Wo.shape[1]))
         for s in range(0, len(X), SCORE_BLOCK):
