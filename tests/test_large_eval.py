@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.classify import classifiers, evaluation, incremental
+from core.classify import classifiers, evaluation
 from core.classify.evaluation import evaluate, few_shot_curve, stratified_cap
 from core.classify.incremental import class_incremental
 from core.classify.prototypes import class_prototypes
@@ -57,7 +57,7 @@ def test_few_shot_and_incremental_score_at_most_max_test(monkeypatch):
     assert rows and rows[0].n_draws == 2
     full = class_incremental(X, y, 3)
     assert full.n_test + full.n_train == 600 and full.n_test > 150  # below the cap: the whole 30 % split
-    monkeypatch.setattr(incremental, "INCREMENTAL_MAX_TEST", 40)
+    monkeypatch.setattr(evaluation, "INCREMENTAL_MAX_TEST", 40)
     res = class_incremental(X, y, 3)
     assert res.n_test == 40 and res.n_train == full.n_train and np.isfinite(res.final_accuracy)
 

@@ -236,6 +236,25 @@ def test_prototypes_page_every_tab():
 
 
 @pytest.mark.slow
+def test_prototypes_page_states_its_samples_when_the_caps_bite(monkeypatch):
+    """At dataset scale the Classifiers and Class-incremental tabs score a stratified sample and say so;
+    the caps are lowered here so that the 48 stamps reach them (another seed: nothing cached is reused)."""
+    from core.classify import evaluation
+    monkeypatch.setattr(evaluation, "MAX_TEST", 8)
+    monkeypatch.setattr(evaluation, "INCREMENTAL_MAX_TEST", 8)
+    at = AppTest.from_file(PROTOTYPES, default_timeout=300)
+    at.session_state["proto_seed"] = 7
+    at.session_state["proto_tab"] = "Classifiers"
+    _run(at)
+    assert set(at.dataframe[0].value.n_test) == {8}
+    assert any("at most 8 held-out images are scored" in c.value for c in at.caption)
+    at.session_state["proto_tab"] = "Class-incremental"
+    _run(at)
+    assert any("every task is scored on the seen classes among 8 held-out images (at most 8)" in c.value
+               for c in at.caption)
+
+
+@pytest.mark.slow
 def test_prototypes_page_on_a_tiny_dataset_explains_instead_of_failing(tmp_path):
     """Classes of 3, 6 and 1 images: leave-one-out accuracies, and clear messages where a split is impossible."""
     import shutil

@@ -9,8 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.classify import evaluation
 from core.classify.classifiers import classifier_info, make_classifier
-from core.classify.evaluation import INCREMENTAL_MAX_TEST, Protocol, capped_split
+from core.classify.evaluation import Protocol, capped_split
 from core.geometry.vectors import Metric, as_features, as_labels
 
 
@@ -125,7 +126,7 @@ def class_incremental(
         protocol: Protocol = "given"
     else:
         tr, te = capped_split(np.searchsorted(classes, y), test_size, seed, classifier_info(method).max_train,
-                              INCREMENTAL_MAX_TEST)
+                              evaluation.INCREMENTAL_MAX_TEST)  # read at call time: one value for core and pages
         Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
         protocol = "split"
 
