@@ -143,3 +143,22 @@ def test_cli_recovers_from_a_garbage_cache(tmp_path):
     warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warn) == 1 and "moved it to" in warn[0] and "features.sqlite.corrupt-" in warn[0], r.stderr
     assert "1 images (0 cached, 1 extracted)" in r.stdout
+
+
+@pytest.mark.parametrize("odd_first", [True, False])
+def test_entries_of_another_shape_are_dropped_for_recomputation(tmp_path, odd_first):
+    """Entries of another width under the same key (another version of a model, a bad write) are
+    corrupt: the rows keep the shape most entries have, the odd ones come back missing (to be
+    recomputed) and are deleted, with a warning; whichever comes first."""
+    s = FeatureStore(tmp_path / "f.sqlite")
+    keys = [FeatureKey("w", "p", 0, "embedding", f"{i:064x}") for i in range(6)]
+    odd = [0, 3] if odd_first else [2, 5]
+    rng = np.random.default_rng(1)
+    arrays = {k: rng.normal(size=4 if i in odd else 8).astype(np.float32) for i, k in enumerate(keys)}
+    s.put_many(arrays)
+    with pytest.warns(UserWarning, match="2 entries of another shape"):
+        out, missing = s.read_rows(keys)
+    assert out.shape == (6, 8) and missing == odd
+    for i, k in enumerate(keys):
+        np.testing.assert_array_equal(out[i], 0 if i in odd else arrays[k])
+    assert s.contains(keys) == [i not in odd for i in range(6)] and s.corrupt_dropped == 2

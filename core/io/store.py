@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -161,13 +162,14 @@ class FeatureStore:
             found.update(r[0] for r in conn.execute(f"SELECT key FROM features WHERE key IN ({marks})", chunk))
         return [s in found for s in strs]
 
-    def read_rows(self, keys: Sequence[FeatureKey | str],
-                  dtype: np.dtype | None = None) -> tuple[np.ndarray, list[int]]:
+    def read_rows(self, keys: Sequence[FeatureKey | str], dtype: np.dtype | None = None,
+                  shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, list[int]]:
         """The arrays of ``keys`` stacked into one array ``[len(keys), *shape]``, read in chunks.
 
-        Memory: the result plus one chunk of blobs; no per-key dict of arrays. Every entry must
-        have the shape of the first valid one. ``dtype`` (default: the first entry's) is the
-        result's dtype; entries stored in another dtype are cast.
+        Memory: the result plus one chunk of blobs; no per-key dict of arrays. ``dtype`` (default:
+        the first entry's) is the result's dtype; entries stored in another dtype are cast.
+        ``shape`` (default: that of most entries) is every row's; an entry of another shape (e.g.
+        written by another version of a model under the same key) is corrupt.
 
         Returns:
             ``(array, missing)``: ``missing`` lists the positions with no valid entry (absent, or
@@ -176,6 +178,7 @@ class FeatureStore:
         out: np.ndarray | None = None
         missing: list[int] = []
         bad: list[str] = []
+        odd: list[tuple[int, str, tuple[int, ...]]] = []  # (position, key, shape) of other-shaped entries
         conn = self._conn()
         for i in range(0, len(keys), _CHUNK):
             chunk = [str(k) for k in keys[i:i + _CHUNK]]
@@ -193,12 +196,22 @@ class FeatureStore:
                     if row is not None:
                         bad.append(key)
                     continue
-                if out is None:
+                if out is None and (shape is None or arr.shape == tuple(shape)):
                     out = np.empty((len(keys), *arr.shape), dtype or arr.dtype)
-                if arr.shape != out.shape[1:]:
-                    raise ValueError(f"cached entry {key} has shape {arr.shape}, the others {out.shape[1:]}")
+                if out is None or arr.shape != out.shape[1:]:
+                    odd.append((i + j, key, arr.shape))
+                    continue
                 out[i + j] = arr
             del rows
+        if odd:
+            shapes = Counter(s for _, _, s in odd)
+            top, n_top = shapes.most_common(1)[0]
+            if shape is None and n_top > len(keys) - len(missing) - len(odd):  # most entries have another shape
+                return self.read_rows(keys, dtype, shape=top)
+            warnings.warn(f"the feature cache held {len(odd)} entries of another shape than "
+                          f"{None if out is None else out.shape[1:]} (first: {odd[0][1]}); dropped, to be recomputed")
+            missing = sorted(missing + [p for p, _, _ in odd])
+            bad += [k for _, k, _ in odd]
         if bad:
             self.corrupt_dropped += len(bad)
             with _transaction(conn):
