@@ -126,7 +126,8 @@ def test_cosine_knn_votes_as_sklearn_in_blocks_and_ties(k: int, monkeypatch) -> 
     """k = 4 over 3 classes makes label ties (sklearn gives them to the label that sorts first); k = 60 is
     every training image; blocks of 7 queries leave a ragged last one."""
     from core.classify import knn
-    monkeypatch.setattr(knn, "QUERY_BLOCK", 7)
+    from core.geometry import neighbours
+    monkeypatch.setattr(neighbours, "_CHUNK", 7)
     rng = np.random.default_rng(4)
     X, Xte = rng.normal(size=(60, 9)), rng.normal(size=(50, 9))
     y = np.array(["b", "a", "c"])[rng.integers(0, 3, 60)]

@@ -1,19 +1,18 @@
 """k-nearest-neighbour vote in cosine similarity, as scikit-learn's
 ``KNeighborsClassifier(metric="cosine")`` decides (uniform weights; a tie between labels goes to the
-one that sorts first), computed for dataset-sized sets: unit rows are kept in float32 and each block of
-queries is one matrix product with the training set and a top-k, so 10,000 queries against
-20,000 training images take seconds and never hold more than a ``[block, N]`` similarity matrix.
+one that sorts first), computed for dataset-sized sets by the chunked neighbour search of
+:func:`core.geometry.neighbours.cosine_neighbours` (float32 products for float32 features, torch's
+top-k), so 10,000 queries against 20,000 training images take seconds and never hold more than one
+``[chunk, N]`` similarity block.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from core.geometry.vectors import as_features, as_labels, l2_normalize
-
-QUERY_BLOCK = 1_024  # queries per [block, N] float32 similarity matrix (80 MB at N = 20,000)
+from core.geometry.neighbours import cosine_neighbours, majority_vote
+from core.geometry.vectors import as_features, as_labels, l2_normalize, work_dtype
 
 
 class CosineKNN(ClassifierMixin, BaseEstimator):
@@ -35,7 +34,7 @@ class CosineKNN(ClassifierMixin, BaseEstimator):
         if self.n_neighbors > len(X):
             raise ValueError(f"n_neighbors={self.n_neighbors} but only {len(X)} training images")
         self.classes_, self._codes = np.unique(y, return_inverse=True)  # [K], [N]
-        self._ref = l2_normalize(X, dtype=np.float32)  # [N, D] unit rows
+        self._ref = l2_normalize(X, dtype=work_dtype(X))  # [N, D] unit rows, in the features' precision
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -46,15 +45,5 @@ class CosineKNN(ClassifierMixin, BaseEstimator):
         Q = as_features(X)
         if Q.shape[1] != self.n_features_in_:
             raise ValueError(f"X has D={Q.shape[1]} features but CosineKNN was fitted with D={self.n_features_in_}")
-        k, K = self.n_neighbors, len(self.classes_)
-        out = np.empty(len(Q), dtype=np.int64)
-        for s in range(0, len(Q), QUERY_BLOCK):
-            S = l2_normalize(Q[s:s + QUERY_BLOCK], dtype=np.float32) @ self._ref.T  # [m, N] cosines
-            # [m, k] the k most similar, unordered (torch's top-k: many times numpy's argpartition here)
-            top = torch.from_numpy(S).topk(k, dim=1, sorted=False).indices.numpy()
-            votes = np.zeros((len(S), K), dtype=np.int64)  # [m, K]
-            rows = np.arange(len(S))
-            for j in range(top.shape[1]):  # one neighbour rank at a time: no (row, label) repeats within it
-                votes[rows, self._codes[top[:, j]]] += 1
-            out[s:s + len(S)] = np.argmax(votes, axis=1)  # the first (sorted) label among the most voted
-        return self.classes_[out]
+        top = cosine_neighbours(Q, self._ref, k=self.n_neighbors).indices  # [M, k]
+        return self.classes_[majority_vote(self._codes[top], len(self.classes_))]

@@ -14,7 +14,8 @@ from numpy.typing import ArrayLike
 
 from core.geometry.vectors import l2_normalize, work_dtype
 
-__all__ = ["Neighbours", "cosine_neighbours", "neighbours_of_row", "neighbour_vote", "projection_table"]
+__all__ = ["Neighbours", "cosine_neighbours", "neighbours_of_row", "neighbour_vote", "majority_vote",
+           "projection_table"]
 
 _CHUNK = 512  # query rows per [chunk, N] similarity block
 
@@ -114,11 +115,19 @@ def neighbour_vote(queries: ArrayLike, X: ArrayLike, labels: Sequence[str], k: i
     lab = np.asarray(labels)
     if len(lab) != len(np.asarray(X)):
         raise ValueError(f"labels has {len(lab)} entries for {len(np.asarray(X))} rows of X")
-    out = []
-    for row in cosine_neighbours(queries, X, k=k).indices:  # [k] per query
-        vals, counts = np.unique(lab[row], return_counts=True)  # vals sorted
-        out.append(str(vals[np.argmax(counts)]))
-    return out
+    classes, codes = np.unique(lab, return_inverse=True)  # sorted labels, [N] code of each row
+    top = cosine_neighbours(queries, X, k=k).indices  # [M, k]
+    return [str(c) for c in classes[majority_vote(codes[top], len(classes))]]
+
+
+def majority_vote(neighbour_codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """``[M]`` the most frequent class code in each row of ``neighbour_codes [M, k]`` (codes ``0..n_classes-1``);
+    a tie goes to the smallest code, as scikit-learn's k-NN vote."""
+    votes = np.zeros((len(neighbour_codes), n_classes), dtype=np.int64)  # [M, K]
+    rows = np.arange(len(neighbour_codes))
+    for j in range(neighbour_codes.shape[1]):  # one neighbour rank at a time: no (row, code) repeats within it
+        votes[rows, neighbour_codes[:, j]] += 1
+    return np.argmax(votes, axis=1)
 
 
 def projection_table(
