@@ -147,6 +147,8 @@ def class_incremental(
     # been scored then. The others are scored after every task, their test images embedded once
     # (IncrementalClassifier.embed: RanPAC's random projection).
     once = bool(getattr(clf, "fixed_class_scores", False))
+    embed = getattr(clf, "embed", None)  # IncrementalClassifier's fixed map; NMC has none (it is scored once)
+    Zte = None
     for t, g in enumerate(tasks):
         m = np.isin(ytr, g)
         clf.partial_fit(Xtr[m], ytr[m])
@@ -155,10 +157,11 @@ def class_incremental(
         if not seen.any():
             raise ValueError(f"no test images for the classes of tasks 0..{t}")
         if not once:
-            if t == 0 and hasattr(clf, "embed"):
-                Zte = clf.embed(Xte)  # the test images through the classifier's fixed map, once
-            pred = (clf.classes_[np.argmax(clf.scores_of(Zte[seen]), axis=1)] if hasattr(clf, "embed")
-                    else clf.predict(Xte[seen]))
+            if embed is None:
+                pred = clf.predict(Xte[seen])
+            else:
+                Zte = embed(Xte) if Zte is None else Zte  # the test images through the fixed map, once
+                pred = clf.classes_[np.argmax(clf.scores_of(Zte[seen]), axis=1)]
             _score_step(t, pred == yte[seen], task_of_test[seen], step_acc, task_acc)
     if once:
         in_any = task_of_test >= 0

@@ -131,10 +131,9 @@ class RanPAC(IncrementalClassifier):
         """Class scores ``[N, K]``, projecting blocks of rows, so that no ``[N, M]`` projection (400 MB
         at N = 10,000) is held at once."""
         X = self._features(X)
-        Wo = self.readout().astype(np.float32)  # [M, K]
-        out = np.empty((len(X), Wo.shape[1]))
+        out = np.empty((len(X), len(self.classes_)))
         for s in range(0, len(X), SCORE_BLOCK):
-            out[s:s + SCORE_BLOCK] = self._project(X[s:s + SCORE_BLOCK]) @ Wo
+            out[s:s + SCORE_BLOCK] = self._scores(self._project(X[s:s + SCORE_BLOCK]))
         return out
 
     def readout(self) -> np.ndarray:

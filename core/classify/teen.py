@@ -131,9 +131,6 @@ def teen_experiments(
         raise ValueError(f"need at least one base and one new class, got {len(base)} base and {len(new)} new")
     if k_shot < 1:
         raise ValueError(f"k_shot must be >= 1, got {k_shot}")
-    for a in alphas:
-        if not 0.0 <= a <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {a}")
 
     rng = np.random.default_rng(seed)
     codes = np.searchsorted(classes, y)

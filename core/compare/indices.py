@@ -186,11 +186,9 @@ class _GramCka:
         return self._ratio(kl, kk, ll)
 
     def shuffled(self, p: np.ndarray) -> float:
-        ld, l1 = self.ld[p], self._l1[p]  # L[p, p]: its diagonal and row sums are the permuted ones
-        n = len(p)
-        t1 = float(np.sum(self.K * self.L[np.ix_(p, p)], dtype=np.float64) - np.sum(self.kd * ld))
-        s_k, s_l = float(self._k1.sum() - self.kd.sum()), float(l1.sum() - ld.sum())
-        kl = _hsic_terms(float(n), t1, s_k, s_l, float(np.sum((self._k1 - self.kd) * (l1 - ld))))
+        # L[p, p]: its diagonal and row sums are the permuted ones; only (K * L[p, p]) 1 is new
+        KLp1 = np.asarray(np.sum(self.K * self.L[np.ix_(p, p)], axis=1, dtype=np.float64))  # [n]
+        kl = self._hsic(np.ones(len(p)), self.kd, self.ld[p], self._k1, self._l1[p], KLp1)
         return self._ratio(kl, self._hsic_kk, self._hsic_ll)
 
 
@@ -390,8 +388,8 @@ class _PairWork:
     def __init__(self, A: np.ndarray, B: np.ndarray):
         self.A, self.B = A, B
         self._centred: tuple[np.ndarray, np.ndarray] | None = None
-        self._graphs: dict[tuple, tuple[Neighbours, Neighbours]] = {}
-        self._sets: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._graphs: dict[tuple[bytes, int], tuple[Neighbours, Neighbours]] = {}
+        self._sets: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def centred(self) -> tuple[np.ndarray, np.ndarray]:
         if self._centred is None:
@@ -402,7 +400,7 @@ class _PairWork:
         """The rows ``sub`` of each set, centred on their own mean (the bootstrap's subsample)."""
         if len(sub) == len(self.A):
             return self.centred()
-        key = ("sub", len(sub), int(sub[0]), int(sub[-1]), int(sub.sum()))
+        key = sub.tobytes()
         if key not in self._sets:
             self._sets[key] = (_centred(self.A[sub]), _centred(self.B[sub]))
         return self._sets[key]
@@ -410,7 +408,7 @@ class _PairWork:
     def graphs(self, keep: np.ndarray, k: int) -> tuple[Neighbours, Neighbours]:
         """The k-NN graphs of the rows ``keep`` of each set (a seeded subsample: the same rows for the
         same N and seed)."""
-        key = (len(keep), int(keep[0]), int(keep[-1]), int(keep.sum()), k)
+        key = (keep.tobytes(), k)
         if key not in self._graphs:
             self._graphs[key] = (_knn(self.A[keep], k), _knn(self.B[keep], k))
         return self._graphs[key]
