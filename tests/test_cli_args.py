@@ -142,7 +142,7 @@ def test_ray_out_is_a_shards_directory_not_an_npz(world):
     """``extract --engine ray --out SHARDS_DIR`` passes validation with a new or an existing folder."""
     import argparse
 
-    from core.cli import _validate
+    from core.cli._common import validate as _validate
 
     for out in (world / "shards", world / "empty"):
         args = argparse.Namespace(engine="ray", out=str(out), images=str(world / "imgs"), backbone="mobilenetv2")
