@@ -18,8 +18,8 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ def timeit(fn: Callable[[], object], repeats: int, warmup: int = 2) -> tuple[flo
 
 def report(label: str, t: tuple[float, float], goal: float | None = None) -> None:
     med, best = t
-    verdict = "" if goal is None else ("  (goal < %.0f ms: %s)" % (goal * 1e3, "met" if med < goal else "MISSED"))
+    verdict = "" if goal is None else (f"  (goal < {goal * 1e3:.0f} ms: {'met' if med < goal else 'MISSED'})")
     print(f"  {label:58s} median {med * 1e3:8.1f} ms   min {best * 1e3:8.1f} ms{verdict}", flush=True)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ class ColorScale:
 
     @classmethod
     def shared(cls, maps: Sequence[np.ndarray | torch.Tensor], cmap: str = "inferno", label: str = "",
-               symmetric: bool = False) -> "ColorScale":
+               symmetric: bool = False) -> ColorScale:
         """One scale covering all ``maps`` (``symmetric``: ``[-m, m]`` around 0 for difference maps)."""
         if len(maps) == 0:
             raise ValueError("ColorScale.shared needs at least one map")
@@ -304,7 +304,7 @@ def palette(k: int) -> np.ndarray:
 
 def hex_colours(k: int) -> list[str]:
     """:func:`palette` as ``"#rrggbb"`` strings (for plotly figures)."""
-    return ["#%02x%02x%02x" % tuple(int(v) for v in rgb) for rgb in palette(k)]
+    return ["#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb)) for rgb in palette(k)]
 
 
 def class_colours(classes: Sequence[str]) -> dict[str, str]:

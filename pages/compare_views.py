@@ -4,7 +4,7 @@ image's neighbour overlap with another), a labelled heat map for CKA and index m
 captioned thumbnails (nearest neighbours, disagreements). Plotly and PIL only: no Streamlit, so it is testable."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go

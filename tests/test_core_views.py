@@ -101,7 +101,7 @@ def test_prototype_distances_and_margins_against_numpy():
         P = np.stack([X[y == c].astype(np.float64).mean(0) for c in classes])
         order = np.argsort(y, kind="stable")
 
-        def dist(A, B):
+        def dist(A, B, metric=metric):
             if metric == "cosine":
                 return 1 - (A / np.linalg.norm(A, axis=1, keepdims=True)) @ (B / np.linalg.norm(B, axis=1, keepdims=True)).T
             return np.sqrt(((A[:, None, :] - B[None, :, :]) ** 2).sum(-1))
@@ -183,7 +183,7 @@ def test_projection_names_and_class_colours():
         method_label("mds")
     cols = render.class_colours(["a", "b", "c"])
     assert list(cols) == ["a", "b", "c"] and cols["a"] == "#1f77b4"  # tab10, as plotly's D3
-    assert render.hex_colours(12)[0] == "#%02x%02x%02x" % tuple(render.palette(12)[0])
+    assert render.hex_colours(12)[0] == "#{:02x}{:02x}{:02x}".format(*render.palette(12)[0])
 
 
 def test_l2_normalize_keeps_a_requested_precision():

@@ -133,8 +133,8 @@ def test_mprt_random_control_ignores_the_model_and_cams_do_not() -> None:
     # the numbers are the formula on the maps themselves
     o = compute_saliency("Grad-CAM", inputs[0], targets[0])
     rand = None
-    for _, rand in cascade(cnn, seed=0, units=cascade_units(cnn)[:1]):
-        pass
+    for _, model in cascade(cnn, seed=0, units=cascade_units(cnn)[:1]):
+        rand = model
     m = compute_saliency("Grad-CAM", SaliencyInput(rand, inputs[0].x), targets[0])
     want = spearmanr(o.ravel(), m.ravel()).statistic if np.ptp(m) > 0 else np.nan
     np.testing.assert_allclose(g.spearman_all[1, 0], want, atol=1e-9)

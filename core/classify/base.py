@@ -49,14 +49,14 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
     # ---- shared ------------------------------------------------------------------------------------
-    def fit(self, X: ArrayLike, y: ArrayLike) -> "IncrementalClassifier":
+    def fit(self, X: ArrayLike, y: ArrayLike) -> IncrementalClassifier:
         """Estimate the statistics from scratch (forgets earlier calls)."""
         for a in ("classes_", "class_count_", "n_features_in_"):
             self.__dict__.pop(a, None)
         self._reset()
         return self.partial_fit(X, y)
 
-    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> "IncrementalClassifier":
+    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> IncrementalClassifier:
         """Add the classes in ``y`` (and, where the method allows it, more images of known classes).
 
         Raises:

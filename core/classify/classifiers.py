@@ -6,8 +6,9 @@ assumes, how it is labelled and how many images per class it needs.
 Linear probes on off-the-shelf features: Razavian et al., "CNN Features off-the-shelf" (2014)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline

@@ -3,8 +3,9 @@ or a given test set (``evaluate``), and the few-shot curve (the "two regimes" pl
 "On Discriminative vs. Generative Classifiers", 2001, and its revisit for pretrained features)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike

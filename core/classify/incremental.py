@@ -3,8 +3,9 @@ and no old image is revisited (NMC / SimpleCIL prototypes, or any registered cla
 ``partial_fit``: naive Bayes, LDA, RanPAC, FeCAM)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike

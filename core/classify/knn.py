@@ -26,7 +26,7 @@ class CosineKNN(ClassifierMixin, BaseEstimator):
     def __init__(self, n_neighbors: int = 5):
         self.n_neighbors = n_neighbors
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> "CosineKNN":
+    def fit(self, X: ArrayLike, y: ArrayLike) -> CosineKNN:
         X = as_features(X)
         y = as_labels(y, len(X))
         if self.n_neighbors < 1:

@@ -55,7 +55,7 @@ class NearestMeanClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, metric: Metric = "cosine"):
         self.metric = metric
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> "NearestMeanClassifier":
+    def fit(self, X: ArrayLike, y: ArrayLike) -> NearestMeanClassifier:
         """Build one prototype per class from scratch (forgets earlier calls)."""
         check_metric(self.metric)
         X = as_features(X)
@@ -65,7 +65,7 @@ class NearestMeanClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> "NearestMeanClassifier":
+    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> NearestMeanClassifier:
         """Add prototypes for the (new) classes in ``y``; existing prototypes are not changed.
 
         Raises:

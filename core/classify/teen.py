@@ -2,7 +2,8 @@
 al., "Few-Shot Class-Incremental Learning via Training-Free Prototype Calibration", NeurIPS 2023)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike

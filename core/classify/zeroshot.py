@@ -2,7 +2,7 @@
 prototypes, and nearest-prototype prediction (Radford et al., CLIP, 2021)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike

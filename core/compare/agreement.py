@@ -2,8 +2,8 @@
 the images where they differ), and one image's nearest neighbours in both feature spaces."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike

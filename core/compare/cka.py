@@ -8,7 +8,8 @@ every other computation (Grams, RBF kernels, minibatches) runs in float64.
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 import torch

@@ -10,8 +10,9 @@ uses the model's own head pooling) or the mean of the block's patch tokens / fea
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch

@@ -9,8 +9,9 @@ under ``Backbone.lock`` since the app serves sessions from threads.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch

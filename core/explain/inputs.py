@@ -45,7 +45,7 @@ class SaliencyInput:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_image(cls, backbone: Backbone, image: Image.Image, size: int | None = None) -> "SaliencyInput":
+    def from_image(cls, backbone: Backbone, image: Image.Image, size: int | None = None) -> SaliencyInput:
         """Preprocess an RGB picture at ``size`` (None: the spec's input size)."""
         return cls(backbone, backbone.preprocess([image], size))
 

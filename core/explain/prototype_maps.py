@@ -7,8 +7,8 @@ patch tokens; CNN: the globally pooled feature map and its positions).
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Collection, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ class PrototypeSet:
 
     @classmethod
     def from_embeddings(cls, embeddings: np.ndarray, labels: Sequence[str],
-                        exclude: Collection[int] = ()) -> "PrototypeSet":
+                        exclude: Collection[int] = ()) -> PrototypeSet:
         """Class means of ``embeddings [N, D]`` by ``labels`` (:func:`core.classify.prototypes.class_prototypes`).
 
         Args:

@@ -8,8 +8,9 @@ head's top class, else the nearest class prototype.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ class CamTarget:
     reference: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def imagenet_class(cls, b: Backbone, index: int, label: str | None = None) -> "CamTarget":
+    def imagenet_class(cls, b: Backbone, index: int, label: str | None = None) -> CamTarget:
         """Class ``index`` of the backbone's classifier head (raises for head-less backbones)."""
         if not b.spec.has_classifier:
             raise UnsupportedOperationError(f"{b.spec.name} has no classifier head; target a prototype instead")
@@ -67,7 +68,7 @@ class CamTarget:
         return cls("class", label or name, class_index=int(index))
 
     @classmethod
-    def similarity(cls, label: str, reference: np.ndarray | torch.Tensor) -> "CamTarget":
+    def similarity(cls, label: str, reference: np.ndarray | torch.Tensor) -> CamTarget:
         """Cosine similarity of the final embedding to ``reference [D]`` (a prototype, a text embedding)."""
         return cls("embedding", label, reference=np.asarray(reference, dtype=np.float32).reshape(-1))
 

@@ -4,8 +4,8 @@ Arrays in, arrays (or a DataFrame) out; nothing here imports Streamlit.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -37,9 +37,9 @@ import pathlib
 import stat
 import struct
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from core.errors import BackboneLensError
 
@@ -89,7 +89,7 @@ class ServerPolicy:
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, server_address: str | None = None) -> "ServerPolicy":
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, server_address: str | None = None) -> ServerPolicy:
         """The policy from environment variables and the address the server listens on.
 
         Args:

@@ -17,8 +17,8 @@ Schema (:data:`SHARD_FIELDS`; the import side checks exactly these columns):
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 

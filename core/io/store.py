@@ -25,9 +25,9 @@ import threading
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -209,7 +209,7 @@ class FeatureStore:
             if shape is None and n_top > len(keys) - len(missing) - len(odd):  # most entries have another shape
                 return self.read_rows(keys, dtype, shape=top)
             warnings.warn(f"the feature cache held {len(odd)} entries of another shape than "
-                          f"{None if out is None else out.shape[1:]} (first: {odd[0][1]}); dropped, to be recomputed")
+                          f"{None if out is None else out.shape[1:]} (first: {odd[0][1]}); dropped, to be recomputed", stacklevel=2)
             missing = sorted(missing + [p for p, _, _ in odd])
             bad += [k for _, k, _ in odd]
         if bad:

@@ -28,8 +28,8 @@ class Layer:
 
     index: int | None = None
 
-    DEFAULT: ClassVar["Layer"]  # Layer(None), set below
-    LAST: ClassVar["Layer"]  # Layer(-1), set below
+    DEFAULT: ClassVar[Layer]  # Layer(None), set below
+    LAST: ClassVar[Layer]  # Layer(-1), set below
 
     def __post_init__(self) -> None:
         if self.index is not None and not isinstance(self.index, int):
@@ -40,7 +40,7 @@ class Layer:
         return self.index is None
 
     @classmethod
-    def of(cls, layer: "LayerLike") -> "Layer":
+    def of(cls, layer: LayerLike) -> Layer:
         """A :class:`Layer` from a Layer, a block index, or None (= :attr:`DEFAULT`)."""
         if isinstance(layer, Layer):
             return layer
@@ -54,7 +54,7 @@ class Layer:
         return "default" if self.index is None else str(self.index)
 
 
-LayerLike = Union[Layer, int, None]
+LayerLike = Union[Layer, int, None]  # noqa: UP007 (a runtime alias: `|` of a class and None needs 3.10 at import)
 Layer.DEFAULT = Layer(None)
 Layer.LAST = Layer(-1)
 

@@ -10,8 +10,8 @@ checks that nothing is missing, left over or of the wrong shape.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import timm
 import torch
@@ -50,8 +50,8 @@ VITS14_EMBED_LAYER = 10
 # ---- key remapping -------------------------------------------------------------------------------
 def _block_names(model: torch.nn.Module) -> list[str]:
     """timm's ``blocks.<stage>.<index>`` for each block, in the order a flat block list counts them."""
-    blocks = getattr(model, "blocks")
-    return [f"blocks.{s}.{i}" for s, stage in enumerate(blocks) for i in range(len(stage))]
+    stages = list(model.get_submodule("blocks").children())  # a timm EfficientNet's stages, each a Sequential
+    return [f"blocks.{s}.{i}" for s, stage in enumerate(stages) for i in range(len(list(stage.children())))]
 
 
 def _rename(state: StateDict, rules: list[tuple[str, Callable[[re.Match[str]], str]]], source: str) -> StateDict:

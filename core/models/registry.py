@@ -6,8 +6,8 @@ Built-in offline backbones are registered by name. Two name patterns reach any o
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from core.errors import UnknownBackboneError
 from core.models.base import Backbone

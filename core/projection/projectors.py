@@ -166,7 +166,7 @@ class Projector(abc.ABC):
             Z = _pca_transform(self._pre_pca, Z)  # [N, pca_dims]
         return np.array(Z, dtype=np.float32, order="C")  # always a copy: never keep the caller's array
 
-    def fit(self, X: ArrayLike) -> "Projector":
+    def fit(self, X: ArrayLike) -> Projector:
         """Fit the map on ``X [N, D]``; the result is ``embedding_ [N, n_components]``."""
         X = _as_embeddings(X)
         if len(X) < max(self.min_points, self.params.n_components + 1):

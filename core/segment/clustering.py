@@ -6,7 +6,7 @@ Patch tokens are ``[h, w, D]`` per image; labels are integer ``[h, w]`` maps.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
