@@ -8,7 +8,7 @@ from tests.conftest import ROOT, SCREENSHOTS, wait_idle
 
 
 def test_home_page_apptest():
-    at = AppTest.from_file(str(ROOT / "pages" / "home.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "pages" / "home" / "page.py"), default_timeout=120).run()
     assert not at.exception
     assert "Backbone Lens" in at.title[0].value
     assert any(m.label == "Images" and m.value == "48" for m in at.metric)

@@ -12,7 +12,7 @@ from tests.conftest import ROOT, STAMPS
 
 
 def test_model_cache_evicts_the_least_recently_used(monkeypatch):
-    import pages.common as common
+    import pages.shared.resources as common
 
     built = []
     monkeypatch.setattr(common, "create_backbone", lambda name: built.append(name) or f"model:{name}")
@@ -25,7 +25,7 @@ def test_model_cache_evicts_the_least_recently_used(monkeypatch):
 
 
 def test_feature_memo_is_bounded():
-    from pages.common import _BoundedMemo
+    from pages.shared.resources import _BoundedMemo
 
     m = _BoundedMemo()
     for i in range(_BoundedMemo.limit + 5):
@@ -52,7 +52,7 @@ def test_folder_signature_sees_new_classes_and_files(tmp_path):
 def _home(monkeypatch, **env) -> AppTest:
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return AppTest.from_file(str(ROOT / "pages" / "home.py"), default_timeout=120)
+    return AppTest.from_file(str(ROOT / "pages" / "home" / "page.py"), default_timeout=120)
 
 
 def test_team_server_refuses_random_models_in_one_line(monkeypatch):

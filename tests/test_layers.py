@@ -64,7 +64,27 @@ def test_core_imports_follow_the_layers(path):
                                          f"{sorted(ALLOWED[unit])} (docs/ARCHITECTURE.md)")
 
 
+PAGE_FILES = sorted((ROOT / "pages").rglob("*.py"))
+
+
 def test_no_page_imports_a_benchmark_module():
-    for page in sorted((ROOT / "pages").glob("*.py")):
+    for page in PAGE_FILES:
         mods = _imports(page)
-        assert not [m for m in mods if m.startswith(("bench", "core.segment.quality"))], page.name
+        assert not [m for m in mods if m.startswith(("bench", "core.segment.quality"))], page.relative_to(ROOT)
+
+
+@pytest.mark.parametrize("path", PAGE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_pages_import_only_shared_parts_and_their_own_package(path):
+    """pages/shared and pages/components are what pages share: they never import a page; a page package
+    (pages/<page>/) imports pages.shared, pages.components and its own modules, never another page."""
+    rel = path.relative_to(ROOT / "pages")
+    own = rel.parts[0] if len(rel.parts) > 1 else None
+    for mod in _imports(path):
+        parts = mod.split(".")
+        if parts[0] != "pages" or len(parts) < 2:
+            continue
+        if own in ("shared", "components"):
+            assert parts[1] in ("shared", "components"), f"{rel} imports the page module {mod}"
+        else:
+            assert parts[1] in ("shared", "components", own), f"{rel} imports {mod}: pages share code through pages.shared"
+        assert not (len(parts) > 2 and parts[2] == "page"), f"{rel} imports the page script {mod}"

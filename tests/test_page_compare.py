@@ -15,7 +15,7 @@ from core.models.extract import extract_features
 from tests.conftest import ROOT, SCREENSHOTS, STAMPS, wait_idle
 from tests.test_compare import TINY_CNN, TINY_HEADLESS, TINY_VIT, tiny_backbone, tiny_registered
 
-PAGE = str(ROOT / "pages" / "compare.py")
+PAGE = str(ROOT / "pages" / "compare" / "page.py")
 
 
 def _run(at: AppTest) -> AppTest:
@@ -100,7 +100,7 @@ def test_compare_page_without_labels(tmp_path):
 
 def test_figures_share_class_colours_and_label_their_axes():
     from core.render import class_colours
-    from pages.compare_views import agreement_scatter, cka_heatmap, embedding_scatter
+    from pages.compare.figures import agreement_scatter, cka_heatmap, embedding_scatter
 
     colours = class_colours(["birds", "fish", "tools"])
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core.io.imports import import_table
 from tests.conftest import ROOT, SCREENSHOTS, STAMPS, wait_idle
 
-EMBEDDINGS = str(ROOT / "pages" / "embeddings.py")
+EMBEDDINGS = str(ROOT / "pages" / "embeddings" / "page.py")
 
 
 def _make_set(tmp_path, name: str, n: int, dim: int = 32, classes: int = 6, seed: int = 0):
@@ -50,7 +50,7 @@ def test_imported_set_is_listed_and_a_link_opens_it_with_method_and_point(tmp_pa
 
 
 def test_link_to_a_missing_set_says_so_and_sidebar_writes_the_link_back(tmp_path):
-    at = AppTest.from_file(str(ROOT / "pages" / "home.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "pages" / "home" / "page.py"), default_timeout=60)
     at.query_params["dataset"] = "no_such_set"
     _run(at)
     assert any("no_such_set" in w.value for w in at.sidebar.warning)

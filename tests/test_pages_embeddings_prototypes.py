@@ -27,8 +27,8 @@ from core.geometry.vectors import distances
 from core.projection.jobs import JobPool
 from tests.conftest import ROOT, SCENES, SCREENSHOTS, wait_idle
 
-EMBEDDINGS = str(ROOT / "pages" / "embeddings.py")
-PROTOTYPES = str(ROOT / "pages" / "prototypes.py")
+EMBEDDINGS = str(ROOT / "pages" / "embeddings" / "page.py")
+PROTOTYPES = str(ROOT / "pages" / "prototypes" / "page.py")
 
 
 def _blobs(n_per=8, k=4, d=16, seed=0):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import streamlit as st
@@ -26,8 +27,8 @@ from core.io.images import decode_image, thumbnail, to_data_uri
 from core.projection.jobs import JobPool
 from core.projection.projectors import ProjectionParams
 from core.projection.sampled import SAMPLE, cached_projection, project_sampled
-from pages.common import link_param
 from pages.components.pointmap import class_colours, map_state, pack, point_map
+from pages.shared.links import link_param
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 FULL_FIT_MAX = {"pca": 200_000, "umap": 50_000, "tsne": 5_000}  # above: fit on a sample + transform
@@ -188,10 +189,10 @@ def show_large_map(src: MapSource, height: int = 640) -> None:
         ss["emb_method"] = link_param("method") if link_param("method") in METHODS else "pca"
     if PICK not in ss and (p := link_param("point")) is not None and p.isdigit() and int(p) < src.n:
         ss[PICK] = (src.fid, int(p))
-    method = st.segmented_control("Projection", list(METHODS), format_func=METHODS.get,
-                                  required=True, key="emb_method",
+    method = cast(str, st.segmented_control("Projection", list(METHODS), format_func=lambda m: METHODS[m],
+                                       required=True, default=None, key="emb_method",
                                   help="PCA: linear, exact, seconds. UMAP / t-SNE: non-linear, computed on a "
-                                       "worker thread (PCA is shown meanwhile).")
+                                       "worker thread (PCA is shown meanwhile)."))
     st.query_params["method"] = method
     sample = _sample_size(method, src.n)
     params = ProjectionParams(method, n_components=2, metric="cosine", seed=0)
@@ -211,9 +212,11 @@ def show_large_map(src: MapSource, height: int = 640) -> None:
         key = f"{params.key()}|sample={sample}|{_placement(method, sample, src.n)}"
         started = ss.setdefault("emb_big_started", {}).setdefault((src.fid, key), time.time())
 
+        pending = res
+
         @st.fragment(run_every=1.0)
         def _wait() -> None:
-            if res.done():
+            if pending.done():
                 st.rerun()
             done, total, phase = _progress().get((src.fid, key), (0, src.n, "queued"))
             st.progress(min(done / max(total, 1), 1.0),

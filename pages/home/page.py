@@ -1,7 +1,9 @@
 """Home: what each page shows and what is loaded."""
 import streamlit as st
 
-from pages.common import CLASS_DEFAULT, get_backbone, sidebar
+from pages.shared.resources import get_backbone
+from pages.shared.selection import CLASS_DEFAULT
+from pages.shared.sidebar import sidebar
 
 sel = sidebar(CLASS_DEFAULT)
 st.title("Backbone Lens")

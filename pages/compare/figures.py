@@ -42,7 +42,7 @@ def embedding_scatter(coords: np.ndarray, labels: Sequence[str], names: Sequence
             x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=c or "unlabelled",
             marker=dict(size=8, color=col, line=dict(width=0.5, color="white")),
             unselected=dict(marker=dict(opacity=1.0)),  # a click picks an image; it must not fade the rest
-            customdata=idx, text=[names[i] for i in idx],
+            customdata=idx, text=[names[int(i)] for i in idx],
             hovertemplate="%{text}<br>" + (c or "unlabelled") + "<extra></extra>"))
     if len(neighbours):
         nb = np.asarray(neighbours)

@@ -1,0 +1,59 @@
+"""Metrics section: accuracies, few-shot, silhouette and speed of every backbone, best per column in green."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+
+from core.compare.comparison import Comparison
+from core.compare.metrics import best_per_column, columns, silhouette_sample_size
+from pages.compare import cache, widgets
+from pages.compare.context import CmpContext
+
+BEST_STYLE = "background-color: #c8e6c9; font-weight: 600"
+
+
+def draw(ctx: CmpContext) -> Comparison | None:
+    sel, fsets = ctx.sel, ctx.fsets
+    labelled, key_names = ctx.labelled, ctx.names
+    st.header("Metrics", divider="gray")
+    cmp: Comparison | None = None
+    if not labelled:
+        st.info("Accuracies, few-shot, silhouette and agreement need class labels (a folder per class, or uploads with "
+                "class names). CKA and the side-by-side views below work without them.")
+    else:
+        try:
+            cmp = cache.comparison(key_names, sel.dataset_key, tuple((s.images_per_s, s.source) for s in ctx.speeds), fsets, ctx.speeds)
+        except ValueError as e:
+            st.error(f"Cannot compute the metrics on this dataset: {e}")
+        if cmp is not None:
+            cols = columns(cmp.shots)
+            raw = pd.DataFrame([r.as_dict() for r in cmp.rows])[[c.key for c in cols]]
+            best = best_per_column(raw.to_dict("records"), cols)
+            shown = raw.rename(columns={c.key: c.label for c in cols})
+
+            def _highlight(df: pd.DataFrame) -> pd.DataFrame:
+                style = pd.DataFrame("", index=df.index, columns=df.columns)
+                for c in cols:
+                    for i in best.get(c.key, ()):
+                        style.iloc[i, df.columns.get_loc(c.label)] = BEST_STYLE
+                return style
+
+            text_cols = ("backbone", "family", "dim", "params", "speed_source")
+            fmt: dict[str, str | Callable[[float], str]] = {c.label: "{:.3f}" for c in cols if c.key not in text_cols}
+            fmt.update({"img/s": "{:.1f}", "params": lambda v: f"{v / 1e6:.1f} M"})
+            st.dataframe(shown.style.apply(_highlight, axis=None).format(fmt, na_rep="n/a"), hide_index=True,
+                         column_config={c.label: st.column_config.Column(help=c.help, width=widgets.col_width(c.key),
+                                                                         pinned=c.key == "backbone") for c in cols},
+                         key="cmp_table")
+            r0 = cmp.rows[0]
+            st.caption(f"{r0.n_images} images, {r0.n_classes} classes. Accuracies: `core.classify.evaluation.evaluate` defaults "
+                       f"({'a stratified 30 % hold-out per class, seed 0' if r0.protocol == 'split' else r0.protocol}"
+                       "), the same split for every backbone; few-shot: NMC with k images per class, mean and ± std over "
+                       f"10 draws; silhouette: cosine distance, {widgets.sample_note(silhouette_sample_size(r0.n_images), r0.n_images)}. "
+                       "Green: best in the column (params: fewest). Click a header to sort.")
+            c1, c2, _ = st.columns([1, 1, 4])
+            c1.download_button("⬇ Table (CSV)", widgets.csv(raw), "compare_metrics.csv", "text/csv", on_click="ignore",
+                               key="dl_cmp_csv")
+    return cmp
