@@ -3,6 +3,7 @@ imports Streamlit or the pages, and each subpackage imports only the ones below 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,13 @@ def test_pages_import_only_shared_parts_and_their_own_package(path):
         else:
             assert parts[1] in ("shared", "components", own), f"{rel} imports {mod}: pages share code through pages.shared"
         assert not (len(parts) > 2 and parts[2] == "page"), f"{rel} imports the page script {mod}"
+
+
+def test_every_routed_page_has_its_fresh_server_entry():
+    """Each url of app.py's router has a pages/<n>_<url>.py that runs the router (see its docstring),
+    so a link to it on a freshly started server opens the page without Streamlit's 'Page not found'."""
+    urls = set(re.findall(r'url_path="(\w+)"', (ROOT / "app.py").read_text()))
+    entries = {re.sub(r"^\d+_", "", p.stem): p for p in (ROOT / "pages").glob("*.py") if p.name != "__init__.py"}
+    assert urls and urls == set(entries), (urls, set(entries))
+    for p in entries.values():
+        assert 'runpy.run_path' in p.read_text() and '"app.py"' in p.read_text(), p.name
