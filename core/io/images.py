@@ -223,14 +223,6 @@ class Dataset:
         """True when there is at least one record and every record has a label."""
         return bool(self.records) and all(r.label for r in self.records)
 
-    @property
-    def key(self) -> str:  # TEMPORARY (lead's stand-in until the identity keys land)
-        import hashlib
-        h = hashlib.sha256()
-        for r in self.records:
-            h.update(f"{r.sha256}|{r.label}|{r.name}\n".encode())
-        return h.hexdigest()[:16]
-
     def __len__(self) -> int:
         return len(self.records)
 

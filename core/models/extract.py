@@ -74,11 +74,6 @@ class FeatureSet:
     def names(self) -> list[str]:
         return [r.name for r in self.records]
 
-    @property
-    def key(self) -> str:  # TEMPORARY (lead's stand-in until the identity keys land)
-        from core.io.images import Dataset
-        return f"{self.backbone}|{self.size}|{sorted(self.layers.items())}|{Dataset(self.records).key}"
-
     def __getitem__(self, kind: str) -> np.ndarray:
         return self.arrays[kind]
 
