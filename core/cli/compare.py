@@ -73,10 +73,10 @@ def cmd_compare(args) -> int:
 
 def _print_indices(cmp) -> None:
     """Every pair's similarity indices with their interval and permutation baseline."""
-    from core.compare.indices import INDICES
+    from core.compare.indices import check_index
 
     for name, m in cmp.indices.items():
-        info = INDICES[name]
+        info = check_index(name)
         e0 = next(iter(m.estimates.values()))
         extra = f", k = {e0.k}" if e0.k is not None else ""
         print(f"\n{info.label} ({'higher' if info.higher_is_similar else 'lower'} = more similar{extra}; "
@@ -88,16 +88,22 @@ def _print_indices(cmp) -> None:
 
 
 
+def _description() -> str:
+    from core.compare.indices import index_names
+
+    names = [f"'{n}'" for n in index_names()]
+    return ("Each backbone at its own input size and default embedding block. --json prints a list with "
+            "one object per backbone: the table's fields (backbone, dim, params, images_per_s, nmc_accuracy, "
+            "knn_accuracy, linear_accuracy, nmc_<k>shot_mean/_std, silhouette, ...) plus 'cka' = that "
+            "backbone's row of the CKA matrix, whose entries follow 'cka_order' (the backbone order, the "
+            "same in every object), and 'cka_kind'; then the similarity indices "
+            f"{', '.join(names[:-1])} and {names[-1]} as rows in the same order, with intervals, "
+            "permutation baselines and p-values under 'index_details'. Missing values are null.")
+
+
 def register(sub) -> None:
-    p = sub.add_parser(
-        "compare", help="metrics table and CKA of several backbones on one labelled folder",
-        description="Each backbone at its own input size and default embedding block. --json prints a list with "
-                    "one object per backbone: the table's fields (backbone, dim, params, images_per_s, nmc_accuracy, "
-                    "knn_accuracy, linear_accuracy, nmc_<k>shot_mean/_std, silhouette, ...) plus 'cka' = that "
-                    "backbone's row of the CKA matrix, whose entries follow 'cka_order' (the backbone order, the "
-                    "same in every object), and 'cka_kind'; then the similarity indices 'cka_unbiased', "
-                    "'mutual_knn', 'cknna' and 'procrustes' as rows in the same order, with intervals, "
-                    "permutation baselines and p-values under 'index_details'. Missing values are null.")
+    p = sub.add_parser("compare", help="metrics table and CKA of several backbones on one labelled folder")
+    p.lazy_description = _description  # the index names come from the registry, imported only for --help
     p.add_argument("--backbones", required=True, help="two or more registry names separated by commas, e.g. A,B[,C]")
     p.add_argument("--images", required=True, help="labelled folder: root/<class>/<image>")
     p.add_argument("--cka", choices=("linear", "rbf"), default="linear", help="CKA kernel (default linear)")
