@@ -26,8 +26,9 @@ from core.io.images import decode_image, thumbnail, to_data_uri
 from core.projection.jobs import JobPool
 from core.projection.projectors import ProjectionParams
 from core.projection.sampled import SAMPLE, cached_projection, project_sampled
+from core.render import hex_colours
 from pages.common import link_param
-from pages.components.pointmap import class_colours, map_state, pack, point_map
+from pages.components.pointmap import map_state, pack, point_map
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 FULL_FIT_MAX = {"pca": 200_000, "umap": 50_000, "tsne": 5_000}  # above: fit on a sample + transform
@@ -254,7 +255,7 @@ def _map_fragment(src: MapSource, coords: np.ndarray, mkey: str, shown: str, hei
             ss["emb_big_nb"] = ((src.fid, pick), nb)
     hover = state.get("hover")
     meta = {
-        "fid": mkey, "n": src.n, "classes": list(src.classes), "colors": class_colours(len(src.classes)),
+        "fid": mkey, "n": src.n, "classes": list(src.classes), "colors": hex_colours(len(src.classes)),
         "height": height, "pick": pick, "nbrs": [] if nb is None else nb.indices[0].tolist(),
         "thumbs": {int(i): _thumb_url(src.fid, int(i), VIEW_PX, src) for i in (state.get("view") or [])[:200]
                    if 0 <= int(i) < src.n},
