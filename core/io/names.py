@@ -104,11 +104,6 @@ class BackboneName:
         return cls("builtin", text)
 
 
-def parse_backbone_name(text: str, known: Collection[str] | None = None) -> BackboneName:
-    """:meth:`BackboneName.parse` as a function."""
-    return BackboneName.parse(text, known)
-
-
 def _parse_hub(text: str, prefix: str, source: Source, known: Collection[str] | None) -> BackboneName:
     rest, at, file = text[len(prefix):].partition("@")
     if at and not file:
