@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import BackboneLensError
@@ -32,17 +31,7 @@ FEATURE_KINDS = ("embedding", "patch_tokens", "attention_cls", "logits")
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage block) and exit status 2.
-
-    ``lazy_description``, when set, makes the description when the help is shown: a command's help
-    can then read a registry without every command importing it (and torch) at start-up."""
-
-    lazy_description: Callable[[], str] | None = None
-
-    def format_help(self) -> str:
-        if self.lazy_description is not None:
-            self.description = self.lazy_description()
-        return super().format_help()
+    """argparse with a one-line error (no usage block) and exit status 2."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
