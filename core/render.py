@@ -303,7 +303,8 @@ def palette(k: int) -> np.ndarray:
 
 
 def hex_colours(k: int) -> list[str]:
-    """:func:`palette` as ``"#rrggbb"`` strings (for plotly figures)."""
+    """:func:`palette` as ``"#rrggbb"`` strings (plotly figures; the large point map's class colours, in
+    class-code order)."""
     return ["#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb)) for rgb in palette(k)]
 
 

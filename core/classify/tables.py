@@ -1,8 +1,9 @@
-"""Evaluation views built on :mod:`core.classify.prototypes`: the numbers the Prototypes page and
+"""Evaluation views built on :mod:`core.classify.evaluation`: the numbers the Prototypes page and
 ``backbone-lens evaluate`` show, computed by the same functions for both.
 
-Thin by design: every accuracy comes from ``core.classify.prototypes`` (``evaluate``, ``few_shot_curve``,
-``teen_experiment``, ``zero_shot`` ...); this module only repeats, summarises and tabulates.
+Thin by design: every accuracy comes from ``core.classify.evaluation`` (``evaluate``, ``few_shot_curve``),
+``core.classify.teen`` (``teen_experiment``) or ``core.classify.zeroshot`` (``zero_shot``); this module
+only repeats, summarises and tabulates.
 Nothing here imports Streamlit.
 """
 from __future__ import annotations
@@ -228,7 +229,7 @@ def teen_repeated(
     X: ArrayLike, y: ArrayLike, base_classes: Sequence[Any], k_shot: int = 1, alpha: float = 0.5,
     tau: float = 16.0, *, draws: int = 10, seed: int = 0, test_size: float = 0.3,
 ) -> pd.DataFrame:
-    """:func:`core.classify.prototypes.teen_experiment` over ``draws`` seeds (``seed .. seed+draws-1``): every
+    """:func:`core.classify.teen.teen_experiment` over ``draws`` seeds (``seed .. seed+draws-1``): every
     draw has its own split and shots, shared by the plain and the calibrated prototypes.
 
     Returns:
@@ -279,13 +280,13 @@ def zero_shot_mix_curve(
     The split is the one :func:`core.classify.evaluation.evaluate` draws for cosine NMC (same ``test_size``
     and ``seed`` as the Classifiers view); image prototypes are the class means of its training
     part, and every blend ``mix_prototypes(text, image, mix)`` is scored on its test part
-    (:func:`core.classify.prototypes.zero_shot`; ``mix = 0``: text only, the zero-shot classifier;
+    (:func:`core.classify.zeroshot.zero_shot`; ``mix = 0``: text only, the zero-shot classifier;
     ``mix = 1``: image prototypes only, i.e. cosine NMC).
 
     Args:
         image_emb: ``[N, D]`` image embeddings in the text tower's space.
         y: ``[N]`` labels; classes: ``[K]`` the sorted labels, in text-prototype order.
-        text_protos: ``[K, D]`` (e.g. :func:`core.classify.prototypes.prompt_prototypes`).
+        text_protos: ``[K, D]`` (e.g. :func:`core.classify.zeroshot.prompt_prototypes`).
 
     Returns:
         ``(curve, nmc)``: rows ``mix``, ``accuracy``, ``n_test``; and the cosine-NMC evaluation

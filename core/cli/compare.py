@@ -73,10 +73,10 @@ def cmd_compare(args) -> int:
 
 def _print_indices(cmp) -> None:
     """Every pair's similarity indices with their interval and permutation baseline."""
-    from core.compare.indices import INDICES
+    from core.compare.indices import check_index
 
     for name, m in cmp.indices.items():
-        info = INDICES[name]
+        info = check_index(name)
         e0 = next(iter(m.estimates.values()))
         extra = f", k = {e0.k}" if e0.k is not None else ""
         print(f"\n{info.label} ({'higher' if info.higher_is_similar else 'lower'} = more similar{extra}; "
@@ -89,21 +89,27 @@ def _print_indices(cmp) -> None:
 
 
 def register(sub) -> None:
+    from core.compare.indices import DEFAULT_BOOT, DEFAULT_K, DEFAULT_PERM, INDICES
+
+    names = [f"'{n}'" for n in INDICES]  # whatever is registered when the parser is built
+    with_k = " and ".join(c.label for c in INDICES.values() if c.uses_k)
     p = sub.add_parser(
         "compare", help="metrics table and CKA of several backbones on one labelled folder",
         description="Each backbone at its own input size and default embedding block. --json prints a list with "
                     "one object per backbone: the table's fields (backbone, dim, params, images_per_s, nmc_accuracy, "
                     "knn_accuracy, linear_accuracy, nmc_<k>shot_mean/_std, silhouette, ...) plus 'cka' = that "
                     "backbone's row of the CKA matrix, whose entries follow 'cka_order' (the backbone order, the "
-                    "same in every object), and 'cka_kind'; then the similarity indices 'cka_unbiased', "
-                    "'mutual_knn', 'cknna' and 'procrustes' as rows in the same order, with intervals, "
+                    "same in every object), and 'cka_kind'; then the similarity indices "
+                    f"{', '.join(names[:-1])} and {names[-1]} as rows in the same order, with intervals, "
                     "permutation baselines and p-values under 'index_details'. Missing values are null.")
     p.add_argument("--backbones", required=True, help="two or more registry names separated by commas, e.g. A,B[,C]")
     p.add_argument("--images", required=True, help="labelled folder: root/<class>/<image>")
     p.add_argument("--cka", choices=("linear", "rbf"), default="linear", help="CKA kernel (default linear)")
-    p.add_argument("--k", type=int, default=10, help="neighbours for mutual k-NN and CKNNA (default 10)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws per index and pair (default 200)")
-    p.add_argument("--permutations", type=int, default=100, help="shuffles for the baseline (default 100)")
+    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours for {with_k} (default {DEFAULT_K})")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOT,
+                   help=f"bootstrap draws per index and pair (default {DEFAULT_BOOT})")
+    p.add_argument("--permutations", type=int, default=DEFAULT_PERM,
+                   help=f"shuffles for the baseline (default {DEFAULT_PERM})")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_compare)

@@ -17,8 +17,9 @@ from core.cli._common import (
 
 
 def cmd_backbones(args) -> int:
+    from core.io.names import ONLINE_PATTERNS
     from core.models.builtin import BUILTIN_BACKBONES
-    from core.models.registry import ONLINE_PATTERNS, list_backbones
+    from core.models.registry import list_backbones
 
     requirement = {b.name: b.requirement for b in BUILTIN_BACKBONES}
 

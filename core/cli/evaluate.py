@@ -19,7 +19,7 @@ from core.cli._common import (
 
 
 def cmd_evaluate(args) -> int:
-    """Accuracy of one classifier on frozen features (core.classify.prototypes, as on the Prototypes page)."""
+    """Accuracy of one classifier on frozen features (core.classify.evaluation, as on the Prototypes page)."""
     from core.classify.evaluation import evaluate
     from core.classify.tables import classifier_kwargs, eval_summary, evaluate_shots, method_label
 
@@ -76,7 +76,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="accuracy of a classifier on frozen features (NMC, k-NN, linear probe, naive Bayes, LDA, "
                          "RanPAC, FeCAM ...)",
-        description="The accuracies of the Prototypes page (core.classify.prototypes). Without --test: a stratified hold-out "
+        description="The accuracies of the Prototypes page (core.classify.evaluation). Without --test: a stratified hold-out "
                     "(--test-size per class), or leave-one-out for tiny sets. --shots K: K random training images "
                     "per class, mean and std over --draws draws. --json prints one object with method, backbone, "
                     "accuracy, n_train, n_test, protocol, ...")

@@ -18,7 +18,7 @@ import numpy as np
 from core.compare.agreement import PairAgreement, agreement
 from core.compare.cka import Kind as CkaKind
 from core.compare.cka import cka_matrix
-from core.compare.indices import INDICES, IndexMatrix, index_matrices
+from core.compare.indices import IndexMatrix, index_matrices, index_names
 from core.compare.metrics import DEFAULT_SHOTS, FeatureMetrics, MetricsRow, feature_metrics, metrics_row
 from core.compare.speed import Speed, measure_speed
 from core.io.images import ImageRecord
@@ -73,9 +73,8 @@ class Comparison:
         """A list with one object per backbone: the row's fields (:meth:`MetricsRow.as_dict`), plus
         ``cka`` = this backbone's row of the CKA matrix, ``cka_order`` = the backbone each entry of
         ``cka`` refers to (the same list in every object) and ``cka_kind``; then, for every similarity
-        index computed (:mod:`core.compare.indices`: ``cka_unbiased``, ``mutual_knn``, ``cknna``,
-        ``procrustes``), this backbone's row of its matrix under the index's name (same order as
-        ``cka``), and ``index_details[name]`` with the rows of ``ci_low``, ``ci_high``, ``baseline``,
+        index computed (a name of :data:`core.compare.indices.INDICES`), this backbone's row of its matrix
+        under the index's name (same order as ``cka``), and ``index_details[name]`` with the rows of ``ci_low``, ``ci_high``, ``baseline``,
         ``baseline_high``, ``p_value`` and the settings (``k``, ``n_boot``, ``n_perm``, ``level``,
         ``n_images``). NaN becomes None."""
         out = []
@@ -103,13 +102,14 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def similarity_indices(fsets: Sequence[FeatureSet], names: Sequence[str] = tuple(INDICES),
+def similarity_indices(fsets: Sequence[FeatureSet], names: Sequence[str] | None = None,
                        **index_kw: Any) -> dict[str, IndexMatrix]:
-    """:func:`core.compare.indices.index_matrices` (every index in ``names``, each pair's shared work made
-    once) between the global embeddings of aligned feature sets (``index_kw``: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed``)."""
+    """:func:`core.compare.indices.index_matrices` (every index in ``names``, None = every registered one;
+    each pair's shared work made once) between the global embeddings of aligned feature sets
+    (``index_kw``: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed``)."""
     check_aligned(fsets)
     feats, backbones = [fs["embedding"] for fs in fsets], [fs.backbone for fs in fsets]
-    return index_matrices(names, feats, backbones, **index_kw)
+    return index_matrices(index_names() if names is None else names, feats, backbones, **index_kw)
 
 
 def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet], speeds: Sequence[Speed], *,
@@ -123,7 +123,7 @@ def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet],
             same labelled images (``"embedding"``).
         cka_kind / sigma_frac: see :func:`core.compare.cka.cka_matrix`.
         shots: few-shot columns.
-        indices: similarity indices to add (:data:`core.compare.indices.INDICES` names; none by default).
+        indices: similarity indices to add (:func:`core.compare.indices.index_names`; none by default).
         index_kw: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed`` for the indices.
         **metric_kw: ``test_size``, ``seed``, ``draws`` for :func:`feature_metrics`.
 
@@ -152,7 +152,7 @@ def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet],
 def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageRecord], *,
                       store: FeatureStore | None = None, batch_size: int = 16, cka_kind: CkaKind = "linear",
                       sigma_frac: float = 0.5, progress: Callable[[str, int, int], None] | None = None,
-                      indices: Sequence[str] = tuple(INDICES), index_kw: dict[str, Any] | None = None,
+                      indices: Sequence[str] | None = None, index_kw: dict[str, Any] | None = None,
                       **metric_kw: Any) -> tuple[Comparison, list[FeatureSet]]:
     """Extract (or reload) every backbone's embeddings of ``records`` and compare them.
 
@@ -160,7 +160,7 @@ def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageReco
 
     Args:
         progress: called as ``progress(backbone name, done, total)`` during each extraction.
-        indices / index_kw: similarity indices (default: all of :data:`core.compare.indices.INDICES`)
+        indices / index_kw: similarity indices (None: every registered one, :func:`core.compare.indices.index_names`)
             and their settings, see :func:`build_comparison`.
 
     Returns:
@@ -172,6 +172,7 @@ def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageReco
         fs = extract_features(b, records, kinds=("embedding",), batch_size=batch_size, store=store, progress=cb)
         fsets.append(fs)
         speeds.append(measure_speed(b, fs))
+    indices = index_names() if indices is None else indices
     return build_comparison(backbones, fsets, speeds, cka_kind=cka_kind, sigma_frac=sigma_frac, indices=indices,
                             index_kw=index_kw, **metric_kw), fsets
 

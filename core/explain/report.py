@@ -130,8 +130,8 @@ class ReportCard:
         body = ["  ".join(s.ljust(w) for s, w in zip(line, widths)) for line in lines]
         head = (f"{self.backbone} at {self.size} px: {len(self.images)} images ({self.n_masks} with an object mask), "
                 f"{self.seconds:.0f} s")
-        note = ("lower is better: mprt_spearman, mprt_ssim, deletion_auc; higher is better: road, insertion_auc, "
-                "pointing_game, relevance_mass")
+        note = (f"lower is better: {', '.join(m for m in METRICS if not HIGHER_IS_BETTER[m])}; "
+                f"higher is better: {', '.join(m for m in METRICS if HIGHER_IS_BETTER[m])}")
         skipped = [f"skipped {m}: {why}" for m, why in self.skipped.items()]
         return "\n".join([head, *body, note, *skipped])
 

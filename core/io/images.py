@@ -31,6 +31,7 @@ Nothing here imports Streamlit.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import pathlib
@@ -58,6 +59,7 @@ __all__ = [
     "ImageRecord",
     "Failure",
     "Dataset",
+    "records_key",
     "decode_image",
     "decode_alpha",
     "load_folder",
@@ -195,6 +197,17 @@ class Failure:
     reason: str
 
 
+def records_key(records: Iterable[ImageRecord]) -> str:
+    """16 hex digits naming a sequence of records by what every number computed from it depends on: each
+    record's content (``sha256``), label and name, in order (sha256 over ``"<sha256>|<label>|<name>\n"``
+    per record). Equal for two folders with the same files, labels and names wherever they are; another
+    label, name, order or byte changes it. About 0.1 s per 100,000 records."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.sha256}|{r.label}|{r.name}\n".encode())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class Dataset:
     """Validated images plus the files that failed.
@@ -202,11 +215,20 @@ class Dataset:
     Duplicate content (two records with the same ``sha256``) is kept as separate records: the copies
     may carry different labels, and dropping one silently would change class counts. Consumers that
     cache features by ``sha256`` compute them once for both.
+
+    Attributes:
+        key: :func:`records_key` of ``records``, computed once when the dataset is made (so a pickled
+            copy, e.g. one returned by ``st.cache_data``, carries it): the dataset's identity for every
+            cache. The records are not to be changed afterwards (make a new Dataset instead).
     """
 
     records: list[ImageRecord] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     root: Path | None = None
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.key = records_key(self.records)
 
     @property
     def labels(self) -> list[str]:

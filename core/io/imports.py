@@ -124,11 +124,6 @@ class ImportedSet:
         blob = (self.root / "paths.bin").read_bytes()
         return [blob[a:b].decode("utf-8") for a, b in zip(off[:-1], off[1:])]
 
-    def projection_path(self, key: str) -> Path:
-        """Where the projection with parameter key ``key`` is cached (``[N, c]`` float32 .npy)."""
-        safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", key)
-        return self.root / "proj" / f"{safe}.npy"
-
 
 def imported_root(cache: str | os.PathLike | None = None) -> Path:
     root = cache_dir(cache) / IMPORTED_DIR
@@ -365,12 +360,6 @@ def _write_set(d: Path, name: str, src: Path, reader, backbone: str, total: int,
                 backbone=backbone, created=time.time())
     (d / "meta.json").write_text(json.dumps(meta))
     return meta
-
-
-def delete_imported(name: str, cache: str | os.PathLike | None = None) -> None:
-    """Remove the imported set ``name``."""
-    s = open_imported(name, cache)
-    shutil.rmtree(s.root)
 
 
 # ---- shards into the feature store -------------------------------------------------------------

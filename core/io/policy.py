@@ -30,12 +30,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import BackboneLensError
+from core.errors import BackboneLensError, UnknownBackboneError
+from core.io.names import BackboneName
 
 ENV_DATA_ROOTS = "BACKBONE_LENS_DATA_ROOTS"
 ENV_WEIGHTS_DIRS = "BACKBONE_LENS_WEIGHTS_DIRS"
 ENV_TEAM = "BACKBONE_LENS_TEAM"
-ENV_ADDRESS = "BACKBONE_LENS_ADDRESS"
 ENV_ALLOW_ANY_MODEL = "BACKBONE_LENS_ALLOW_ANY_MODEL"
 ENV_MAX_PIXELS = "BACKBONE_LENS_MAX_PIXELS"
 ENV_MAX_FILE_MB = "BACKBONE_LENS_MAX_FILE_MB"
@@ -43,7 +43,6 @@ ENV_MAX_FILES = "BACKBONE_LENS_MAX_FILES"
 ENV_MAX_MODELS = "BACKBONE_LENS_MAX_MODELS"
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
-_CHECKPOINT_PREFIXES = ("timm/", "open_clip/")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -197,15 +196,15 @@ class ServerPolicy:
                 exists), a file that is not a checkpoint, or a hub / random model not allowed here.
         """
         name = name.strip()
-        if name in registered:
-            return name
-        if not name.startswith(_CHECKPOINT_PREFIXES):
+        try:
+            parsed = BackboneName.parse(name, registered)
+        except UnknownBackboneError as e:
             raise PolicyError(f"Unknown backbone {name!r}: use a built-in name, timm/<arch>@<file> or "
-                              "open_clip/<arch>@<file>.")
-        if "@" in name:
-            arch, file = name.split("@", 1)
-            path = self.resolve_checkpoint(file)
-            return f"{arch}@{path}"
+                              "open_clip/<arch>@<file>.") from e
+        if parsed.is_builtin:
+            return name
+        if parsed.file is not None:
+            return str(parsed.with_file(str(self.resolve_checkpoint(parsed.file))))
         if not self.allow_any_model:
             raise PolicyError(f"{name}: this server loads only its built-in backbones and checkpoint files from its "
                               f"weights folders (the server's {ENV_ALLOW_ANY_MODEL}=1 allows hub and random-init models).")

@@ -7,6 +7,7 @@ that fails to decode is reported by name and the rest of the batch goes on.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import threading
@@ -21,7 +22,7 @@ import torch
 from PIL import Image
 
 from core.errors import ImageDecodeError
-from core.io.images import Failure, ImageRecord, decode_image
+from core.io.images import Failure, ImageRecord, decode_image, records_key
 from core.io.store import FeatureKey, FeatureStore
 from core.models.base import Backbone
 from core.models.layers import LayerLike, output_layers
@@ -50,12 +51,44 @@ class ExtractStats:
     seconds: float = 0.0
 
 
+def features_key(spec: BackboneSpec, dataset_key: str, *, kinds: Sequence[str] = ("embedding",),
+                 layer: LayerLike = None, size: int | None = None, half_tokens: bool = False) -> str:
+    """The identity of the features :func:`extract_features` returns for these arguments, known before
+    extracting (a memo look-up); equal to the resulting :attr:`FeatureSet.key`.
+
+    16 hex digits over: the weights (``spec.weights_id``: name and weights sha256), the preprocessing
+    (:func:`preprocessing_id`: input size, interpolation, mean / std, pipeline version), each kind with
+    its resolved block (:func:`core.models.layers.output_layers`: ``layer=None`` and the default block
+    give one key), float16 tokens, and the images (``dataset_key``: :attr:`core.io.images.Dataset.key`,
+    or :func:`core.io.images.records_key` of the records).
+
+    Raises:
+        ValueError: a size the backbone does not take, a kind without a block, or a block out of range.
+    """
+    size = spec.check_size(size or spec.input_size)
+    return _features_key(spec.weights_id, preprocessing_id(spec, size), output_layers(spec, list(kinds), layer),
+                         dataset_key, half_tokens)
+
+
+def _features_key(weights_id: str, preprocessing: str, layers: dict[str, int], dataset_key: str,
+                  half_tokens: bool) -> str:
+    outputs = ",".join(f"{k}@{layers[k]}" for k in sorted(layers))  # the kinds as a set: order does not matter
+    half = "tokens-float16" if half_tokens and "patch_tokens" in layers else ""
+    return hashlib.sha256("|".join((weights_id, preprocessing, outputs, half, dataset_key)).encode()).hexdigest()[:16]
+
+
 @dataclass
 class FeatureSet:
     """Features of the images that decoded, in input order.
 
     ``arrays[kind]`` stacks one array per image: embedding ``[N, D]``, patch_tokens
     ``[N, h, w, D]``, attention_cls ``[N, L, H, h*w]``, logits ``[N, C]``.
+
+    Attributes:
+        key: the features' identity for every cache keyed on them: :func:`features_key` of the
+            extraction (weights, preprocessing, kinds and blocks, the input records' key), set by
+            :func:`extract_features`. A FeatureSet made by hand without one gets one from what it holds
+            (the backbone's name as the weights, the size, the layers, :func:`records_key` of ``records``).
     """
 
     backbone: str
@@ -65,6 +98,11 @@ class FeatureSet:
     arrays: dict[str, np.ndarray]
     failures: list[Failure] = field(default_factory=list)
     stats: ExtractStats = field(default_factory=ExtractStats)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = _features_key(self.backbone, f"resize{self.size}", self.layers, records_key(self.records), False)
 
     @property
     def labels(self) -> list[str]:
@@ -296,4 +334,6 @@ def extract_features(
     stats.n_failed = len(failures)
     stats.n_cached = n - stats.n_computed - stats.n_failed
     stats.seconds = time.perf_counter() - t0
-    return FeatureSet(spec.name, size, layers, [records[i] for i in keep_idx], arrays, list(failures.values()), stats)
+    key = _features_key(spec.weights_id, prep, layers, records_key(records), half_tokens)
+    return FeatureSet(spec.name, size, layers, [records[i] for i in keep_idx], arrays, list(failures.values()), stats,
+                      key)

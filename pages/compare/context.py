@@ -56,6 +56,6 @@ class CmpContext:
         return sorted(set(self.labels)) if self.labelled else []
 
     @cached_property
-    def colours(self) -> dict[str, str]:
+    def colour_of(self) -> dict[str, str]:
         """One colour per class, the same in every column."""
         return render.class_colours(self.classes)

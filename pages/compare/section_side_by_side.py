@@ -23,7 +23,7 @@ PANEL = 260           # px, saliency and mask panels
 
 def draw(ctx: CmpContext) -> None:
     sel, names, backbones, fsets, records, labels = ctx.sel, list(ctx.names), ctx.backbones, ctx.fsets, ctx.records, ctx.labels
-    labelled, colours, img_names, ss = ctx.labelled, ctx.colours, ctx.img_names, st.session_state
+    labelled, colours, img_names, ss = ctx.labelled, ctx.colour_of, ctx.img_names, st.session_state
     st.header("Side by side", divider="gray")
     c_img, c_ctl = st.columns([1, 2], gap="large")
     with c_ctl:

@@ -27,7 +27,8 @@ from core.io.images import decode_image, thumbnail, to_data_uri
 from core.projection.jobs import JobPool
 from core.projection.projectors import ProjectionParams
 from core.projection.sampled import SAMPLE, cached_projection, project_sampled
-from pages.components.pointmap import class_colours, map_state, pack, point_map
+from core.render import hex_colours
+from pages.components.pointmap import map_state, pack, point_map
 from pages.shared.links import link_param
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
@@ -257,7 +258,7 @@ def _map_fragment(src: MapSource, coords: np.ndarray, mkey: str, shown: str, hei
             ss["emb_big_nb"] = ((src.fid, pick), nb)
     hover = state.get("hover")
     meta = {
-        "fid": mkey, "n": src.n, "classes": list(src.classes), "colors": class_colours(len(src.classes)),
+        "fid": mkey, "n": src.n, "classes": list(src.classes), "colors": hex_colours(len(src.classes)),
         "height": height, "pick": pick, "nbrs": [] if nb is None else nb.indices[0].tolist(),
         "thumbs": {int(i): _thumb_url(src.fid, int(i), VIEW_PX, src) for i in (state.get("view") or [])[:200]
                    if 0 <= int(i) < src.n},

@@ -13,7 +13,8 @@
 //
 // Payload (component data): bytes = [u32 json length][json][pad to 4][f32 x,y * n][u16 code * n],
 // the binary part only when json.has_coords. JSON fields: fid, n, classes, colors, height, pick,
-// nbrs, hover {i, src, name, label}, thumbs {i: src|null}, note.
+// nbrs, hover {i, src, name, label}, thumbs {i: src|null}, note. colors: one "#rrggbb" per class code,
+// from Python (core.render.hex_colours, the palette of every figure); this file defines no class colours.
 const POINTS_BELOW = 60000;
 const THUMBS_BELOW = 160;
 const THUMB_PX = 44;

@@ -38,21 +38,6 @@ _CSS = """
 """
 _component = st.components.v2.component("backbone_lens.pointmap", js=(_HERE / "pointmap.js").read_text(), css=_CSS)
 
-D3 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-
-
-def class_colours(n: int) -> list[str]:
-    """``n`` distinct colours: the D3 ten, then evenly spaced hues (golden-ratio steps)."""
-    if n <= len(D3):
-        return D3[:n]
-    import colorsys
-
-    out = []
-    for j in range(n):
-        r, g, b = colorsys.hls_to_rgb((j * 0.618033988749895) % 1.0, 0.45, 0.75)
-        out.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
-    return out
-
 
 def pack(meta: dict[str, Any], coords: np.ndarray | None = None, codes: np.ndarray | None = None) -> bytes:
     """The component's payload: ``[u32 json length][json][pad to 4][f32 x,y * N][u16 code * N]``.
