@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cancel import CancelLike, raise_if_cancelled
+from core.io.heal import move_aside, npy_header
 from core.projection.projectors import ProjectionParams, make_projector
 
 SAMPLE = {"pca": 50_000, "umap": 20_000, "tsne": 5_000}  # default fit-sample size per method
@@ -36,7 +38,8 @@ def sample_rows(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def project_sampled(X: np.ndarray, params: ProjectionParams, *, sample: int | None = None, chunk: int = CHUNK,
-                    progress: ProgressFn | None = None, place: str = "transform", k: int = 10) -> np.ndarray:
+                    progress: ProgressFn | None = None, place: str = "transform", k: int = 10,
+                    cancel: CancelLike | None = None) -> np.ndarray:
     """``[N, c]`` map of ``X [N, D]`` (any float dtype, e.g. a float16 memory map).
 
     The projector is fitted on ``sample`` rows (default :data:`SAMPLE` for the method; all rows when
@@ -62,6 +65,7 @@ def project_sampled(X: np.ndarray, params: ProjectionParams, *, sample: int | No
     place_fn = proj.transform if place == "transform" else _neighbour_placer(proj, np.asarray(X[idx], np.float32), k,
                                                                              params.seed)
     for s in range(0, n, chunk):
+        raise_if_cancelled(cancel, f"{params.method} map cancelled after placing {done:,} of {n:,} rows")
         rows = np.flatnonzero(rest[s:s + chunk]) + s
         if len(rows):
             out[rows] = place_fn(np.asarray(X[rows], dtype=np.float32))
@@ -100,12 +104,30 @@ def _neighbour_placer(proj, X_sample: np.ndarray, k: int, seed: int):
 def cached_projection(path: Path, X: np.ndarray, params: ProjectionParams, *, sample: int | None = None,
                       progress: ProgressFn | None = None, place: str = "transform") -> np.ndarray:
     """:func:`project_sampled` read from ``path`` when present, else computed and saved there
-    (written under a temporary name and renamed, so readers never see half a file)."""
-    if path.is_file():
-        return np.load(path)
+    (written under a temporary name and renamed, so readers never see half a file). A cached file
+    that is not the ``[N, c]`` float32 map of ``X`` (truncated, garbage, another shape, a folder) is
+    moved aside with a warning and computed again."""
+    if path.exists() or path.is_symlink():
+        why = _map_problem(path, (X.shape[0], params.n_components))
+        if why is None:
+            return np.load(path)
+        move_aside(path, "cached projection", why)
     out = project_sampled(X, params, sample=sample, progress=progress, place=place)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}-{uuid.uuid4().hex[:8]}.npy")
     np.save(tmp, out)
     os.replace(tmp, path)
     return out
+
+
+def _map_problem(path: Path, shape: tuple[int, int]) -> str | None:
+    """Why the cached map at ``path`` is not a ``shape`` float32 ``.npy``, or None."""
+    if not path.is_file():
+        return "not a regular file"
+    try:
+        got, dtype = npy_header(path)
+    except (OSError, ValueError) as e:
+        return f"not a whole .npy file ({e})"
+    if got != shape or dtype != np.float32:
+        return f"{dtype} {got} where the map is float32 {shape}"
+    return None
