@@ -487,3 +487,29 @@ def test_converted_weights_checks(tmp_path):
     p.unlink()
     p.mkdir()
     assert converted_problem(p) == "not a regular file"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated", "garbage_header", "zero_length", "directory", "weights_folder_is_a_file"])
+def test_damaged_converted_weights_are_moved_aside_and_converted_again(tmp_path, damage):
+    """The ViT's converted weights (the only file under weights/) damaged: the next load moves it
+    aside with one warning and converts the ONNX again; the new file carries its payload digest."""
+    from core.models.builtin import builtin
+    from core.models.dinov2_onnx import converted_problem, load_or_convert
+
+    onnx = builtin("vits14_saliency").weights_path()
+    cache = tmp_path / "cache"
+    good, sha = load_or_convert(Path(os.environ["BACKBONE_LENS_CACHE"]), onnx_path=onnx)  # the shared, converted file
+    target = cache / "weights" / good.name
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(good, target)
+    if damage == "weights_folder_is_a_file":
+        _folder_is_file(cache / "weights")
+    else:
+        globals()[f"_{damage}"](target)
+    with pytest.warns(CacheRecoveredWarning, match="weights") as w:
+        path, sha2 = load_or_convert(cache, onnx_path=onnx)
+    assert len([x for x in w if issubclass(x.category, CacheRecoveredWarning)]) == 1
+    assert path == target and sha2 == sha and converted_problem(path) is None
+    assert b"payload_sha256" in path.read_bytes()[:200_000]
+    assert [p for p in target.parent.parent.rglob("*.corrupt-*")]  # the damaged one kept for inspection
