@@ -46,7 +46,14 @@ def project_sampled(X: np.ndarray, params: ProjectionParams, *, sample: int | No
     N is not larger) and the other rows are placed ``chunk`` rows at a time, with the projector's
     ``transform`` (``place="transform"``) or at the weighted mean of their ``k`` nearest sample
     points' positions (``place="neighbours"``, see the module docstring).
+
+    ``cancel`` (:mod:`core.cancel`) is asked before the fit and before each block placed; the fit
+    itself runs to its end (umap-learn and scikit-learn offer no way to stop one mid-call).
+
+    Raises:
+        Cancelled: ``cancel`` said stop.
     """
+    raise_if_cancelled(cancel, f"{params.method} map cancelled before its fit")
     if place not in ("transform", "neighbours"):
         raise ValueError(f"place must be 'transform' or 'neighbours', got {place!r}")
     n = X.shape[0]
