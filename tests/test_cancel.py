@@ -172,3 +172,15 @@ def test_extraction_cancelled_keeps_its_written_batches_and_resumes(get_backbone
     np.testing.assert_allclose(fs["embedding"], ref["embedding"], rtol=1e-4, atol=1e-5)
     with pytest.raises(Cancelled, match="^extraction cancelled after 0 of 48 images$"):  # a callable works too
         extract_features(b, stamps.records, batch_size=8, cancel=lambda: True)
+
+
+@pytest.mark.slow
+def test_the_report_card_stops_between_images(get_backbone, stamps):
+    from core.explain.report import ReportSettings, saliency_report
+
+    records = [r for r in stamps.records if r.label in ("birds", "fish")][:8]
+    done: list[str] = []
+    with pytest.raises(Cancelled, match="report card cancelled after 1 of 2 images"):
+        saliency_report(get_backbone("mobilenetv2"), records, methods=["Grad-CAM"], settings=ReportSettings(limit=2),
+                        progress=lambda d, t, msg: done.append(msg), cancel=lambda: len(done) >= 1)
+    assert len(done) == 1
