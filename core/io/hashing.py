@@ -53,7 +53,8 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 def _read_memo(memo: Path, key: str) -> str | None:
     """The digest remembered in ``memo`` for ``key``, or None (no memo, a stale or unusable one)."""
     if memo.is_dir():
-        move_aside(memo, "hash memo", "a folder where the memo file belongs")
+        with contextlib.suppress(CacheError):  # a read-only cache: it stays, the file is hashed each time
+            move_aside(memo, "hash memo", "a folder where the memo file belongs")
         return None
     try:
         rec = json.loads(memo.read_text())

@@ -168,7 +168,8 @@ def problem(path: Path, tables: Tables) -> str | None:
 
 def _schema(conn: sqlite3.Connection) -> dict[str, list[str]]:
     names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-    return {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in names}
+    quoted = {t: '"' + t.replace('"', '""') + '"' for t in names}  # a foreign file's names are not ours to trust
+    return {t: [r[1] for r in conn.execute(f"PRAGMA table_info({quoted[t]})")] for t in names}
 
 
 def heal(path: Path, what: str, tables: Tables, *, damaged: str | None = None, inode: int | None = None) -> Path | None:
