@@ -27,3 +27,18 @@ class ImageDecodeError(BackboneLensError):
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
+
+
+class Cancelled(BackboneLensError):
+    """A long job (extraction, a projection fit, a report) was cancelled by its caller; what it had
+    already written (e.g. the batches in the feature cache) is kept."""
+
+
+class CacheError(BackboneLensError):
+    """A cache file or folder cannot be used and cannot be healed here (a read-only folder, a
+    database locked by another process past the timeout); the message says what to do."""
+
+
+class DiskFullError(CacheError):
+    """The disk (or the file-size limit) holding a file being written is full; what was being
+    written is rolled back or removed, so the cache is as it was before."""

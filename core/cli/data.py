@@ -14,6 +14,7 @@ from core.cli._common import (
     features,
     progress_bar,
 )
+from core.io.heal import DISK_FULL_ERRNOS, disk_full
 
 
 def cmd_backbones(args) -> int:
@@ -82,6 +83,10 @@ def cmd_export(args) -> int:
                  paths=np.array([str(r.path) if r.path else r.name for r in fs.records]),
                  labels=np.array(fs.labels))
         os.replace(tmp, out)
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise disk_full(out, cache=False) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     print(f"wrote {out}: embeddings {fs['embedding'].shape}, {len(failures)} failed")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from core.cancel import CancelLike, raise_if_cancelled
 from core.explain.faithfulness import faithfulness, road_score
 from core.explain.inputs import SaliencyInput
 from core.explain.localisation import mask_at, pointing_game, relevance_mass
@@ -165,10 +166,10 @@ def _object_mask(r: ImageRecord) -> np.ndarray | None:
 
 
 def _embeddings(b: Backbone, records: Sequence[ImageRecord], layer: int | None, size: int,
-                store: FeatureStore | None) -> np.ndarray:
+                store: FeatureStore | None, cancel: CancelLike | None = None) -> np.ndarray:
     from core.models.extract import extract_features
 
-    fs = extract_features(b, records, layer=layer, size=size, store=store)
+    fs = extract_features(b, records, layer=layer, size=size, store=store, cancel=cancel)
     if fs.failures:
         raise ValueError(f"cannot read {', '.join(f.name for f in fs.failures)}: remove them from the folder")
     return fs["embedding"]  # [N, D]
@@ -176,7 +177,7 @@ def _embeddings(b: Backbone, records: Sequence[ImageRecord], layer: int | None, 
 
 def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Sequence[str] | None = None,
                     settings: ReportSettings = ReportSettings(), store: FeatureStore | None = None,
-                    progress: Progress | None = None) -> ReportCard:
+                    progress: Progress | None = None, cancel: CancelLike | None = None) -> ReportCard:
     """Score every saliency method (or ``methods``) on a sample of ``records``.
 
     Args:
@@ -186,9 +187,14 @@ def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Seq
         settings: sample size, input size and metric settings.
         store: feature cache for the class means (None: computed, not cached).
         progress: ``progress(done, total, message)`` after each image and after the randomisation test.
+        cancel: a ``threading.Event`` or a callable returning True to stop (:mod:`core.cancel`), asked
+            before each image and before the randomisation test.
 
     Returns:
         The :class:`ReportCard`.
+
+    Raises:
+        Cancelled: ``cancel`` said stop.
     """
     t0 = time.perf_counter()
     size = b.spec.check_size(settings.size or b.spec.input_size)
@@ -200,8 +206,8 @@ def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Seq
     skipped: dict[str, str] = {}
     E_final = E_map = None
     if labelled:
-        E_final = _embeddings(b, records, -1, size, store)  # [N, D] prototype targets
-        E_map = _embeddings(b, records, None, size, store)  # [N, D] prototype maps, the default embedding block
+        E_final = _embeddings(b, records, -1, size, store, cancel)  # [N, D] prototype targets
+        E_map = _embeddings(b, records, None, size, store, cancel)  # [N, D] prototype maps, the default embedding block
     for n in names:
         m = get_saliency_method(n)
         if "prototypes" in m.needs and not labelled:
@@ -221,6 +227,7 @@ def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Seq
     total = len(sample) + 1
     n_masks = 0
     for i, r in enumerate(sample):
+        raise_if_cancelled(cancel, f"report card cancelled after {i} of {len(sample)} images")
         img = r.decode()
         inp = SaliencyInput.from_image(b, img, size)
         same = [j for j, q in enumerate(records) if q.sha256 == r.sha256] if r.sha256 in index else []
@@ -248,6 +255,7 @@ def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Seq
         if progress is not None:
             progress(i + 1, total, f"scored {r.name}")
 
+    raise_if_cancelled(cancel, f"report card cancelled after scoring {len(sample)} images, before the randomisation test")
     # model-parameter randomisation: every unit re-initialised at once (the end of the cascade)
     everything = CascadeUnit("all", tuple(p for u in cascade_units(b) for p in u.modules))
     curves = mprt(inputs, run, targets, params=map_params, seed=settings.seed, units=[everything])

@@ -19,7 +19,12 @@ Two kinds of input:
   =====================  ====================================================================
 
   A set is written under a temporary name and renamed into place, so a crash never leaves a
-  half set and re-importing a name replaces it whole.
+  half set and re-importing a name replaces it whole. Each set is checked when listed or opened
+  (:func:`set_problem`: every file present, of the size and shape ``meta.json`` says): lost or
+  damaged norms are recomputed from the vectors; any other damage (a truncated vectors file, a
+  missing ``meta.json``, codes or paths that do not fit) leaves the set out of the list, and
+  :func:`imported_problems` / :class:`ImportedSetDamagedError` name it in one line with the
+  command that re-imports it. Nothing of a damaged set is deleted.
 
 * **A directory of Parquet shards** with the schema of :data:`SHARD_SCHEMA` (one row per image,
   written by a batch engine): every row is merged into the :class:`~core.io.store.FeatureStore`
@@ -34,6 +39,7 @@ import re
 import shutil
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import BackboneLensError
+from core.io.heal import CacheRecoveredWarning, ensure_dir, npy_header, os_error
 from core.io.paths import cache_dir
 from core.io.store import FeatureKey, FeatureStore
 
@@ -58,6 +65,11 @@ ProgressFn = Callable[[int, int], None]  # (rows done, rows total or 0 when unkn
 
 class ImportFormatError(BackboneLensError, ValueError):
     """A file or directory that cannot be imported; the message says what is wrong and what is expected."""
+
+
+class ImportedSetDamagedError(BackboneLensError):
+    """An imported set whose files are missing or do not fit its ``meta.json``; the message names
+    what is wrong and the command that imports it again."""
 
 
 class UnknownImportedSetError(BackboneLensError, KeyError):
@@ -126,37 +138,128 @@ class ImportedSet:
 
 
 def imported_root(cache: str | os.PathLike | None = None) -> Path:
-    root = cache_dir(cache) / IMPORTED_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """The folder of imported sets (made if missing; a file in its place is moved aside)."""
+    return ensure_dir(cache_dir(cache) / IMPORTED_DIR, "imported-sets folder")
+
+
+def _scan(cache: str | os.PathLike | None) -> tuple[list[ImportedSet], list[str]]:
+    """The sound imported sets, and one line per damaged one."""
+    sets, problems = [], []
+    for d in sorted(imported_root(cache).iterdir()):
+        if not d.is_dir() or d.name.startswith("."):  # .tmp-* / .old-*: an import in progress
+            continue
+        try:
+            sets.append(_checked(d))
+        except ImportedSetDamagedError as e:
+            problems.append(str(e))
+    return sets, problems
 
 
 def list_imported(cache: str | os.PathLike | None = None) -> list[ImportedSet]:
-    """The imported sets in the cache, by name. Directories without a readable ``meta.json``
-    (an import in progress) are left out."""
-    out = []
-    for d in sorted(imported_root(cache).iterdir()):
-        if d.is_dir() and not d.name.startswith(".") and (d / "meta.json").is_file():
-            try:
-                out.append(_read_meta(d))
-            except (OSError, ValueError, KeyError):
-                continue  # unreadable meta: not a finished set
-    return out
+    """The imported sets in the cache, by name. Damaged sets are left out (see :func:`imported_problems`);
+    lost norms are recomputed on the way."""
+    return _scan(cache)[0]
+
+
+def imported_problems(cache: str | os.PathLike | None = None) -> list[str]:
+    """One line per damaged imported set: what is wrong and the command that imports it again."""
+    return _scan(cache)[1]
 
 
 def open_imported(name: str, cache: str | os.PathLike | None = None) -> ImportedSet:
-    """The imported set ``name``; raises :class:`UnknownImportedSetError` listing the known ones."""
+    """The imported set ``name``.
+
+    Raises:
+        UnknownImportedSetError: no such set (the message lists the known ones).
+        ImportedSetDamagedError: its files are missing or do not fit its ``meta.json``.
+    """
     d = imported_root(cache) / name
-    if not _NAME_RE.match(name) or not (d / "meta.json").is_file():
+    if not _NAME_RE.match(name) or not d.is_dir():
         known = ", ".join(s.name for s in list_imported(cache)) or "none yet"
         raise UnknownImportedSetError(f"no imported set named {name!r} (imported: {known}); "
                                       f"create one with `backbone-lens import FILE --name {name}`")
-    return _read_meta(d)
+    return _checked(d)
 
 
 def _read_meta(d: Path) -> ImportedSet:
     m = json.loads((d / "meta.json").read_text())
-    return ImportedSet(m["name"], d, int(m["n"]), int(m["dim"]), tuple(m["classes"]), m["source"], m["backbone"])
+    classes = tuple(m["classes"])
+    n, dim = int(m["n"]), int(m["dim"])
+    if n < 1 or dim < 1 or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"n={n}, dim={dim}, classes {classes[:3]}")
+    return ImportedSet(d.name, d, n, dim, classes, str(m["source"]), str(m["backbone"]))
+
+
+def set_problem(s: ImportedSet) -> str | None:
+    """What is wrong with the files of ``s`` (beside its norms), or None. Reads headers, sizes, the
+    codes and the last path offset: no vector."""
+    r = s.root
+    want = s.n * s.dim * 2
+    try:
+        got = (r / "vectors.f16").stat().st_size
+        if not (r / "vectors.f16").is_file() or got != want:
+            return f"vectors.f16 holds {got:,} bytes where meta.json says {s.n:,} x {s.dim} float16 = {want:,}"
+        shape, dtype = npy_header(r / "codes.npy")
+        if shape != (s.n,) or dtype.kind not in "iu":
+            return f"codes.npy is {dtype} {shape}, expected [{s.n}] integers"
+        codes = np.load(r / "codes.npy", mmap_mode="r")
+        if s.n and (int(codes.min()) < 0 or int(codes.max()) >= max(len(s.classes), 1)):
+            return f"codes.npy points outside the {len(s.classes)} classes"
+        shape, dtype = npy_header(r / "paths_offsets.npy")
+        if shape != (s.n + 1,) or dtype.kind not in "iu":
+            return f"paths_offsets.npy is {dtype} {shape}, expected [{s.n + 1}] integers"
+        off = np.load(r / "paths_offsets.npy", mmap_mode="r")
+        size = (r / "paths.bin").stat().st_size
+        if int(off[0]) != 0 or int(off[-1]) != size:
+            return f"paths.bin holds {size:,} bytes where paths_offsets.npy says {int(off[-1]):,}"
+    except FileNotFoundError as e:
+        return f"{Path(e.filename or '?').name} is missing"
+    except (OSError, ValueError) as e:
+        return f"unreadable: {type(e).__name__}: {e}"
+    return None
+
+
+def _norms_ok(s: ImportedSet) -> bool:
+    try:
+        shape, dtype = npy_header(s.root / "norms.npy")
+    except (OSError, ValueError):
+        return False
+    return shape == (s.n,) and dtype == np.float32
+
+
+def _rewrite_norms(s: ImportedSet) -> None:
+    """Recompute ``norms.npy`` from the vectors, a block at a time, and write it whole."""
+    V = s.vectors
+    norms = np.concatenate([np.linalg.norm(np.asarray(V[a:a + _BATCH], np.float32), axis=1)
+                            for a in range(0, s.n, _BATCH)]).astype(np.float32)  # [N]
+    tmp = s.root / f".norms-{uuid.uuid4().hex[:8]}.npy"
+    np.save(tmp, norms)
+    os.replace(tmp, s.root / "norms.npy")
+
+
+def _checked(d: Path) -> ImportedSet:
+    """The set in ``d`` after :func:`set_problem` (norms recomputed if lost), or the one-line error."""
+    def damaged(why: str, source: str = "FILE") -> ImportedSetDamagedError:
+        return ImportedSetDamagedError(f"the imported set {d.name!r} ({d}) is damaged: {why}; import it again with "
+                                       f"`backbone-lens import {source} --name {d.name}` (or delete that folder)")
+
+    try:
+        s = _read_meta(d)
+    except FileNotFoundError:
+        raise damaged("meta.json is missing") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise damaged(f"meta.json is unreadable ({type(e).__name__})") from None
+    why = set_problem(s)
+    if why:
+        raise damaged(why, s.source)
+    if not _norms_ok(s):
+        try:
+            _rewrite_norms(s)
+        except OSError as e:
+            raise damaged(f"norms.npy is damaged and cannot be rewritten here ({e.strerror or e})", s.source) from e
+        warnings.warn(f"the imported set {d.name!r} had lost its norms (norms.npy): recomputed from its vectors",
+                      CacheRecoveredWarning, stacklevel=3)
+    return s
 
 
 # ---- reading tables ----------------------------------------------------------------------------
@@ -297,8 +400,8 @@ def import_table(file: str | os.PathLike, name: str | None = None, *, backbone: 
                                 f"starting with a letter or digit); pass --name NAME")
     root = imported_root(cache)
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         meta = _write_set(tmp, name, src, reader, backbone, _count_rows(src), progress)
         final = root / name
         if final.exists():  # replace whole: move the old set aside, then drop it
@@ -308,8 +411,11 @@ def import_table(file: str | os.PathLike, name: str | None = None, *, backbone: 
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        err = os_error(e, root) if isinstance(e, OSError) else None  # a full disk, a read-only cache: one line
+        if err is not None:
+            raise err from e
         raise
     return _read_meta(root / meta["name"])
 

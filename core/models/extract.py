@@ -3,7 +3,9 @@
 ``extract_features`` looks every (image, output) up in the store first; only images with a
 missing output are decoded and run through the model, in batches. Where a CPU core is free, the
 next batch is decoded on a worker thread while the current one is in the forward pass. A file
-that fails to decode is reported by name and the rest of the batch goes on.
+that fails to decode is reported by name and the rest of the batch goes on. A run can be
+cancelled between batches (``cancel``): it raises :class:`~core.errors.Cancelled` and keeps every
+batch already written to the store, so a rerun starts where it stopped.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.errors import ImageDecodeError
+from core.cancel import CancelLike, should_stop
+from core.errors import Cancelled, ImageDecodeError
 from core.io.images import Failure, ImageRecord, decode_image, records_key
 from core.io.store import FeatureKey, FeatureStore
 from core.models.base import Backbone
@@ -180,6 +183,7 @@ def extract_features(
     keep: bool = True,
     half_tokens: bool = False,
     decode_workers: int | None = None,
+    cancel: CancelLike | None = None,
 ) -> FeatureSet:
     """Features for ``records``, from the store where cached, else computed and stored.
 
@@ -207,6 +211,12 @@ def extract_features(
         keep: return the arrays (False: fill the store only; ``FeatureSet.arrays`` is empty).
         half_tokens: store patch tokens as float16 (half the bytes) and return them as float16.
             Without it, tokens are returned as float32 whatever the stored dtype.
+        cancel: a ``threading.Event`` or a callable returning True to stop; asked before each
+            batch's forward pass (a page passes "the user pressed Cancel or closed the tab").
+
+    Raises:
+        Cancelled: ``cancel`` said stop. The batches already written stay in the store.
+        DiskFullError / CacheError: the store could not be written (that batch is rolled back whole).
     """
     t0 = time.perf_counter()
     spec = backbone.spec
@@ -288,6 +298,9 @@ def extract_features(
                     loaded: Iterator[tuple[list[int], torch.Tensor | None, dict[int, Failure]]]) -> None:
         nonlocal done
         for batch, (ok, x, bad) in zip(batches, loaded):
+            if should_stop(cancel):
+                kept = f"; the {stats.n_computed} images extracted so far are kept in the cache" if store is not None else ""
+                raise Cancelled(f"extraction cancelled after {done} of {n} images{kept}")
             failures.update(bad)
             if x is not None:
                 out = backbone.extract(x, layer, want=tuple(kinds))
