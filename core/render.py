@@ -314,6 +314,19 @@ def class_colours(classes: Sequence[str]) -> dict[str, str]:
     return dict(zip(classes, hex_colours(len(classes))))
 
 
+def discovery_colours(known: Sequence[str], new: Sequence[str]) -> dict[str, str]:
+    """Colours of a category-discovery map: known classes as :func:`class_colours` gives them everywhere
+    else, new clusters (``"new 1"`` ...) from a palette of their own (matplotlib's muted tab20b, then
+    tab20c, then hsv), so a new cluster never looks like a known class."""
+    import matplotlib
+
+    cols = [*matplotlib.colormaps["tab20b"].colors, *matplotlib.colormaps["tab20c"].colors]  # type: ignore[attr-defined]
+    if len(new) > len(cols):
+        cols += [matplotlib.colormaps["hsv"](i / len(new))[:3] for i in range(len(new) - len(cols))]
+    hexes = ["#{:02x}{:02x}{:02x}".format(*(round(v * 255) for v in c[:3])) for c in cols]
+    return {**class_colours(known), **dict(zip(new, hexes))}
+
+
 def labels_panel(image: Image.Image, labels: np.ndarray, k: int, *, alpha: float = 0.55, title: str = "",
                  max_side: int = 320, highlight: set[int] | None = None) -> Image.Image:
     """A label map ``[h, w]`` (values in ``[0, k)``) coloured over the picture.

@@ -20,11 +20,12 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"io", "geometry"},
     "projection": {"geometry", "io"},
     "classify": {"geometry"},
+    "discover": {"geometry"},
     "explain": {"models", "geometry", "classify", "io"},
     "segment": {"models", "geometry", "io", "explain"},
     "render": {"segment", "geometry"},
     "compare": {"models", "io", "geometry", "classify", "explain", "segment", "projection"},
-    "cli": {"io", "models", "geometry", "projection", "classify", "explain", "segment", "compare", "render"},
+    "cli": {"io", "models", "geometry", "projection", "classify", "explain", "segment", "compare", "render", "discover"},
 }
 FORBIDDEN_THIRD_PARTY = ("streamlit", "pages", "bench")
 
