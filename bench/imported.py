@@ -10,8 +10,10 @@ over the bundled stamps, every 10th one missing.
 Per view: seconds, the 1-minute load average when it ended (the machine is shared), and memory: the
 peak anonymous resident memory of the process while the view ran (``RssAnon``, sampled every 10 ms:
 what the view allocated, the memory map's pages excluded since they are file-backed and shared) and its
-rise above the view's start. ``--baseline`` runs each Prototypes view a second time on the same values
-as float32 arrays in RAM and prints the time ratio.
+rise above the view's start (freed heap is handed back to the OS before each view, so that start is
+what is alive). ``--baseline`` runs each Prototypes view a second time on the same values
+as float32 arrays in RAM (the Compare views on float32 copies of the aligned sources) and prints the
+time ratio.
 
 Usage:
     .venv/bin/python bench/imported.py                  # N = 100,000, 10 classes
@@ -20,6 +22,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import os
 import resource
@@ -57,6 +60,16 @@ def _rss_anon_mb() -> float:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _release_freed() -> None:
+    """Hand freed heap back to the OS (glibc keeps large freed blocks after its mmap threshold has grown),
+    so each view's memory starts from what is alive, not from what earlier views left allocated."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass  # not glibc: the figures then include what the allocator kept
 
 
 class PeakAnon:
@@ -114,7 +127,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--cache", default=None, help="where the sets are imported (default: a temporary folder)")
     ap.add_argument("--skip", default="", help="comma-separated view names to skip (substring match)")
-    ap.add_argument("--baseline", action="store_true", help="also time each Prototypes view on float32 arrays in RAM")
+    ap.add_argument("--baseline", action="store_true", help="also time each view on float32 arrays in RAM (ratio)")
     args = ap.parse_args()
     skip = [s for s in args.skip.split(",") if s]
     cache = Path(args.cache or tempfile.mkdtemp(prefix="bench_imported_cache_"))
@@ -134,13 +147,14 @@ def main() -> None:
     def run(page: str, view: str, fn: Callable[[np.ndarray], Any], note: str = "") -> Any:
         if any(s in view for s in skip):
             return None
-        gc.collect()
+        _release_freed()
         with PeakAnon() as mem:
             t = time.perf_counter()
             out = fn(X)
             dt = time.perf_counter() - t
         ratio = ""
-        if R is not None and page == "Prototypes":
+        if R is not None and "align" not in view:
+            _release_freed()
             t = time.perf_counter()
             fn(R)
             ratio = f"  {dt / (time.perf_counter() - t):5.2f}x"
@@ -180,7 +194,8 @@ def main() -> None:
                    teen_alpha_sweep(F, y, base, 1, 16.0, draws=5, seed=seed, test_size=test_size)))
     run("Prototypes", "out-of-distribution scores (no unknown class)",
         lambda F: unknown_class_ood(F, y, (), test_size=test_size, seed=seed))
-    R = None  # the baseline copy is no longer needed
+    if R is not None:  # A's copy is dropped: the Compare views' baseline reads `ram` (below) when given R
+        R = np.zeros((1, 1), np.float32)
     gc.collect()
 
     # ---- Compare: two imported sets as sources, aligned by path -----------------------------------------
@@ -189,15 +204,21 @@ def main() -> None:
         return
     print(f"{'':10s} {al.summary()}")
     n = al.n_shared
+    ram = [np.asarray(f, dtype=np.float32) for f in al.features] if R is not None else []
+
+    def feats(F: np.ndarray) -> list[np.ndarray]:
+        """The aligned sources as the comparison reads them (``F is X``), or their float32 copies in RAM."""
+        return al.features if F is X else ram
+
     for i, name in enumerate(("A", "B")):
         run("Compare", f"metrics row {name} (NMC, k-NN, linear, few-shot, silh.)",
-            lambda F, i=i: feature_metrics(al.features[i], al.labels), f"silhouette on {silhouette_sample_size(n):,}")
-    run("Compare", "linear CKA between the sources", lambda F: cka_matrix(al.features, kind="linear"), f"all {n:,}")
-    run("Compare", "RBF CKA between the sources", lambda F: cka_matrix(al.features, kind="rbf"),
+            lambda F, i=i: feature_metrics(feats(F)[i], al.labels), f"silhouette on {silhouette_sample_size(n):,}")
+    run("Compare", "linear CKA between the sources", lambda F: cka_matrix(feats(F), kind="linear"), f"all {n:,}")
+    run("Compare", "RBF CKA between the sources", lambda F: cka_matrix(feats(F), kind="rbf"),
         f"sample of {rbf_sample_size(n):,}")
     run("Compare", "four indices (200 draws, 100 shuffles each)",
-        lambda F: index_matrices(list(INDICES), al.features, al.source_names))
-    run("Compare", "agreement map (mutual k-NN overlap per image)", lambda F: agreement_map(*al.features, k=10),
+        lambda F: index_matrices(list(INDICES), feats(F), al.source_names))
+    run("Compare", "agreement map (mutual k-NN overlap per image)", lambda F: agreement_map(*feats(F), k=10),
         "on the index's sample")
     print(f"process peak RSS (incl. file-backed pages of the maps) "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; load average {os.getloadavg()[0]:.1f}")

@@ -166,7 +166,8 @@ def _compare(names: list[str], feats: Sequence[np.ndarray], labels: Sequence[str
     ``row(b, metrics)`` makes representation b's table row."""
     labels = list(labels) if not isinstance(labels, np.ndarray) else labels
     if len(labels) == 0 or not all(str(v) for v in labels):
-        raise ValueError("the metrics need a labelled image set (every image in a class folder: root/<class>/<image>)")
+        raise ValueError("the metrics need a labelled image set (every image in a class folder: root/<class>/<image>, "
+                         "or an imported set with a label for every point)")
     metrics = {n: feature_metrics(X, labels, shots=shots, **metric_kw) for n, X in zip(names, feats)}
     rows = [row(i, metrics[n]) for i, n in enumerate(names)]
     cka = cka_matrix(list(feats), kind=cka_kind, sigma_frac=sigma_frac)
