@@ -1,4 +1,4 @@
-"""pages.common's shared state: bounded model cache (LRU), bounded feature memo, folder listing
+"""pages.shared state: bounded model cache (LRU), bounded feature memo, folder listing
 keyed on the tree's signature, and the team policy as the app applies it (AppTest)."""
 from __future__ import annotations
 

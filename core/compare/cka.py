@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from core.geometry.vectors import centred_product
+from core.geometry.vectors import all_finite, centred_product
 
 Kind = Literal["linear", "rbf"]
 _EPS = 1e-12
@@ -48,15 +48,16 @@ def _as_features(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 
 
 def _checked(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    """``x`` as a checked ``[N, D]`` array, float32 kept as it is (no copy), anything else float64."""
+    """``x`` as a checked ``[N, D]`` array, float32 and float16 kept as they are (no copy: an imported
+    set's memory map is read block by block), anything else float64."""
     a = np.asarray(x)
-    if a.dtype != np.float32:
+    if a.dtype not in (np.float32, np.float16):
         a = a.astype(np.float64, copy=False)
     if a.ndim != 2:
         raise ValueError(f"{name} must be [N, D] (pool or flatten tokens first), got shape {a.shape}")
     if a.shape[0] < 2:
         raise ValueError(f"{name} needs at least 2 examples for CKA, got {a.shape[0]}")
-    if not np.all(np.isfinite(a)):
+    if not all_finite(a):
         raise ValueError(f"{name} contains NaN or inf")
     return a
 

@@ -147,6 +147,23 @@ class ServerPolicy:
         """True when ``path``, resolved (symlinks included), lies under a data root."""
         return self._root_of(Path(os.path.realpath(path)), self.data_roots) is not None
 
+    def readable_file(self, path: str | os.PathLike) -> Path | None:
+        """``path`` resolved (``~``, ``..``, symlinks) when this server may show it: it lies under a data
+        root, is a regular file and can be read; else None, for every reason alike (a path recorded
+        in an imported set is never read outside the roots, and the answer does not tell whether it
+        exists). Relative paths are taken relative to the working directory."""
+        try:
+            real = Path(os.path.realpath(Path(path).expanduser()))
+        except (OSError, ValueError):
+            return None  # e.g. a NUL byte in the path
+        if self._root_of(real, self.data_roots) is None:
+            return None
+        try:
+            ok = real.is_file() and os.access(real, os.R_OK)
+        except OSError:
+            return None
+        return real if ok else None
+
     def data_folders(self, max_depth: int = 2, max_count: int = 500) -> list[Path]:
         """Folders a user may pick: each root and its subfolders down to ``max_depth`` levels
         (hidden folders skipped; symlinked folders only when they resolve inside a root)."""

@@ -1,6 +1,8 @@
 """The Embeddings view for large sets (imported embeddings, or more images than a plotly scatter
-carries well): a level-of-detail point map (``pointmap.js``), hover thumbnails, and a click that opens
-the image with its 10 nearest neighbours (exact cosine over the full vectors, block by block).
+carries well): a level-of-detail point map (``pointmap.js``), hover thumbnails, a click that opens
+the image with its 10 nearest neighbours (exact cosine over the full vectors, block by block), and a
+box or lasso selection that opens a thumbnail grid of its points (the first 200, with the count and
+the classes: :func:`core.geometry.regions.points_in_polygon` over the map's coordinates).
 
 Projections are fitted on a sample and the other points placed with ``transform``
 (core.projection.sampled); for imported sets the result is cached on disk beside the vectors, so
@@ -9,6 +11,7 @@ progress while the PCA map is shown.
 """
 from __future__ import annotations
 
+import html
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +26,7 @@ import streamlit as st
 
 from core.errors import ImageDecodeError
 from core.geometry.chunked import chunked_cosine_neighbours
+from core.geometry.regions import points_in_polygon
 from core.io.images import decode_image, thumbnail, to_data_uri
 from core.projection.jobs import JobPool
 from core.projection.projectors import ProjectionParams
@@ -30,6 +34,7 @@ from core.projection.sampled import SAMPLE, cached_projection, project_sampled
 from core.render import hex_colours
 from pages.components.pointmap import map_state, pack, point_map
 from pages.shared.links import link_param
+from pages.shared.server import policy
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 FULL_FIT_MAX = {"pca": 200_000, "umap": 50_000, "tsne": 5_000}  # above: fit on a sample + transform
@@ -38,6 +43,9 @@ HOVER_PX = 96   # hover thumbnail side
 VIEW_PX = 64    # in-map thumbnail side
 MAP_KEY = "emb_bigmap"
 PICK = "emb_big_pick"
+SEL = "emb_big_sel"  # (map key, kind, polygon, selected point indices)
+SEL_MAX = 200   # thumbnails shown for a selection
+SEL_PX = 72     # their side
 
 
 @dataclass(frozen=True)
@@ -256,12 +264,14 @@ def _map_fragment(src: MapSource, coords: np.ndarray, mkey: str, shown: str, hei
                 nb = chunked_cosine_neighbours(np.asarray(src.X[pick], np.float32), src.X, src.norms, k=K,
                                                exclude=[pick])
             ss["emb_big_nb"] = ((src.fid, pick), nb)
+    sel = _selection(state.get("select"), coords, mkey)
     hover = state.get("hover")
     meta = {
         "fid": mkey, "n": src.n, "classes": list(src.classes), "colors": hex_colours(len(src.classes)),
         "height": height, "pick": pick, "nbrs": [] if nb is None else nb.indices[0].tolist(),
         "thumbs": {int(i): _thumb_url(src.fid, int(i), VIEW_PX, src) for i in (state.get("view") or [])[:200]
                    if 0 <= int(i) < src.n},
+        "sel": None if sel is None else {"kind": sel[1], "poly": sel[2], "count": int(len(sel[3]))},
     }
     if isinstance(hover, int) and 0 <= hover < src.n:
         meta["hover"] = {"i": hover, "src": _thumb_url(src.fid, hover, HOVER_PX, src), "name": src.name(hover)}
@@ -275,7 +285,10 @@ def _map_fragment(src: MapSource, coords: np.ndarray, mkey: str, shown: str, hei
         st.markdown(f"**{shown} map · {src.title}** · {src.n:,} points, {src.X.shape[1]}-D")
         point_map(payload, key=MAP_KEY, height=height)
         st.caption("Scroll to zoom, drag to pan: the density view resolves into points and then into the "
-                   "images themselves. Hover for a thumbnail; click to open an image with its nearest neighbours.")
+                   "images themselves. Hover for a thumbnail; click to open an image with its nearest neighbours. "
+                   "Box or Lasso (top left of the map): draw around points to see their thumbnails below.")
+    if sel is not None:
+        _selection_grid(src, sel[1], sel[3])
     with right:
         if pick is None:
             if "point" in st.query_params:
@@ -301,6 +314,62 @@ def _map_fragment(src: MapSource, coords: np.ndarray, mkey: str, shown: str, hei
                        f"<br>cos <b>{s:.3f}</b></div>", unsafe_allow_html=True)
 
 
+# ---- box / lasso selection ------------------------------------------------------------------------
+def _selection(trigger, coords: np.ndarray, mkey: str) -> tuple[str, str, list, np.ndarray] | None:
+    """The selection of this map: a new region from the map's ``select`` trigger (or its clearing), else
+    the one kept in the session for this map (a new projection drops it: its points moved)."""
+    ss = st.session_state
+    if isinstance(trigger, dict):
+        if trigger.get("clear"):
+            ss.pop(SEL, None)
+        else:
+            try:
+                poly = np.asarray(trigger.get("poly"), dtype=np.float64)  # [M, 2] map coordinates
+                inside = points_in_polygon(coords, poly)
+            except (TypeError, ValueError):
+                inside = None  # a malformed region from the browser: nothing selected
+            if inside is not None:
+                kind = "box" if trigger.get("kind") == "box" else "lasso"
+                ss[SEL] = (mkey, kind, poly.tolist(), np.flatnonzero(inside).astype(np.int32))
+    got = ss.get(SEL)
+    return got if got is not None and got[0] == mkey else None
+
+
+def _selection_grid(src: MapSource, kind: str, idx: np.ndarray) -> None:
+    """The selected points: their count and classes, and the first :data:`SEL_MAX` thumbnails (by point
+    number), each framed in its class colour."""
+    n = len(idx)
+    if n == 0:
+        st.markdown(f"**Selection ({kind}): no points.** Draw around some points, or clear it (Escape).")
+        return
+    counts = np.bincount(src.codes[idx], minlength=len(src.classes))  # [K]
+    top = [int(c) for c in np.argsort(-counts, kind="stable")[:8] if counts[c]]
+    by_class = ", ".join(f"{html.escape(src.classes[c] or '(unlabelled)')} {counts[c]:,}" for c in top)
+    more = len(np.flatnonzero(counts)) - len(top)
+    shown = idx[:SEL_MAX]
+    st.markdown(f"**Selection ({kind}): {n:,} point{'s' if n != 1 else ''}**"
+                + (f" · the first {SEL_MAX} by point number below" if n > SEL_MAX else "")
+                + f" · by class: {by_class}" + (f" and {more} more" if more > 0 else ""))
+    colours = hex_colours(len(src.classes))
+    cells = []
+    with st.spinner(f"Thumbnails of {len(shown)} points…"):
+        for i in shown:
+            i = int(i)
+            url = _thumb_url(src.fid, i, SEL_PX, src)
+            lab = src.classes[src.codes[i]] or "(unlabelled)"
+            title = html.escape(f"#{i} · {src.name(i)} · {lab}", quote=True)
+            inner = (f"<img src='{url}' style='width:{SEL_PX}px;height:{SEL_PX}px;object-fit:contain;display:block'>"
+                     if url else f"<div style='width:{SEL_PX}px;height:{SEL_PX}px;background:#eee;color:#777;"
+                                 f"font-size:11px;display:flex;align-items:center;justify-content:center;"
+                                 f"text-align:center'>not readable</div>")
+            cells.append(f"<div class='bl-selcell' data-point='{i}' title='{title}' "
+                         f"style='border:3px solid {colours[src.codes[i]]};border-radius:3px'>{inner}</div>")
+    st.markdown(f"<div class='bl-selgrid' data-count='{n}' data-shown='{len(shown)}' "
+                f"style='display:flex;flex-wrap:wrap;gap:4px'>{''.join(cells)}</div>", unsafe_allow_html=True)
+    st.caption("Framed in the class colour; hover a thumbnail for its path. Clear the selection with the map's "
+               "Clear selection button or Escape.")
+
+
 # ---- sources ------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=4, show_spinner="Opening the imported set…")
 def imported_source(name: str, _created: float) -> MapSource:
@@ -309,9 +378,16 @@ def imported_source(name: str, _created: float) -> MapSource:
     from core.io.imports import open_imported
 
     s = open_imported(name)
+
+    def read(i: int) -> bytes:  # only files under the server's data roots (core.io.policy)
+        data = s.image_bytes(i, policy())
+        if data is None:
+            raise OSError(f"{s.path(i)}: not readable under this server's data roots")
+        return data
+
     return MapSource(fid=f"imported:{name}:{_created}", title=f"imported set **{name}** ({s.backbone})",
                      X=s.vectors, norms=np.asarray(s.norms), codes=s.codes, classes=s.classes, name=s.path,
-                     read=lambda i: Path(s.path(i)).expanduser().read_bytes(), proj_dir=s.root / "proj")
+                     read=read, proj_dir=s.root / "proj")
 
 
 def features_source(fid: str, title: str, X: np.ndarray, labels: list[str], records) -> MapSource:
