@@ -155,8 +155,13 @@ def _caption(result: WhyResult, clipped: int) -> str:
     top = max((lk.contribution for lk in result.links), default=0.0)
     lines = (f"Gold lines: the {n} largest patch-pair terms, width by size (largest {top:.4f}). "
              "Red patches add to the similarity, blue ones take from it"
-             + (f" ({clipped} patches beyond the colour scale, drawn at its end)." if clipped else "."))
+             + (f" ({clipped} patch{'es' if clipped > 1 else ''} beyond the colour scale, drawn at its end)."
+                if clipped else "."))
     if result.exact:
-        return lines + f" The terms sum exactly to the cosine ({result.terms.matrix.size:,} pairs)."
-    return lines + (f" Patch pairs carry {result.terms.attributed:.3f} of the cosine; {result.terms.unattributed:.3f} "
-                    "comes from parts no patch carries (the CLS token's start value, biases).")
+        lines += f" The terms sum exactly to the cosine ({result.terms.matrix.size:,} pairs)."
+    else:
+        lines += (f" Patch pairs carry {result.terms.attributed:.3f} of the cosine; {result.terms.unattributed:.3f} "
+                  "comes from parts no patch carries (the CLS token's start value, biases).")
+    if result.check is not None:
+        lines += " Check: " + result.check.sentence()
+    return lines
