@@ -79,7 +79,7 @@ def register(sub) -> None:
     p.add_argument("--size", type=input_size, default=None, help="input side in pixels; default: the spec's")
     p.add_argument("--top", type=positive_int, default=10, help="links to report (default 10)")
     p.add_argument("--check", action="store_true",
-                   help="also blur the top links' patches in both images vs as many random patches (8 draws)")
+                   help="also blur the patches of the top 30 pairs in both images vs as many random patches (8 draws)")
     p.add_argument("--figure", default=None, help="write the figure to this .png file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_why)
