@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "segment": {"models", "geometry", "io", "explain"},
     "render": {"segment", "geometry"},
     "compare": {"models", "io", "geometry", "classify", "explain", "segment", "projection"},
-    "cli": {"io", "models", "geometry", "projection", "classify", "explain", "segment", "compare", "render", "discover"},
+    "relate": {"models", "io", "render"},
+    "cli": {"io", "models", "geometry", "projection", "classify", "explain", "segment", "compare", "render", "discover", "relate"},
 }
 FORBIDDEN_THIRD_PARTY = ("streamlit", "pages", "bench")
 
