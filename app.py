@@ -1,8 +1,11 @@
 """Backbone Lens: `streamlit run app.py`. The router: one ``st.Page`` per page script
 (``pages/<page>/page.py``); each page draws the shared sidebar (``pages/shared``) itself."""
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="Backbone Lens", page_icon=":material/visibility:", layout="wide")
+# The icon is a file of the app: a Material icon name here makes every browser fetch it from an internet font host.
+st.set_page_config(page_title="Backbone Lens", page_icon=str(Path(__file__).parent / "pages" / "shared" / "icon.png"), layout="wide")
 
 PAGES = [
     st.Page("pages/home/page.py", title="Home", icon=":material/home:", url_path="home", default=True),

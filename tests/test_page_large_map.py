@@ -67,6 +67,20 @@ def test_link_with_backbone_and_method_on_a_folder_dataset():
     assert at.query_params["backbone"] == "efficientnet_lite0" and at.query_params["method"] == "tsne"
 
 
+@pytest.mark.slow
+def test_link_point_opens_an_image_on_the_ordinary_map():
+    """``point=I`` also opens image I on the plotly map (under 20,000 images), and the page writes it back."""
+    at = AppTest.from_file(EMBEDDINGS, default_timeout=300)
+    at.query_params.update({"dataset": "stamps", "backbone": "mobilenetv2", "point": "5"})
+    _run(at)
+    assert at.selectbox(key="emb_pick").value == 5
+    assert any("nearest neighbours share its class" in c.value for c in at.caption)
+    assert at.query_params["point"] == "5"
+    at.selectbox(key="emb_pick").set_value(None)
+    _run(at)
+    assert "point" not in at.query_params
+
+
 # ---- a real browser -------------------------------------------------------------------------------
 _PM = """() => { for (const el of document.querySelectorAll('*')) {
     if (el.shadowRoot && el.shadowRoot.__pointmap) { const pm = el.shadowRoot.__pointmap;

@@ -140,9 +140,15 @@ if up_files:
 all_recs = list(fs.records) + up_recs
 E_all = np.vstack([X, U]) if len(U) else X
 
+if "emb_pick" not in ss and (p := link_param("point")) is not None and p.isdigit() and int(p) < N:
+    ss["emb_pick"] = int(p)  # a shared link's opened image
 if ss.get("emb_pick") not in [None, *range(len(all_recs))]:
     ss["emb_pick"] = None  # the dataset or the uploads changed
 pick = ss.get("emb_pick")
+if pick is not None and pick < N:
+    st.query_params["point"] = str(pick)
+elif "point" in st.query_params:
+    del st.query_params["point"]
 nbrs = None
 if pick is not None:  # neighbours in the full feature space, also ringed in the map
     nbrs = cosine_neighbours(E_all[[pick]], X, k=min(int(ss.get("emb_k", 8)), N - 1), exclude=[None if pick >= N else pick])
