@@ -1,18 +1,12 @@
-"""Backbone Lens: `streamlit run app.py`. The router: one ``st.Page`` per page script
-(``pages/<page>/page.py``); each page draws the shared sidebar (``pages/shared``) itself."""
+"""Backbone Lens: `streamlit run app.py`. The router: ``st.navigation`` over one ``st.Page`` per page script
+(``pages/<page>/page.py``, listed in ``pages/shared/routes.py``); each page draws the shared sidebar itself."""
 from pathlib import Path
 
 import streamlit as st
 
-# The icon is a file of the app: a Material icon name here makes every browser fetch it from an internet font host.
-st.set_page_config(page_title="Backbone Lens", page_icon=str(Path(__file__).parent / "pages" / "shared" / "icon.png"), layout="wide")
+from pages.shared.routes import pages
 
-PAGES = [
-    st.Page("pages/home/page.py", title="Home", icon=":material/home:", url_path="home", default=True),
-    st.Page("pages/embeddings/page.py", title="Embeddings", icon=":material/scatter_plot:", url_path="embeddings"),
-    st.Page("pages/prototypes/page.py", title="Prototypes", icon=":material/target:", url_path="prototypes"),
-    st.Page("pages/saliency/page.py", title="Saliency", icon=":material/local_fire_department:", url_path="saliency"),
-    st.Page("pages/segmentation/page.py", title="Segmentation", icon=":material/content_cut:", url_path="segmentation"),
-    st.Page("pages/compare/page.py", title="Compare", icon=":material/compare:", url_path="compare"),
-]
-st.navigation(PAGES).run()
+# The icon is a file of the app: a Material icon name here makes every browser fetch it from an internet font host.
+st.set_page_config(page_title="Backbone Lens", page_icon=str(Path(__file__).parent / "pages" / "shared" / "icon.png"),
+                   layout="wide")
+st.navigation(pages()).run()

@@ -8,28 +8,56 @@ import streamlit as st
 
 from core.classify.tables import zero_shot_mix_curve
 from core.classify.zeroshot import CLIP_TEMPLATES
+from core.errors import BackboneLensError
+from core.io.policy import PolicyError
 from pages.prototypes import cache
 from pages.prototypes.context import ProtoContext
 from pages.prototypes.figures import pct
 from pages.shared.resources import features, get_backbone
-from pages.shared.state import choose_backbone
+from pages.shared.server import one_line
 
 CLIP_OFFLINE = "open_clip/ViT-B-32/random"
+CLIP_ONLINE = "open_clip/ViT-B-32/laion2b_s34b_b79k"
+
+
+def _clip_backbone(ctx: ProtoContext):
+    """The CLIP model this tab uses: the sidebar's backbone when it has a text tower, else one chosen here
+    for this tab only (the sidebar's backbone, and every other page, stay as they are); None until chosen."""
+    b = get_backbone(ctx.sel.backbone)
+    if b.spec.has_text:
+        return b
+    st.info(f"Zero-shot needs a backbone with a **text tower** (CLIP): **{ctx.sel.backbone}** is a "
+            f"{b.spec.family.upper()} image model without one. Choose a CLIP model for this tab: `{CLIP_OFFLINE}` works "
+            "offline (random weights: it exercises the code, its accuracy is chance); "
+            f"`{CLIP_ONLINE}` has real weights and downloads once where there is a network. The sidebar's backbone "
+            "stays as it is.", icon=":material/text_fields:")
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.selectbox("CLIP model for this tab", [CLIP_OFFLINE, CLIP_ONLINE], key="zs_clip", accept_new_options=True,
+                        help="Any open_clip name (open_clip/<arch>/<tag>, or open_clip/<arch>@<file> in a weights folder).")
+    if c2.button("Run zero-shot", key="zs_run"):
+        st.session_state["zs_chosen"] = name
+    chosen = st.session_state.get("zs_chosen")
+    if not chosen:
+        return None
+    try:
+        clip = get_backbone(chosen)
+    except (BackboneLensError, PolicyError) as e:
+        st.error(f"Cannot load **{chosen}**: {one_line(e)}")
+        st.session_state.pop("zs_chosen", None)
+        return None
+    if not clip.spec.has_text:
+        st.error(f"**{chosen}** has no text tower: choose an open_clip model.")
+        return None
+    return clip
 
 
 def draw(ctx: ProtoContext) -> None:
     sel, classes_all, test_size, seed, K = ctx.sel, ctx.classes, ctx.test_size, ctx.seed, ctx.K
-    b = get_backbone(sel.backbone)
-    if not b.spec.has_text:
-        st.info(f"Zero-shot needs a backbone with a **text tower** (CLIP): **{sel.backbone}** is a "
-                f"{b.spec.family.upper()} image model without one. Pick an open_clip backbone in the sidebar, e.g. "
-                f"`{CLIP_OFFLINE}` (works offline, random weights: it exercises the code, its accuracy is chance) or "
-                "`open_clip/ViT-B-32/laion2b_s34b_b79k` (real weights, downloads once where there is a network).",
-                icon=":material/text_fields:")
-        st.button(f"Use {CLIP_OFFLINE}", key="zs_use_clip", on_click=choose_backbone, args=(CLIP_OFFLINE,))
+    b = _clip_backbone(ctx)
+    if b is None:
         return
     if "random" in b.spec.weights_name:
-        st.warning(f"{sel.backbone} has random weights ({b.spec.weights_name}): the numbers below only show that "
+        st.warning(f"{b.spec.name} has random weights ({b.spec.weights_name}): the numbers below only show that "
                    "the pipeline runs; expect chance accuracy.")
     st.caption("Text prototypes: every class name is put into each prompt template, encoded by the text tower, "
                "normalised and averaged over templates (CLIP's prompt ensemble). Image prototypes: class means of the "
@@ -49,8 +77,8 @@ def draw(ctx: ProtoContext) -> None:
     names = tuple(str(n).strip() or str(c) for c, n in zip(names_df["class"], names_df["name in prompts"]))
     mix = st.slider("Mix (0 = text prototypes only, 1 = image prototypes only)", 0.0, 1.0, 0.5, 0.05, key="zs_mix",
                     persist_state="session")
-    T = cache.text_prototypes(sel.backbone, b.spec.weights_id, names, templates)  # [K, E]
-    zfs = features(sel, layer=-1)
+    T = cache.text_prototypes(b.spec.name, b.spec.weights_id, names, templates)  # [K, E]
+    zfs = features(sel, backbone=b.spec.name, layer=-1)
     E = zfs["embedding"]
     ye = np.asarray(zfs.labels)
     mixes = tuple(sorted({*np.round(np.linspace(0, 1, 11), 2), mix}))

@@ -6,12 +6,14 @@ from typing import cast
 
 import streamlit as st
 
+from core.errors import BackboneLensError
 from core.io.images import Dataset, TooManyFilesError
 from core.io.policy import PolicyError, ServerPolicy
+from core.models.base import Backbone
 from core.models.registry import list_backbones
 from pages.shared.datasets import add_uploads, imported_sets, load_data_folder, uploads_dataset
 from pages.shared.links import apply_link, write_link
-from pages.shared.resources import load_backbone_or_stop, offline_backbone_names
+from pages.shared.resources import get_backbone, offline_backbone_names
 from pages.shared.selection import IMPORTED, Selection
 from pages.shared.server import SAMPLE_STAMPS, log, one_line, policy
 from pages.shared.state import SOURCES, choose_backbone, keep, remember_dataset_choice, restore_dataset_choice
@@ -94,6 +96,8 @@ def backbone_picker(page_default: str, *, key: str = "backbone") -> str:
     """A backbone selectbox whose choice survives page changes; before any choice, the page's
     own default is shown (MobileNetV2 for class views, the ViT for attention/patch views)."""
     ss = st.session_state
+    if (back := ss.pop("_revert_backbone", None)) is not None:  # a name that failed to load: back to the last good one
+        choose_backbone(back, key=key)
     names = offline_backbone_names()
     extra = [n for n in ss.get("custom_backbones", []) if n not in names]
     options = names + extra
@@ -103,6 +107,7 @@ def backbone_picker(page_default: str, *, key: str = "backbone") -> str:
 
     def remember():
         ss[f"chosen_{key}"] = ss[f"_w_{key}_{page_default}"]
+        ss.pop("_backbone_problem", None)
 
     name = cast(str, st.sidebar.selectbox("Backbone", options, index=options.index(current), key=f"_w_{key}_{page_default}",
                                 on_change=remember, help="Built-in offline backbones; add a timm/open_clip name below."))
@@ -131,7 +136,33 @@ def _use_custom_backbone(key: str) -> None:
     except PolicyError as e:
         ss["_custom_error"] = one_line(e)
         return
+    st.session_state.pop("_backbone_problem", None)
     choose_backbone(name, key=key)
+
+
+def _load_or_go_back(name: str, page_default: str) -> Backbone:
+    """The chosen backbone; when it cannot be loaded (an unreachable hub name, a bad checkpoint, refused by
+    the server's policy), the sidebar says why in one line and the page goes on with the last backbone
+    that loaded (or the page's default): the failed name is dropped from the list, so it is not tried
+    again on every rerun."""
+    ss = st.session_state
+    try:
+        b = get_backbone(name)
+    except Exception as e:  # a registry, policy or third-party loader error: all mean "cannot use it here"
+        log.warning("cannot load backbone %s", name, exc_info=True)
+        why = one_line(e) if isinstance(e, BackboneLensError | PolicyError) else f"{type(e).__name__} (details in the server log)"
+        back = ss.get("_good_backbone", page_default)
+        if back == name:  # nothing to go back to
+            st.error(f"Cannot load backbone **{name}**: {why}")
+            st.stop()
+        ss["_backbone_problem"] = f"Cannot load **{name}**: {why}. Showing **{back}** instead."
+        ss["custom_backbones"] = [n for n in ss.get("custom_backbones", []) if n != name]
+        ss["_revert_backbone"] = back
+        st.rerun()
+    ss["_good_backbone"] = name
+    if ss.get("_backbone_problem"):
+        st.sidebar.error(ss["_backbone_problem"])
+    return b
 
 
 def sidebar(page_default: str) -> Selection:
@@ -147,7 +178,7 @@ def sidebar(page_default: str) -> Selection:
         write_link(label, None)
         return Selection(ds, label, "imported", None, None)
     name = backbone_picker(page_default)
-    backbone = load_backbone_or_stop(name)
+    backbone = _load_or_go_back(name, page_default)
     spec = backbone.spec
     sizes = [spec.input_size] if spec.fixed_size else sorted(
         {spec.input_size, *(s for s in (224, 256, 320, 448) if s % spec.size_multiple == 0)})

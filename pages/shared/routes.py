@@ -1,0 +1,40 @@
+"""The app's pages, in menu order: what app.py's router navigates and what a page links to
+(``st.page_link(page("embeddings"))``). Paths are absolute, so a link works from any page script."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from pages.shared.server import ROOT
+
+
+@dataclass(frozen=True)
+class Route:
+    url: str      # the url path, e.g. "embeddings" (also the package name under pages/)
+    title: str
+    icon: str     # a Material icon of the font Streamlit bundles (no request leaves the machine)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("home", "Home", ":material/home:"),
+    Route("embeddings", "Embeddings", ":material/scatter_plot:"),
+    Route("prototypes", "Prototypes", ":material/target:"),
+    Route("saliency", "Saliency", ":material/local_fire_department:"),
+    Route("segmentation", "Segmentation", ":material/content_cut:"),
+    Route("compare", "Compare", ":material/compare:"),
+)
+
+
+def page(url: str):
+    """The ``st.Page`` of the page at ``url`` (for ``st.navigation`` and ``st.page_link``)."""
+    r = next((r for r in ROUTES if r.url == url), None)
+    if r is None:
+        raise KeyError(f"no page {url!r}; pages: {[r.url for r in ROUTES]}")
+    return st.Page(ROOT / "pages" / r.url / "page.py", title=r.title, icon=r.icon, url_path=r.url,
+                   default=r is ROUTES[0])
+
+
+def pages() -> list:
+    """Every page, in menu order."""
+    return [page(r.url) for r in ROUTES]
