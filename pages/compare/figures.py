@@ -83,7 +83,7 @@ def cka_heatmap(M: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, titl
         hovertemplate=(f"{y_title or 'row'}: %{{y}}<br>{x_title or 'column'}: %{{x}}<br>"
                        f"{colorbar}: %{{z:.3f}}<extra></extra>")))
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, font=dict(size=13),
-                      margin=dict(l=70 if y_title else 10, r=10, t=40, b=10), xaxis_title=x_title, yaxis_title=y_title)
+                      margin=dict(l=70 if y_title else 10, r=40, t=40, b=10), xaxis_title=x_title, yaxis_title=y_title)
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category", autorange="reversed" if table_order else True)
     return fig
@@ -115,7 +115,7 @@ def agreement_scatter(coords: np.ndarray, overlap: np.ndarray, labels: Sequence[
                                  marker=dict(size=20, symbol="star", color="rgba(0,0,0,0)",
                                              line=dict(width=2.5, color="black"))))
     ax = axis_titles(method)
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=50, r=10, t=40, b=10),
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=50, r=40, t=40, b=10),
                       xaxis_title=ax[0], yaxis_title=ax[1], plot_bgcolor="white", clickmode="event+select")
     fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False, showticklabels=False)
     fig.update_yaxes(showgrid=True, gridcolor="#eee", zeroline=False, showticklabels=False)

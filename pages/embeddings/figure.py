@@ -50,11 +50,12 @@ def map_figure(v: MapView) -> go.Figure:
         fig.add_trace(go.Scattergl(x=coords[[v.pick], 0], y=coords[[v.pick], 1], mode="markers", name="opened image",
                                    hoverinfo="skip", marker=dict(symbol="circle-open", size=24, color="#d62728",
                                                                  line=dict(width=3))))
-    fig.update_layout(height=620,
+    fig.update_layout(height=760 if three_d else 620,
                       legend=dict(title=dict(text="class"), itemsizing="constant", font=dict(size=13)),
                       margin=dict(l=10, r=10, t=30, b=10), dragmode="pan" if three_d else "zoom", hovermode="closest")
     if three_d:
-        fig.update_layout(scene=dict(xaxis_title=ax[0], yaxis_title=ax[1], zaxis_title=ax[2]))
+        fig.update_layout(scene=dict(xaxis_title=ax[0], yaxis_title=ax[1], zaxis_title=ax[2], aspectmode="cube"),
+                          margin=dict(l=0, r=0, t=10, b=0), legend=dict(x=0, y=1, bgcolor="rgba(255,255,255,0.7)"))
     else:
         fig.update_xaxes(title_text=ax[0], zeroline=False)
         fig.update_yaxes(title_text=ax[1], zeroline=False)

@@ -28,12 +28,12 @@ def show(where, rec: ImageRecord, side: int = THUMB, caption: str | None = None)
 
 
 def heatmap(z, x, y, *, colorbar: str, title: str, text=None, colorscale="Viridis", height=480,
-            xtitle="", ytitle="", show_y=True, zmin=None, zmax=None, dtick=None) -> go.Figure:
+            xtitle="", ytitle="", show_y=True, zmin=None, zmax=None, dtick=None, text_size=11) -> go.Figure:
     """A labelled heat map (first row at the top), the values written in the cells when ``text``."""
     fig = go.Figure(go.Heatmap(
         z=z, x=x, y=y, colorscale=colorscale, zmin=zmin, zmax=zmax,
         colorbar=dict(title=dict(text=colorbar, side="right"), dtick=dtick),
-        text=text, texttemplate="%{text}" if text is not None else None, textfont=dict(size=11),
+        text=text, texttemplate="%{text}" if text is not None else None, textfont=dict(size=text_size),
         hovertemplate=f"{ytitle or 'row'}: %{{y}}<br>{xtitle or 'column'}: %{{x}}<br>{colorbar}: %{{z:.3f}}<extra></extra>"))
     fig.update_layout(title=dict(text=title, x=0, font=dict(size=15)), height=height, margin=dict(l=10, r=10, t=50, b=10))
     fig.update_xaxes(title_text=xtitle, side="bottom", tickangle=-40)

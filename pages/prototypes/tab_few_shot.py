@@ -68,8 +68,9 @@ def draw(ctx: ProtoContext) -> None:
         fig.add_annotation(x=np.log10(regimes.crossing), y=1.0, text=f"← {first} ahead | {then} ahead →",
                            showarrow=False, yanchor="bottom", font=dict(size=12))  # log axis: x in log10
     ks = sorted(df.shots.unique())
-    fig.update_layout(height=460, title=dict(text=f"Few-shot accuracy, {draws} draws per point", x=0),
-                      legend=dict(title=dict(text="classifier")), margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(height=560, title=dict(text=f"Few-shot accuracy, {draws} draws per point", x=0),
+                      legend=dict(title=dict(text="classifier"), orientation="h", y=-0.2, x=0, yanchor="top"),
+                      margin=dict(l=10, r=10, t=50, b=10))
     fig.update_xaxes(title_text="training images per class (shots, log scale)", type="log", tickvals=ks,
                      ticktext=[str(k) for k in ks])
     fig.update_yaxes(title_text="accuracy on the remaining images", range=[0, 1.06], tickformat=".0%")

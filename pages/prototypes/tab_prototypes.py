@@ -21,10 +21,11 @@ def draw(ctx: ProtoContext) -> None:
     pd_ = cache.prototypes(fid, metric, X, y)
     classes, order, D_pp, D_ip, margin = pd_.classes, pd_.order, pd_.D_pp, pd_.D_ip, pd_.margin
     st.caption(f"{K} prototypes from all {len(y)} images (in-sample: the held-out accuracies are on the Classifiers tab).")
-    c1, c2 = st.columns([2, 3], gap="medium")
+    c1, c2 = st.columns([1, 1], gap="medium")  # the class-by-class matrix needs room for its numbers
     text = np.vectorize(lambda v: f"{v:.2f}")(np.maximum(D_pp, 0.0)) if K <= 12 else None  # no "-0.00"
     c1.plotly_chart(heatmap(D_pp, list(classes), list(classes), colorbar=DIST_LABEL[metric], text=text,
-                             title="Prototype to prototype", xtitle="prototype", ytitle="prototype", height=520),
+                             title="Prototype to prototype", xtitle="prototype", ytitle="prototype", height=520,
+                            text_size=11 if K <= 8 else 9),
                     key="pp_heat")
     names = [fs.records[i].name for i in order]
     # a heat map of 100,000 rows would not draw: show HEAT_MAX_ROWS rows evenly spaced in class order
@@ -64,7 +65,7 @@ def draw(ctx: ProtoContext) -> None:
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10))
     fig.update_yaxes(title_text=f"margin ({DIST_LABEL[metric]})")
     fig.update_xaxes(title_text="class")
-    c1, c2 = st.columns([3, 2], gap="medium")
+    c1, c2 = st.columns([1, 1], gap="medium")  # every column of the summary table visible
     c1.plotly_chart(fig, key="margins")
     summary = df.groupby("class")["margin"].agg(images="size", mean_margin="mean", min_margin="min",
                                                 correct=lambda m: float((m > 0).mean()))

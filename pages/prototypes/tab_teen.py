@@ -7,7 +7,6 @@ import streamlit as st
 from core.classify.teen import max_new_class_shots
 from pages.prototypes import cache
 from pages.prototypes.context import ProtoContext
-from pages.prototypes.figures import pct
 
 
 def draw(ctx: ProtoContext) -> None:
@@ -48,11 +47,12 @@ def draw(ctx: ProtoContext) -> None:
     for name, colour in (("plain", "#7f7f7f"), ("TEEN", "#d62728")):
         d = df[df.prototypes == name]
         fig.add_trace(go.Bar(x=d["classes"], y=d["mean"], error_y=dict(type="data", array=d["std"]), name=name,
-                             marker_color=colour, text=[pct(v) for v in d["mean"]], textposition="inside",
-                             insidetextanchor="start", textfont=dict(color="white")))
+                             marker_color=colour,  # no text on the bars: an error bar would cross it (the table has them)
+                             hovertemplate="%{x}: %{y:.1%} ± %{error_y.array:.1%}<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", height=420, margin=dict(l=10, r=10, t=50, b=10),
                       title=dict(text=f"{len(base)} base + {len(new)} new classes, {k}-shot (α={alpha}, τ={tau})", x=0),
-                      legend=dict(title=dict(text="new-class prototypes")))
+                      legend=dict(title=dict(text="new-class prototypes"), orientation="h", y=1.02, x=1, xanchor="right",
+                                  yanchor="bottom"))
     fig.update_yaxes(title_text="accuracy (cosine NMC)", range=[0, 1.1], tickformat=".0%")
     fig.update_xaxes(title_text="test images of")
     c1.plotly_chart(fig, key="teen_bars")
