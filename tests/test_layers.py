@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "segment": {"models", "geometry", "io", "explain"},
     "render": {"segment", "geometry"},
     "compare": {"models", "io", "geometry", "classify", "explain", "segment", "projection"},
-    "cli": {"io", "models", "geometry", "projection", "classify", "explain", "segment", "compare", "render"},
+    "concepts": {"models", "io", "geometry", "classify", "render"},
+    "cli": {"io", "models", "geometry", "projection", "classify", "explain", "segment", "compare", "render", "concepts"},
 }
 FORBIDDEN_THIRD_PARTY = ("streamlit", "pages", "bench")
 

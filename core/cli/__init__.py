@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import sys
 
-from core.cli import compare, data, evaluate, saliency
+from core.cli import compare, concepts, data, evaluate, saliency
 from core.cli._common import Parser, validate
 from core.errors import BackboneLensError
 from core.io.paths import ENV_VAR
 
-COMMANDS = (data, evaluate, compare, saliency)  # modules with register(sub), in --help order
+COMMANDS = (data, evaluate, compare, saliency, concepts)  # modules with register(sub), in --help order
 
 
 def build_parser() -> Parser:
