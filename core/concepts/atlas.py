@@ -2,7 +2,7 @@
 
 :func:`concept_atlas` extracts (or reads from the feature cache) the patch tokens and embeddings of
 the block the embedding comes from, fits ``k`` concepts on a sample of at most
-:data:`core.concepts.tokens.MAX_SAMPLE` patch vectors, encodes every image chunk by chunk, and
+:data:`core.concepts.tokens.MAX_SAMPLE` patch vectors (and 512 MB of them), encodes every image chunk by chunk, and
 scores the result: the per-class contribution table, the share of the pooled features' variance the
 concepts reconstruct, and the deletion test. Everything is stored under
 ``<cache>/concepts/<key>/`` (``key`` = the weights, preprocessing, block, method, k, sample size,

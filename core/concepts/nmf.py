@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MAX_ITER = 200
+MAX_ITER = 100  # measured on the stamps: the patch R^2 at 100 iterations is within 0.002 of 200
 TOL = 1e-4       # stop when the loss fell by less than this share of the first loss over CHECK_EVERY iterations (sklearn's rule)
 CHECK_EVERY = 10
 
@@ -66,7 +66,7 @@ def nmf(X: np.ndarray, k: int, *, seed: int = 0, max_iter: int = MAX_ITER, tol: 
                 U64[:, j] = np.maximum(U64[:, j] + (A[:, j] - U64 @ B[:, j]) / B[j, j], 0.0)
         U = U64.astype(np.float32)
         # H step: through U^T X only
-        C = (U.T @ X).astype(np.float64)  # [k, D]
+        C = (X.T @ U).T.astype(np.float64)  # [k, D] U^T X (this order is ~4x faster in OpenBLAS than U.T @ X)
         G = U64.T @ U64  # [k, k]
         H64 = H.astype(np.float64)
         for j in range(k):

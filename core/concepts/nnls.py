@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 MAX_SWEEPS = 500   # coordinate sweeps at most (a row typically settles in 10-40)
-TOL = 1e-6         # a row stops when no coefficient moved by more than TOL x its largest coefficient
+TOL = 1e-5         # a row stops when no coefficient moved by more than TOL x its largest coefficient
+# (measured on the stamps' real tokens: coefficients within 0.6 % of a 1e-9 solve, the same residual to 1e-7)
 
 
 def nnls_rows(X: np.ndarray, W: np.ndarray, *, tol: float = TOL, max_sweeps: int = MAX_SWEEPS) -> np.ndarray:

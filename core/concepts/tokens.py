@@ -17,8 +17,9 @@ from core.errors import BackboneLensError
 from core.io.store import FeatureStore
 
 MAX_SAMPLE = 200_000      # patch vectors the concepts are fitted on, at most
+MAX_SAMPLE_BYTES = 2**29  # and at most 512 MB of them as float32 (104,857 vectors of 1280 dimensions)
 SAMPLE_SPREAD = 4         # the sample is drawn from up to this many times MAX_SAMPLE patches' worth of images
-CHUNK_PATCHES = 32_768    # patch vectors per chunk when reading or encoding a whole dataset
+CHUNK_PATCHES = 16_384    # patch vectors per chunk when reading or encoding a whole dataset (~80 MB at 1280-D)
 
 
 class TokenSource(Protocol):
@@ -102,14 +103,21 @@ def sample_plan(n: int, hw: int, max_vectors: int = MAX_SAMPLE, seed: int = 0) -
     return images, per_image
 
 
+def sample_size(dim: int, max_vectors: int = MAX_SAMPLE) -> int:
+    """Patch vectors in a fit sample of ``dim``-dimensional vectors: ``max_vectors``, and at most
+    :data:`MAX_SAMPLE_BYTES` of float32."""
+    return max(1, min(max_vectors, MAX_SAMPLE_BYTES // (4 * dim)))
+
+
 def sample_patches(source: TokenSource, max_vectors: int = MAX_SAMPLE, seed: int = 0) -> tuple[np.ndarray, int]:
-    """A sample of patch vectors ``[s, D]`` float32 drawn by :func:`sample_plan`, read chunk by chunk.
+    """A sample of patch vectors ``[s, D]`` float32 drawn by :func:`sample_plan`, read chunk by chunk
+    (``s`` at most :func:`sample_size` of ``max_vectors``).
 
     Returns:
         ``(X, n_images)``: the vectors and how many images they come from.
     """
     h, w = source.grid
-    images, per_image = sample_plan(source.n, h * w, max_vectors, seed)
+    images, per_image = sample_plan(source.n, h * w, sample_size(source.dim, max_vectors), seed)
     rng = np.random.default_rng(seed + 1)
     out = np.empty((len(images) * per_image, source.dim), np.float32)
     step = images_per_chunk(source)
