@@ -17,7 +17,7 @@ from core.concepts import atlas as atlas_mod
 from core.concepts.apply import apply_concepts, encode_tokens
 from core.concepts.atlas import concept_atlas, main_concepts
 from core.concepts.contributions import class_contributions, label_problem, score_terms
-from core.concepts.fidelity import deletion_test, loo_nmc_correct, variance_explained
+from core.concepts.fidelity import deletion_correct, deletion_test, loo_nmc_correct, variance_explained
 from core.concepts.figures import atlas_figure, atlas_map_figure, concept_map_figure, patch_crop
 from core.concepts.methods import ConceptBasis, fit_basis, get_method, method_names
 from core.concepts.nmf import nmf
@@ -236,6 +236,17 @@ def test_loo_nmc_matches_a_plain_leave_one_out_loop():
         assert ours[i] == (clf.predict(E[i:i + 1])[0] == y[i])
     with pytest.raises(ValueError, match="one image"):
         loo_nmc_correct(E[:5], np.array(["a", "a", "b", "b", "c"]))
+
+
+def test_deletion_in_one_pass_equals_the_loop():
+    T, y = _parts_tokens(seed=4, noise=0.4)
+    basis = fit_basis(T.reshape(-1, T.shape[-1]), 5, "nmf")
+    codes = apply_concepts(ArrayTokens(T), basis)
+    fast = deletion_correct(codes.e, codes.u, basis.W, y)
+    np.testing.assert_array_equal(fast[0], loo_nmc_correct(codes.e, y))
+    for j in range(5):
+        np.testing.assert_array_equal(fast[j + 1], loo_nmc_correct(codes.e, y, minus=(codes.u[:, j], basis.W[j].astype(np.float64))))
+    assert not fast.all()  # the test can fail: some images are wrong with some concept deleted
 
 
 def test_deleting_the_top_concept_known_answer():

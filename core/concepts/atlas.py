@@ -73,6 +73,8 @@ class ConceptAtlas:
         variance_explained: share of the pooled features' variance the concepts reconstruct.
         exact: the pooled features are the backbone's embedding (global average pooling), so the table
             splits the project's own NMC score; False: the split is of the NMC on mean-pooled tokens.
+        embedding_gap: the largest ``|e - embedding| / |embedding|`` over the images (None: other dimensions), i.e.
+            how far the pooled (float16-cached) tokens are from the backbone's embedding.
         embedding_accuracy: balanced leave-one-out NMC accuracy of the backbone's embedding (None without labels).
         failures: images that could not be used.
         path: the cache folder (None when not cached).
@@ -95,6 +97,7 @@ class ConceptAtlas:
     deletion_note: str | None
     variance_explained: float
     exact: bool
+    embedding_gap: float | None
     embedding_accuracy: float | None
     stats: AtlasStats
     failures: list[Failure] = field(default_factory=list)
@@ -191,7 +194,7 @@ class ConceptAtlas:
             "backbone": self.backbone, "layer": self.layer, "size": self.size, "grid": list(self.grid),
             "method": self.basis.method, "k": self.k, "images": s.n_images,
             "sample": {"vectors": s.sample_vectors, "images": s.sample_images},
-            "exact": self.exact, "decomposition": self.decomposition(),
+            "exact": self.exact, "embedding_gap": self.embedding_gap, "decomposition": self.decomposition(),
             "fidelity": {"variance_explained": self.variance_explained,
                          "patch_variance_explained": self.codes.patch_variance_explained,
                          "embedding_nmc_accuracy": self.embedding_accuracy,
@@ -331,7 +334,8 @@ def _score(codes: ConceptCodes, basis: ConceptBasis, labels: np.ndarray, emb: np
     if progress:
         progress("scores", 0, 1)
     diff = np.linalg.norm(codes.e - emb, axis=1) / np.maximum(np.linalg.norm(emb, axis=1), 1e-12) if emb.shape == codes.e.shape else None
-    exact = bool(diff is not None and float(diff.max()) < EXACT_TOL)
+    gap = None if diff is None else float(diff.max())
+    exact = bool(gap is not None and gap < EXACT_TOL)
     table = deletion = None
     table_note = label_problem(labels)
     deletion_note = deletion_problem(labels)
@@ -345,7 +349,8 @@ def _score(codes: ConceptCodes, basis: ConceptBasis, labels: np.ndarray, emb: np
     if progress:
         progress("scores", 1, 1)
     return {"table": table, "table_note": table_note, "deletion": deletion, "deletion_note": deletion_note,
-            "variance_explained": variance_explained(codes.e, codes.u, basis), "exact": exact, "embedding_accuracy": emb_acc}
+            "variance_explained": variance_explained(codes.e, codes.u, basis), "exact": exact, "embedding_gap": gap,
+            "embedding_accuracy": emb_acc}
 
 
 # ---- the cache folder -----------------------------------------------------------------------------
@@ -371,7 +376,8 @@ def _save(a: ConceptAtlas, folder: Path) -> None:
     meta = {"version": ATLAS_VERSION, "backbone": a.backbone, "weights_id": a.weights_id, "layer": a.layer,
             "size": a.size, "grid": list(a.grid), "method": a.basis.method, "image_names": a.image_names,
             "image_paths": a.image_paths, "table_note": a.table_note, "deletion_note": a.deletion_note,
-            "variance_explained": a.variance_explained, "exact": a.exact, "embedding_accuracy": a.embedding_accuracy,
+            "variance_explained": a.variance_explained, "exact": a.exact, "embedding_gap": a.embedding_gap,
+            "embedding_accuracy": a.embedding_accuracy,
             "patch_sse": a.codes.patch_sse, "patch_sst": a.codes.patch_sst,
             "stats": {"n_images": s.n_images, "sample_vectors": s.sample_vectors, "sample_images": s.sample_images,
                       "extract_seconds": s.extract_seconds, "fit_seconds": s.fit_seconds,
@@ -404,4 +410,4 @@ def _load(folder: Path, stats: AtlasStats | None = None) -> ConceptAtlas:
     return ConceptAtlas(meta["backbone"], meta["weights_id"], meta["layer"], meta["size"], tuple(meta["grid"]), basis,
                         names, meta["image_names"], meta["image_paths"], arr["labels"], codes, table,
                         meta["table_note"], deletion, meta["deletion_note"], meta["variance_explained"], meta["exact"],
-                        meta["embedding_accuracy"], stats, [Failure(n, r) for n, r in meta["failures"]], folder)
+                        meta["embedding_gap"], meta["embedding_accuracy"], stats, [Failure(n, r) for n, r in meta["failures"]], folder)

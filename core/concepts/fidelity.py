@@ -110,6 +110,51 @@ def deletion_problem(labels: np.ndarray) -> str | None:
     return None
 
 
+def deletion_correct(e: np.ndarray, u: np.ndarray, W: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``[k + 1, N]`` bool: :func:`loo_nmc_correct` with nothing deleted (row 0) and with each concept ``j``
+    deleted from every image (row ``j + 1``), in one pass over ``e``.
+
+    The edited features are never formed: with ``x = e - u_j W_j``, ``<x, p> = <e, p> - u_j <W_j, p>`` and
+    ``|x|^2 = |e|^2 - 2 u_j <e, W_j> + u_j^2 |W_j|^2``, so one block of products (``e`` against the
+    prototypes, the concepts and the own class's sum) serves every concept (tested against the loop).
+    """
+    y = np.asarray(labels)
+    classes, yi = np.unique(y, return_inverse=True)
+    counts = np.bincount(yi)
+    if counts.min() < 2:
+        raise ValueError(f"class {classes[counts.argmin()]} has one image: a leave-one-out prototype needs two per class")
+    W64 = np.asarray(W, np.float64)  # [k, D]
+    k = len(W64)
+    sums = class_sums(e, yi, len(classes))  # [C, D] float64
+    Ph = l2_normalize(sums / counts[:, None])  # [C, D]
+    WP = W64 @ Ph.T  # [k, C]
+    WS = W64 @ sums.T  # [k, C]
+    ww = (W64 * W64).sum(axis=1)  # [k]
+    ss = (sums * sums).sum(axis=1)  # [C]
+    out = np.empty((k + 1, len(y)), bool)
+    for s in range(0, len(y), ROW_BLOCK):
+        sl = slice(s, s + ROW_BLOCK)
+        E = np.asarray(e[sl], np.float64)  # [b, D]
+        own = yi[sl]
+        rows = np.arange(len(own))
+        U = np.concatenate([np.zeros((len(own), 1)), np.asarray(u[sl], np.float64)], axis=1)  # [b, k + 1]; column 0: none
+        Wp = np.concatenate([np.zeros((1, len(classes))), WP])  # [k + 1, C]
+        Ws = np.concatenate([np.zeros((1, len(classes))), WS])
+        EP, EW = E @ Ph.T, E @ W64.T  # [b, C], [b, k]
+        EW1 = np.concatenate([np.zeros((len(own), 1)), EW], axis=1)  # [b, k + 1]
+        ww1 = np.concatenate([[0.0], ww])
+        ee = (E * E).sum(axis=1)  # [b]
+        es = (E * sums[own]).sum(axis=1)  # [b] <e, own class sum>
+        loo_norm = np.sqrt(np.maximum(ss[own] - 2 * es + ee, 1e-300))  # [b] |sum - e|
+        for j in range(k + 1):
+            xn = np.sqrt(np.maximum(ee - 2 * U[:, j] * EW1[:, j] + U[:, j] ** 2 * ww1[j], 1e-300))  # [b] |x|
+            S = (EP - U[:, j, None] * Wp[j][None, :]) / xn[:, None]  # [b, C] cosines to the prototypes
+            # own class: the prototype without the image, <x, sum - e> = <e, sum> - |e|^2 - u_j (<W_j, sum> - <W_j, e>)
+            S[rows, own] = (es - ee - U[:, j] * (Ws[j, own] - EW1[:, j])) / (xn * loo_norm)
+            out[j, sl] = S.argmax(axis=1) == own
+    return out
+
+
 def deletion_test(e: np.ndarray, u: np.ndarray, basis: ConceptBasis, labels: np.ndarray, table: ClassTable) -> DeletionResult:
     """Per-class accuracy drop when the class's top concept (``table.top_concept``) is deleted from the
     class's images, against the mean drop over the other concepts (module docstring).
@@ -126,15 +171,9 @@ def deletion_test(e: np.ndarray, u: np.ndarray, basis: ConceptBasis, labels: np.
         raise ValueError("the class table was made from other labels")
     C, k = len(classes), basis.k
     counts = np.bincount(yi, minlength=C)
-
-    def per_class(correct: np.ndarray) -> np.ndarray:
-        return np.bincount(yi, weights=correct, minlength=C) / counts
-
-    acc = per_class(loo_nmc_correct(e, y))
-    acc_k = np.zeros((k, C))  # accuracy of each class with concept j deleted from every image
-    W = basis.W.astype(np.float64)
-    for j in range(k):
-        acc_k[j] = per_class(loo_nmc_correct(e, y, minus=(u[:, j], W[j])))
+    correct = deletion_correct(e, u, basis.W, y)  # [k + 1, N]
+    acc_all = np.stack([np.bincount(yi, weights=c, minlength=C) / counts for c in correct])  # [k + 1, C]
+    acc, acc_k = acc_all[0], acc_all[1:]
     top = table.top_concept
     acc_top = acc_k[top, np.arange(C)]
     acc_other = (acc_k.sum(axis=0) - acc_top) / (k - 1)

@@ -159,7 +159,8 @@ def _header(atlas: ConceptAtlas, width: int, title: str | None) -> Image.Image:
         acc = drop["nmc_accuracy"]
         lines[-1] += (f"; NMC accuracy {100 * acc:.0f}%, with each class's top concept deleted "
                       f"{100 * (acc - drop['mean_drop_top']):.0f}%, with another deleted {100 * (acc - drop['mean_drop_random']):.0f}%")
-    lines.append("crops: the most typical patch (outlined) of different pictures, with context; class under each")
+    lines.append("crops: each concept's most typical patch (outlined) in different pictures, with context, the picture's class below; "
+                 "top classes: the concept's term in the class's mean cosine NMC score to its prototype")
     out = Image.new("RGB", (width, 26 + 18 * (len(lines) - 1)), _BG)
     d = ImageDraw.Draw(out)
     d.text((0, 0), plain(lines[0]), fill=_FG, font=font(19))
