@@ -39,6 +39,7 @@ from core.models.extract import extract_features, preprocessing_id
 
 DEFAULT_K = 12
 ATLAS_VERSION = "concepts-v1"  # part of the cache key: bump when what is stored changes meaning
+HINT_MIN = 0.05  # a concept is labelled with a class in legends when it adds at least this to the class's mean cosine
 EXACT_TOL = 1e-2  # pooled tokens equal the embedding when no image differs by more than this share of its norm
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -116,11 +117,14 @@ class ConceptAtlas:
         return f"C{j} {self.names[j]}".strip()
 
     def short_label(self, j: int) -> str:
-        """For legends: ``"C3 beaks"`` when named, else ``"C3 [birds]"`` (the class it contributes most to) or ``"C3"``."""
+        """For legends: ``"C3 beaks"`` when named, else ``"C3 [birds]"`` when the concept carries one class (adds at
+        least :data:`HINT_MIN` to its mean score, and twice what it adds to any other class), else ``"C3"``."""
         if self.names[j]:
             return self.label(j)
-        tops = self.table.top_classes(j, 1) if self.table is not None else []
-        return f"C{j} [{tops[0][0]}]" if tops else f"C{j}"
+        tops = self.table.top_classes(j, 2) if self.table is not None else []
+        if tops and tops[0][1] >= HINT_MIN and (len(tops) == 1 or tops[0][1] >= 2 * tops[1][1]):
+            return f"C{j} [{tops[0][0]}]"
+        return f"C{j}"
 
     def concept_map(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Which concept each patch of image ``i`` belongs to: ``(labels [h, w]`` int, -1 where every

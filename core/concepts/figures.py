@@ -159,13 +159,17 @@ def _header(atlas: ConceptAtlas, width: int, title: str | None) -> Image.Image:
         acc = drop["nmc_accuracy"]
         lines[-1] += (f"; NMC accuracy {100 * acc:.0f}%, with each class's top concept deleted "
                       f"{100 * (acc - drop['mean_drop_top']):.0f}%, with another deleted {100 * (acc - drop['mean_drop_random']):.0f}%")
+        if not atlas.exact and atlas.embedding_accuracy is not None:
+            lines[-1] += (f" (an NMC on the mean-pooled patch tokens: the embedding is not a sum over patches; "
+                          f"the embedding's own NMC: {100 * atlas.embedding_accuracy:.0f}%)")
     lines.append("crops: each concept's most typical patch (outlined) in different pictures, with context, the picture's class below; "
                  "top classes: the concept's term in the class's mean cosine NMC score to its prototype")
-    out = Image.new("RGB", (width, 26 + 18 * (len(lines) - 1)), _BG)
+    body = [line for text in lines[1:] for line in _wrap(text, width, 14)]
+    out = Image.new("RGB", (width, 26 + 18 * len(body)), _BG)
     d = ImageDraw.Draw(out)
     d.text((0, 0), plain(lines[0]), fill=_FG, font=font(19))
-    for n, s in enumerate(lines[1:]):
-        d.text((0, 26 + 18 * n), plain(s), fill=_GREY, font=font(14))
+    for n, line in enumerate(body):
+        d.text((0, 26 + 18 * n), line, fill=_GREY, font=font(14))
     return out
 
 
