@@ -26,7 +26,9 @@ ALLOWED: dict[str, set[str]] = {
     "render": {"segment", "geometry"},
     "compare": {"models", "io", "geometry", "classify", "explain", "segment", "projection"},
     "relate": {"models", "io", "render"},
-    "cli": {"io", "models", "geometry", "projection", "classify", "explain", "segment", "compare", "render", "discover", "relate"},
+    "concepts": {"models", "io", "geometry", "classify", "render"},
+    "cli": {"io", "models", "geometry", "projection", "classify", "explain", "segment", "compare", "render", "discover",
+            "relate", "concepts"},
 }
 FORBIDDEN_THIRD_PARTY = ("streamlit", "pages", "bench")
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import sys
 
-from core.cli import compare, data, discover, evaluate, saliency, why
+from core.cli import compare, concepts, data, discover, evaluate, saliency, why
 from core.cli._common import Parser, validate
 from core.errors import BackboneLensError
 from core.io.heal import DISK_FULL_ERRNOS, disk_full
 from core.io.paths import ENV_VAR
 
-COMMANDS = (data, evaluate, compare, saliency, discover, why)  # modules with register(sub), in --help order
+COMMANDS = (data, evaluate, compare, saliency, discover, why, concepts)  # modules with register(sub), in --help order
 
 
 def build_parser() -> Parser:
