@@ -140,7 +140,7 @@ def test_lda_mahalanobis_formula() -> None:
     m = ShrunkLDA().fit(X, y)
     P = np.linalg.inv(m.covariance_)
     want = np.stack([np.einsum("ni,ij,nj->n", X - mu, P, X - mu) for mu in m.means_], axis=1)
-    np.testing.assert_allclose(m.mahalanobis(X), want, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(m.mahalanobis_sq(X), want, rtol=1e-8, atol=1e-8)
 
 
 # ---- RanPAC -----------------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def test_fecam_with_more_images_than_dimensions_takes_the_dense_path_and_the_sam
     Xte, _ = _blobs(n_per=6, d=8, seed=4)
     f = make_classifier("fecam").fit(X, y)
     assert all(m.core_inv is None and m.dense_pinv is not None for m in f._models)
-    np.testing.assert_allclose(f.mahalanobis(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(f.mahalanobis_sq(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("positive", [True, False])
@@ -253,10 +253,10 @@ def test_fecam_equals_the_authors_dense_rule(positive: bool) -> None:
     Xte, _ = _blobs(n_per=6, d=20, seed=4, positive=positive)
     f = make_classifier("fecam").fit(X, y)
     assert isinstance(f, FeCAM)
-    np.testing.assert_allclose(f.mahalanobis(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(f.mahalanobis_sq(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(f.predict(Xte), np.unique(y)[np.argmin(_fecam_dense(X, y, Xte), axis=1)])
     one_pass = FeCAM(shrink_passes=1, alpha2=0.0).fit(X, y)  # the authors' ViT script setting
-    np.testing.assert_allclose(one_pass.mahalanobis(Xte), _fecam_dense(X, y, Xte, a2=0.0, passes=1), rtol=1e-6,
+    np.testing.assert_allclose(one_pass.mahalanobis_sq(Xte), _fecam_dense(X, y, Xte, a2=0.0, passes=1), rtol=1e-6,
                                atol=1e-8)
     with pytest.raises(ValueError, match="at least 2 images per class"):
         FeCAM().fit(X[[0, 1, 6]], y[[0, 1, 6]])
@@ -348,8 +348,9 @@ def test_ood_scores_and_auroc_against_definitions_and_sklearn() -> None:
     m = ShrunkLDA().fit(X[y != "c3"], y[y != "c3"])
     s = ood_scores(m, X)
     prior = np.array([np.mean(y[y != "c3"] == c) for c in m.classes_])
-    np.testing.assert_allclose(s.energy, -logsumexp(np.log(prior) - 0.5 * m.mahalanobis(X), axis=1))
-    np.testing.assert_allclose(s.mahalanobis, m.mahalanobis(X).min(axis=1))
+    np.testing.assert_allclose(s.energy, -logsumexp(np.log(prior) - 0.5 * m.mahalanobis_sq(X), axis=1))
+    np.testing.assert_allclose(s.mahalanobis_sq, m.mahalanobis_sq(X).min(axis=1))
+    np.testing.assert_allclose(s.mahalanobis, np.sqrt(m.mahalanobis_sq(X).min(axis=1)))
     is_unk = y == "c3"
     for kind in ("mahalanobis", "energy"):
         assert auroc(s.score(kind), is_unk) == pytest.approx(roc_auc_score(is_unk, s.score(kind)))

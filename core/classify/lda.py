@@ -80,8 +80,9 @@ class ShrunkLDA(IncrementalClassifier):
     def _scores(self, X: np.ndarray) -> np.ndarray:
         return X @ self.coef_.T + self.intercept_[None, :]
 
-    def mahalanobis(self, X: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of every image to every class mean under the shared covariance.
+    def mahalanobis_sq(self, X: np.ndarray) -> np.ndarray:
+        """*Squared* Mahalanobis distance of every image to every class mean under the shared covariance
+        (``_sq``: the convention of :mod:`core.classify.ood`, where a bare "Mahalanobis" is the distance).
 
         Args:
             X: ``[N, D]``.
