@@ -376,29 +376,46 @@ def test_unknown_class_ood_separates_a_far_class() -> None:
 
 
 # ---- the two regimes -----------------------------------------------------------------------------------
-def _rows(nb, lr, shots=(1, 2, 5, 10)):
+def _rows(nb, lr, shots=(1, 2, 5, 10), n_test=10_000):
     from core.classify.evaluation import FewShotRow
-    return ([FewShotRow("nb", k, a, 0.0, 3) for k, a in zip(shots, nb)]
-            + [FewShotRow("linear", k, a, 0.0, 3) for k, a in zip(shots, lr)])
+    n = [n_test] * len(shots) if isinstance(n_test, int) else n_test
+    return ([FewShotRow("nb", k, a, 0.0, 3, t) for k, a, t in zip(shots, nb, n)]
+            + [FewShotRow("linear", k, a, 0.0, 3, t) for k, a, t in zip(shots, lr, n)])
 
 
 def test_two_regimes_finds_the_crossing_on_a_log_scale() -> None:
     from core.classify.tables import PAPER_FINDING, two_regimes
     r = two_regimes(_rows([0.6, 0.7, 0.75, 0.78], [0.4, 0.6, 0.8, 0.9]))
     # NB - LR: +0.2, +0.1, -0.05: crosses between 2 and 5 shots, 2/3 of the way in log(shots)
-    assert r.pattern == "both"
+    assert r.pattern == "both" and list(r.separated) == [1, 1, -1, -1]
     assert r.crossing == pytest.approx(np.exp(np.log(2) + (0.1 / 0.15) * (np.log(5) - np.log(2))))
-    assert r.crossing_accuracy == pytest.approx(0.7 + (0.1 / 0.15) * 0.05)
+    assert r.crossing_accuracy == pytest.approx(0.7 + (0.1 / 0.15) * 0.05) and r.mean_crossing == pytest.approx(r.crossing)
     assert r.sentence.startswith(PAPER_FINDING) and "both regimes show" in r.sentence
-    # level at 1 shot (within a point), NB ahead at 2 and 5, LR ahead at 10: still both regimes
+    # level at 1 shot (intervals overlap), NB ahead at 2 and 5, LR ahead at 10: still both regimes
     tie_first = two_regimes(_rows([0.537, 0.656, 0.702, 0.738], [0.539, 0.620, 0.640, 0.769]))
-    assert tie_first.pattern == "both" and 5 < tie_first.crossing < 10 and "level within 1 point at 1" in tie_first.sentence
+    assert tie_first.pattern == "both" and 5 < tie_first.crossing < 10 and list(tie_first.separated) == [0, 1, 1, -1]
     assert two_regimes(_rows([0.6, 0.7, 0.8, 0.9], [0.4, 0.5, 0.6, 0.7])).pattern == "generative"
     none = two_regimes(_rows([0.3, 0.4, 0.5, 0.605], [0.4, 0.5, 0.6, 0.6]))
     assert none.pattern == "discriminative" and none.crossing is None and "do not show" in none.sentence
     rev = two_regimes(_rows([0.3, 0.8], [0.4, 0.6], shots=(1, 2)))
     assert rev.pattern == "reversed" and 1 < rev.crossing < 2
     assert two_regimes(_rows([0.5], [0.4], shots=(1,))).pattern == "undetermined"
+
+
+def test_two_regimes_marks_no_crossing_inside_the_intervals() -> None:
+    """The issue's case: 48 images in 8 classes, so 40 / 32 / 24 / 8 test images per draw at 1 / 2 / 3 / 5
+    shots; the mean curves cross (near 4.4 shots) but the intervals overlap everywhere."""
+    from core.classify.intervals import wilson_interval
+    from core.classify.tables import NO_CROSSING, two_regimes
+    nb, lr, shots, n = [0.537, 0.656, 0.702, 0.738], [0.539, 0.620, 0.640, 0.769], (1, 2, 3, 5), (40, 32, 24, 8)
+    r = two_regimes(_rows(nb, lr, shots, n))
+    assert r.pattern == "indistinguishable" and r.crossing is None and r.crossing_accuracy is None
+    assert list(r.separated) == [0, 0, 0, 0] and 3 < r.mean_crossing < 5
+    assert NO_CROSSING in r.sentence and "inside the intervals" in r.sentence and "40/32/24/8 test images" in r.sentence
+    np.testing.assert_allclose(r.generative_ci[3], wilson_interval(0.738 * 8, 8))
+    # the same means on a large test set separate: NB ahead at 2 and 3 shots, LR at 5
+    big = two_regimes(_rows(nb, lr, shots, 5000))
+    assert big.pattern == "both" and 3 < big.crossing < 5 and NO_CROSSING not in big.sentence
 
 
 def test_evaluate_methods_reports_what_cannot_run() -> None:
