@@ -14,6 +14,7 @@ of each class is 0).
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from sklearn.covariance import ledoit_wolf
 
 from core.classify.base import IncrementalClassifier
@@ -74,8 +75,8 @@ class ShrunkLDA(IncrementalClassifier):
         """``Sigma^-1 B`` for ``B [D, m]`` (``Sigma^+ B`` when the covariance is singular)."""
         if self._chol is None:
             return self._pinv @ B
-        z = np.linalg.solve(self._chol, B)
-        return np.linalg.solve(self._chol.T, z)
+        z = solve_triangular(self._chol, B, lower=True)  # O(D^2 m): np.linalg.solve would factor again, O(D^3)
+        return solve_triangular(self._chol.T, z, lower=False)
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         return X @ self.coef_.T + self.intercept_[None, :]
