@@ -77,6 +77,10 @@ _TOUCH_EVERY_S = 60.0  # the last-use time is written at most this often
 _SWEEP_EVERY_S = 60.0
 _MAX_LABEL = 64
 _CHUNK = 1 << 20
+# stored copies that hashed right in this process: path -> (size, mtime_ns, inode); a page may open a new
+# store object on every rerun without hashing every upload again
+_VERIFIED: dict[str, tuple[int, int, int]] = {}
+_MAX_VERIFIED = 100_000
 
 
 class UploadTokenError(BackboneLensError):
@@ -226,7 +230,6 @@ class UploadStore:
         self.clock = clock
         self.dir = self.root / "sessions" / hashlib.sha256(token.encode()).hexdigest()[:32]
         self.dropped: list[Failure] = []  # damaged copies found since this object was made
-        self._verified: dict[str, tuple[int, int]] = {}  # sha256 -> (size, mtime_ns) of a blob that hashed right
         self._warned_manifest = False
         if self.root.is_dir():  # nothing is created for a session that never uploads
             with self._lock():
@@ -415,8 +418,8 @@ class UploadStore:
         return staged
 
     def _check_blob(self, f: StoredFile) -> str | None:
-        """None when the stored copy of ``f`` is whole, else what is wrong with it (hashed once per
-        (size, mtime) by this object)."""
+        """None when the stored copy of ``f`` is whole, else what is wrong with it (hashed once per process
+        while its size, mtime and inode stay the same)."""
         p = self._blob(f.sha256)
         try:
             st = p.stat()
@@ -424,14 +427,17 @@ class UploadStore:
             return "missing"
         if st.st_size != f.size:
             return f"damaged ({st.st_size:,} bytes instead of {f.size:,})"
-        if self._verified.get(f.sha256) != (st.st_size, st.st_mtime_ns):
+        ident = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if _VERIFIED.get(str(p)) != ident:
             h = hashlib.sha256()
             with open(p, "rb") as fh:
                 while chunk := fh.read(_CHUNK):
                     h.update(chunk)
             if h.hexdigest() != f.sha256:
                 return "damaged (its content no longer matches its sha256)"
-            self._verified[f.sha256] = (st.st_size, st.st_mtime_ns)
+            if len(_VERIFIED) >= _MAX_VERIFIED:
+                _VERIFIED.clear()
+            _VERIFIED[str(p)] = ident
         return None
 
     def _read(self) -> dict[str, Any]:
