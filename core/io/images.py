@@ -54,6 +54,8 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_FILE_BYTES",
     "TooManyFilesError",
+    "NoImagesError",
+    "require_images",
     "read_regular_file",
     "folder_signature",
     "ImageRecord",
@@ -88,6 +90,10 @@ _ALPHA_THRESHOLD = 128  # alpha >= this counts as foreground in decode_alpha
 
 class TooManyFilesError(BackboneLensError):
     """A folder or an upload batch holds more image files than the limit."""
+
+
+class NoImagesError(BackboneLensError):
+    """A folder (or upload batch) that yields no usable image; the message names it."""
 
 
 class NotRegularFileError(OSError):
@@ -762,6 +768,29 @@ def load_uploads(
         if progress is not None:
             progress(i + 1, len(items))
     return Dataset(records=records, failures=failures, root=None)
+
+
+def require_images(ds: Dataset, where: str | os.PathLike | None = None) -> Dataset:
+    """``ds`` itself when it holds at least one image, else :class:`NoImagesError` naming the folder.
+
+    The message tells the two empty cases apart: no image file at all ("no images found in PATH
+    (looked for .png, .jpg, ...)") and image files that all failed ("no usable images in PATH: 3
+    image files could not be read (first: a.png: the file is empty (0 bytes))").
+
+    Args:
+        ds: a loaded dataset.
+        where: what to name (default ``ds.root``, else "the uploads").
+    """
+    if ds.records:
+        return ds
+    name = str(where) if where is not None else str(ds.root) if ds.root is not None else "the uploads"
+    if not ds.failures:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise NoImagesError(f"no images found in {name} (looked for {exts}, in the folder and its subfolders).")
+    first = ds.failures[0]
+    n = len(ds.failures)
+    raise NoImagesError(f"no usable images in {name}: {n:,} image file{'' if n == 1 else 's'} could not be read "
+                        f"(first: {first.name}: {first.reason}).")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def draw(ctx: ProtoContext) -> None:
             c1.caption(f"{pct(share)} of the dataset images lie at least this far from their own prototype"
                        + (": the upload may belong to none of these classes (NMC always picks one)." if share < 0.05 else "."))
             if gauss is not None:
-                d = np.sqrt(up_ood.distances[j])  # [K] Mahalanobis distance to every class
+                d = up_ood.distance[j]  # [K] Mahalanobis distance to every class (not squared)
                 beyond = float(np.mean(ref_maha < up_ood.mahalanobis[j]))
                 c1.caption(f"How far from every class (Mahalanobis, shared covariance): nearest **{up_ood.nearest[j]}** "
                            f"at {d.min():.1f}; further than {pct(beyond)} of the held-out dataset images are from "
