@@ -118,6 +118,15 @@ class FeatureSet:
     def __getitem__(self, kind: str) -> np.ndarray:
         return self.arrays[kind]
 
+    def subset(self, rows: Sequence[int] | np.ndarray) -> FeatureSet:
+        """The features of the images at ``rows`` (in that order), with their own identity (``key``: this
+        set's key and the chosen images' :func:`records_key`); failures and stats are not carried over."""
+        idx = np.asarray(rows, dtype=np.int64)
+        records = [self.records[int(i)] for i in idx]
+        key = hashlib.sha256(f"{self.key}|rows|{records_key(records)}".encode()).hexdigest()[:16]
+        return FeatureSet(self.backbone, self.size, dict(self.layers), records,
+                          {k: v[idx] for k, v in self.arrays.items()}, key=key)
+
 
 def _free_cores() -> int:
     """CPU cores this process may use beyond torch's intra-op threads."""

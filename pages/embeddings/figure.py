@@ -32,7 +32,8 @@ def map_figure(v: MapView) -> go.Figure:
                                        customdata=custom, hovertemplate=hover, marker=marker))
     ups = coords[N:]
     if len(ups):
-        custom = [[N + j, r.name, v.up_votes[j]] for j, r in enumerate(v.records[N:])]
+        custom = [[N + j, r.name, v.up_votes[j] + (" (far from every class)" if v.up_far[j] else "")]
+                  for j, r in enumerate(v.records[N:])]
         hover = f"<b>%{{customdata[1]}}</b><br>your upload · {VOTE_K}-NN vote: %{{customdata[2]}}<extra></extra>"
         marker = dict(symbol="star" if not three_d else "diamond", size=18 if not three_d else 8, color="black",
                       line=dict(width=1.5, color="white"))

@@ -17,17 +17,19 @@ import numpy as np
 import streamlit as st
 
 from core.geometry.neighbours import cosine_neighbours, neighbour_vote
+from core.io.images import ImageRecord
 from core.projection.projectors import ProjectionParams, Projector, available_methods, method_label
 from pages.components.large_map import features_source, imported_source, show_large_map
 from pages.embeddings import cache
 from pages.embeddings.figure import map_figure
 from pages.embeddings.panels import export, opened_image, selection_grid
 from pages.embeddings.view import VOTE_K, MapView
-from pages.shared.datasets import checked_uploads
 from pages.shared.links import link_param
 from pages.shared.resources import features, show_failures
 from pages.shared.selection import CLASS_DEFAULT
 from pages.shared.sidebar import sidebar
+from pages.shared.trust import judge
+from pages.shared.uploads import add_files, upload_shas
 
 METHODS = {m: method_label(m) for m in available_methods()}
 WAIT_S = 2.0        # wait this long for a background fit before showing PCA meanwhile
@@ -44,8 +46,12 @@ if sel.imported:  # embeddings made elsewhere (backbone-lens import): the large 
 st.caption("Each point is one image's global embedding, mapped to 2-D or 3-D. Click a point for the image "
            "and its nearest neighbours (cosine, in the full feature space); box/lasso-select for thumbnails.")
 
-fs = features(sel)
-show_failures(fs)
+fs_all = features(sel)
+show_failures(fs_all)
+# your unlabelled photos are placed in the map fitted on the rest (transform, not refit), as black stars
+mine = upload_shas()
+is_up = np.array([r.sha256 in mine and not r.label for r in fs_all.records], bool)  # [N + M]
+fs = fs_all.subset(np.flatnonzero(~is_up)) if is_up.any() else fs_all
 X = fs["embedding"]  # [N, D]
 N = len(fs.records)
 if N < 5:
@@ -122,22 +128,14 @@ if pending is not None:
     _wait(pending, ss["emb_started"][(fid, params.key())])
 
 # ---- uploads placed by the fitted map ----
-up_files = ss.get("emb_uploads") or []
-up_recs = []
-U = np.zeros((0, X.shape[1]), np.float32)
-up_coords = np.zeros((0, coords.shape[1]), np.float32)
-if up_files:
-    up_ds = checked_uploads(up_files)  # validated once per session, server limits
-    for f in up_ds.failures:
-        st.error(f"Cannot use the uploaded file **{f.name}**: {f.reason}. The other images are shown.")
-    if up_ds.records:
-        ufs = features(sel, dataset=up_ds)
-        show_failures(ufs)
-        up_recs = ufs.records
-        if up_recs:
-            U = ufs["embedding"]  # [M, D]
-            up_coords = cache.place(fid, shown.key(), tuple(r.sha256 for r in up_recs), proj, U)
+up_rows = np.flatnonzero(is_up)
+up_recs: list[ImageRecord] = [fs_all.records[i] for i in up_rows]
+U = fs_all["embedding"][up_rows]  # [M, D]
+up_coords = cache.place(fid, shown.key(), tuple(r.sha256 for r in up_recs), proj, U) if len(up_recs) else \
+    np.zeros((0, coords.shape[1]), np.float32)
 all_recs = list(fs.records) + up_recs
+verdicts = judge(fs, U, [r.name for r in up_recs]) if up_recs else None
+up_far: list[str | None] = [v.sentence if v.far else None for v in verdicts] if verdicts else [None] * len(up_recs)
 E_all = np.vstack([X, U]) if len(U) else X
 
 if "emb_pick" not in ss and (p := link_param("point")) is not None and p.isdigit() and int(p) < N:
@@ -154,7 +152,7 @@ if pick is not None:  # neighbours in the full feature space, also ringed in the
     nbrs = cosine_neighbours(E_all[[pick]], X, k=min(int(ss.get("emb_k", 8)), N - 1), exclude=[None if pick >= N else pick])
 view = MapView(backbone=sel.backbone, records=all_recs, labels=labels, X=X,
                coords=np.vstack([coords, up_coords]) if len(up_recs) else coords, shown=shown, metric=metric,
-               up_votes=neighbour_vote(U, X, labels, k=VOTE_K) if up_recs else [], pick=pick, nbrs=nbrs,
+               up_votes=neighbour_vote(U, X, labels, k=VOTE_K) if up_recs else [], up_far=up_far, pick=pick, nbrs=nbrs,
                multi=[i for i in ss.get("emb_multi", []) if i < len(all_recs)])
 
 
@@ -182,8 +180,13 @@ selection_grid(view)
 
 # ---- uploads and export ----
 c_up, c_ex = st.columns([3, 2], gap="medium")
-c_up.file_uploader("Place your own images in this map", accept_multiple_files=True, key="emb_uploads",
-                   help="They are embedded with the same backbone and placed by the fitted map (transform, "
-                        "not refit): PCA and UMAP project them, t-SNE places each at the weighted mean of its "
-                        "nearest images. Shown as black stars.")
+placed = c_up.file_uploader("Place your own photos in this map", accept_multiple_files=True,
+                            key=f"emb_uploads_{ss.get('emb_uploads_n', 0)}",
+                            help="They are kept with your photos (sidebar), embedded with the same backbone and placed "
+                                 "by the fitted map (transform, not refit): PCA and UMAP project them, t-SNE places each "
+                                 "at the weighted mean of its nearest images. Shown as black stars.")
+if placed:
+    ss["emb_uploads_n"] = ss.get("emb_uploads_n", 0) + 1
+    add_files(placed)
+    st.rerun()
 export(view, c_ex)

@@ -30,8 +30,13 @@ def opened_image(v: MapView) -> None:
     rec = v.records[pick]
     is_up = pick >= N
     image_or_warning(st, big, rec)
-    st.markdown(f"**{rec.name}** · " + (f"{UPLOAD} · {VOTE_K}-NN vote: **{v.up_votes[pick - N]}**" if is_up
-                                         else f"class **{v.labels[pick]}**"))
+    far = v.up_far[pick - N] if is_up else None
+    if far:
+        st.markdown(f"**{rec.name}** · {UPLOAD} · nearest images mostly **{v.up_votes[pick - N]}**, but:")
+        st.warning(f"**Far from every class.** {far}", icon=":material/help:")
+    else:
+        st.markdown(f"**{rec.name}** · " + (f"{UPLOAD} · {VOTE_K}-NN vote: **{v.up_votes[pick - N]}**" if is_up
+                                             else f"class **{v.labels[pick]}**"))
     st.slider("Neighbours (k)", 1, min(24, N - 1), min(8, N - 1), key="emb_k", persist_state="session",
               help="Ringed in the map: where the nearest neighbours in the full feature space landed.")
     idx, sims = v.nbrs.indices[0], v.nbrs.similarities[0]

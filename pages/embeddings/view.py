@@ -25,6 +25,7 @@ class MapView:
         coords: ``[N + M, c]`` map coordinates, dataset first (c = 2 or 3).
         shown: the projection drawn (PCA while a slower one is computing).
         up_votes: the k-NN class vote of each upload (``M``).
+        up_far: for each upload, the 'far from every class' sentence when the rule says so, else None.
         pick: the opened image (row of ``records``) or None.
         nbrs: its nearest dataset images (full feature space), or None.
         multi: rows of a box / lasso selection.
@@ -38,6 +39,7 @@ class MapView:
     shown: ProjectionParams
     metric: str
     up_votes: list[str]
+    up_far: list[str | None]
     pick: int | None
     nbrs: Neighbours | None
     multi: list[int]

@@ -101,3 +101,4 @@ def text_prototypes(backbone: str, weights_id: str, names: tuple, templates: tup
 @st.cache_resource(max_entries=8, show_spinner=False)
 def pca_map(fid: str, _X: np.ndarray):
     return make_projector(ProjectionParams("pca", n_components=2)).fit(_X)
+

@@ -24,6 +24,8 @@ class ProtoContext:
         metric: "cosine" or "euclidean", the distance to prototypes.
         test_size: held-out fraction per class.
         seed: seeds every split and draw.
+        queries: the dataset's unlabelled images (your photos), which the Classify tab classifies; None when
+            there are none.
     """
 
     sel: Selection
@@ -35,6 +37,7 @@ class ProtoContext:
     metric: Metric
     test_size: float
     seed: int
+    queries: FeatureSet | None = None
 
     @property
     def fid(self) -> str:

@@ -41,13 +41,16 @@ st.title("Prototypes")
 st.caption("A prototype is the mean embedding of a class. The nearest-mean classifier (NMC) sends an image to the "
            "nearest prototype: no training, new classes are added by adding a mean (SimpleCIL).")
 
-fs = features(sel)
-show_failures(fs)
-y = np.asarray(fs.labels)  # [N]
-if len(y) == 0 or not all(y):
-    st.info("Prototypes need class labels: use a folder with one subfolder per class, or upload images with a class "
-            "name in the sidebar.")
+fs_all = features(sel)
+show_failures(fs_all)
+labelled = np.array([bool(lab) for lab in fs_all.labels], bool)  # [N]; unlabelled ones are classified, not learnt from
+if not labelled.any():
+    st.info("Prototypes need class labels: use a folder with one subfolder per class, or add photos as a new class "
+            "in the sidebar.")
     st.stop()
+fs = fs_all if labelled.all() else fs_all.subset(np.flatnonzero(labelled))
+queries = None if labelled.all() else fs_all.subset(np.flatnonzero(~labelled))
+y = np.asarray(fs.labels)  # [N]
 classes, counts = np.unique(y, return_counts=True)
 if len(classes) < 2:
     st.info(f"Prototypes need at least 2 classes; this dataset has only {classes[0]!s}.")
@@ -60,8 +63,11 @@ test_size = c_test.slider("Held-out fraction per class", 0.1, 0.5, 0.3, 0.05, ke
                           help="Stratified split for accuracies; sets under 20 images or with a class under 3 "
                                "images use leave-one-out instead.")
 seed = int(c_seed.number_input("Seed", 0, 2**31 - 1, 0, key="proto_seed", persist_state="session"))
+if queries is not None:
+    st.caption(f"{len(queries.records)} unlabelled image(s) (your photos) are left out of the prototypes and classifiers: "
+               "the *Classify an upload* tab classifies them.")
 ctx = ProtoContext(sel=sel, fs=fs, X=fs["embedding"], y=y, classes=classes, counts=counts, metric=cast(Metric, metric),
-                   test_size=test_size, seed=seed)
+                   test_size=test_size, seed=seed, queries=queries)
 
 for module, tab in zip(TABS.values(), st.tabs(list(TABS), key="proto_tab", on_change="rerun")):
     if tab.open:  # only the open tab computes

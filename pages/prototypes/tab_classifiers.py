@@ -19,8 +19,8 @@ def draw(ctx: ProtoContext) -> None:
     X, y, fs, sel, metric, test_size, seed = ctx.X, ctx.y, ctx.fs, ctx.sel, ctx.metric, ctx.test_size, ctx.seed
     names = classifier_names()
     head = st.empty()
+    slot = st.empty()  # the whole width: every column of the table visible
     c1, c2 = st.columns([3, 2], gap="medium")
-    slot = c1.empty()
     try:
         results, not_run = cache.evaluations(ctx, names, slot)
     except ValueError as e:  # e.g. leave-one-out with a class of one image

@@ -1,25 +1,23 @@
 """Where a page's images come from: the bundled sample stamps, a folder under the data roots (listed
-once per folder signature), the session's uploads (each validated once per content hash) and the
-imported embedding sets (``backbone-lens import``)."""
+once per folder signature) and the imported embedding sets (``backbone-lens import``); the session's
+own photos are pages.shared.uploads."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import streamlit as st
 
-from core.io.images import Dataset, Failure, ImageRecord, folder_signature, load_folder, load_uploads
+from core.io.images import Dataset, folder_signature, load_folder
 from core.io.imports import imported_root, list_imported
 from core.io.policy import ServerPolicy
-from pages.shared.server import policy
 
 
 @st.cache_data(show_spinner="Reading the image folder…", max_entries=8)
-def _load_folder_cached(path: str, signature: tuple[int, int], roots: tuple[str, ...], max_pixels: int,
+def _load_folder_cached(path: str, signature: tuple[int, int], roots: tuple[str, ...], any_folder: bool, max_pixels: int,
                         max_file_bytes: int, max_files: int) -> Dataset:
     """The folder's dataset; ``signature`` (:func:`core.io.images.folder_signature`) is part of the
     key, so a file or class folder added while the server runs is seen on the next rerun."""
-    pol = ServerPolicy(data_roots=tuple(Path(r) for r in roots))
+    pol = ServerPolicy(data_roots=tuple(Path(r) for r in roots), any_folder=any_folder)
     return load_folder(path, max_pixels=max_pixels, max_file_bytes=max_file_bytes, max_files=max_files,
                        within=pol.is_within_data_roots)
 
@@ -27,69 +25,8 @@ def _load_folder_cached(path: str, signature: tuple[int, int], roots: tuple[str,
 def load_data_folder(folder: Path, pol: ServerPolicy) -> Dataset:
     """A folder under the data roots as a dataset, with the server's limits."""
     lim = pol.limits
-    return _load_folder_cached(str(folder), folder_signature(folder), tuple(map(str, pol.data_roots)),
+    return _load_folder_cached(str(folder), folder_signature(folder), tuple(map(str, pol.data_roots)), pol.any_folder,
                                lim.max_pixels, lim.max_file_bytes, lim.max_files)
-
-
-# ---- uploads ------------------------------------------------------------------------------------
-def _check_once(name: str, data: bytes, pol: ServerPolicy) -> tuple[str, str | None]:
-    """``(sha256, failure reason or None)`` of uploaded bytes, decoded once per session and content."""
-    checked: dict[str, str | None] = st.session_state.setdefault("_upload_checked", {})
-    sha = hashlib.sha256(data).hexdigest()
-    if sha not in checked:
-        ds = load_uploads([(name, data)], max_pixels=pol.limits.max_pixels, max_file_bytes=pol.limits.max_file_bytes)
-        checked[sha] = ds.failures[0].reason if ds.failures else None
-    return sha, checked[sha]
-
-
-def add_uploads(files, label: str, pol: ServerPolicy) -> str | None:
-    """Validate new uploads once (by content hash, per session) and add them to the session's
-    uploads; an error message when the batch would pass the file-count limit."""
-    ss = st.session_state
-    if len(ss.uploads) + len(files) > pol.limits.max_files:
-        return (f"{len(ss.uploads) + len(files):,} images would pass this server's limit of {pol.limits.max_files:,} "
-                "uploaded images (BACKBONE_LENS_MAX_FILES); clear some first.")
-    for f in files:
-        data = f.getvalue()
-        sha, _ = _check_once(f.name, data, pol)
-        ss.uploads.append((f.name, data, label, sha))
-    return None
-
-
-def checked_uploads(files, label: str = "") -> Dataset:
-    """Uploaded files (Streamlit ``UploadedFile``) as a dataset, each validated once per session
-    (keyed by content hash, not decoded again on later reruns), with the server's limits.
-
-    More files than the server allows stop the page with one line.
-    """
-    pol = policy()
-    if len(files) > pol.limits.max_files:
-        st.error(f"{len(files):,} files uploaded; the limit on this server is {pol.limits.max_files:,} "
-                 "(BACKBONE_LENS_MAX_FILES): remove some.")
-        st.stop()
-    records, failures = [], []
-    for f in files:
-        data = f.getvalue()
-        sha, reason = _check_once(f.name, data, pol)
-        if reason is None:
-            records.append(ImageRecord(sha256=sha, name=f.name, label=label, path=None, data=data))
-        else:
-            failures.append(Failure(f.name, reason))
-    return Dataset(records, failures)
-
-
-def uploads_dataset() -> Dataset:
-    """The session's uploads as a dataset, from the checks made when they were added (no decode)."""
-    ss = st.session_state
-    checked = ss.get("_upload_checked", {})
-    records, failures = [], []
-    for name, data, label, sha in ss.get("uploads", []):
-        reason = checked.get(sha)
-        if reason is None:
-            records.append(ImageRecord(sha256=sha, name=name, label=label, path=None, data=data))
-        else:
-            failures.append(Failure(name, reason))
-    return Dataset(records, failures)
 
 
 # ---- imported embedding sets --------------------------------------------------------------------
