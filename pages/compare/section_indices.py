@@ -15,6 +15,7 @@ from pages.compare import cache, widgets
 from pages.compare.context import CmpContext
 from pages.compare.figures import OTHER, SAME, agreement_scatter, captioned_thumb, cka_heatmap, thumb_grid
 from pages.compare.widgets import pick_from_chart
+from pages.shared.why import why_picker
 
 
 def draw(ctx: CmpContext, cmp: Comparison | None, M: np.ndarray, kind: str) -> None:
@@ -104,3 +105,5 @@ def draw(ctx: CmpContext, cmp: Comparison | None, M: np.ndarray, kind: str) -> N
                               for r, c in zip(rows_, sims_)]
                     st.markdown(f"nearest in **{who}** (green: also among the other's)")
                     st.image(thumb_grid(thumbs, per_row=5), width="content")
+                why_picker(records[j], {ag_a: [records[r] for r in sh.a], ag_b: [records[r] for r in sh.b]},
+                           origin="Compare's agreement map", key="cmp_why")

@@ -9,6 +9,7 @@ from core.geometry.neighbours import projection_table
 from core.projection.projectors import method_label
 from pages.embeddings.cache import THUMB, big, image_or_warning, short, thumb
 from pages.embeddings.view import UPLOAD, VOTE_K, MapView
+from pages.shared.why import why_button
 
 MAX_GRID = 48       # thumbnails shown for a box / lasso selection
 
@@ -50,6 +51,8 @@ def opened_image(v: MapView) -> None:
         image_or_warning(col, thumb, v.records[i], THUMB, caption=short(v.records[i].name))
         colour = "green" if (not is_up and v.labels[i] == v.labels[pick]) else ("red" if not is_up else "blue")
         col.markdown(f":{colour}[{v.labels[i]}]  \ncos **{s:.3f}**")
+        if not is_up:  # an upload is not a row of the dataset the Why page shows
+            why_button(col, rec, v.records[i], backbone=v.backbone, origin="Embeddings", key=f"emb_why_{j}")
 
 
 def selection_grid(v: MapView) -> None:
