@@ -11,5 +11,6 @@ PAGES = [
     st.Page("pages/saliency/page.py", title="Saliency", icon=":material/local_fire_department:", url_path="saliency"),
     st.Page("pages/segmentation/page.py", title="Segmentation", icon=":material/content_cut:", url_path="segmentation"),
     st.Page("pages/compare/page.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page("pages/discover/page.py", title="Discover", icon=":material/category_search:", url_path="discover"),
 ]
 st.navigation(PAGES).run()

@@ -11,6 +11,7 @@ The maths lives in core.classify.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import cast
 
 import numpy as np
@@ -28,6 +29,7 @@ from pages.prototypes import (
     tab_zero_shot,
 )
 from pages.prototypes.context import ProtoContext
+from pages.shared.labels import labelled_part
 from pages.shared.resources import features, show_failures
 from pages.shared.selection import CLASS_DEFAULT
 from pages.shared.sidebar import sidebar
@@ -41,13 +43,18 @@ st.title("Prototypes")
 st.caption("A prototype is the mean embedding of a class. The nearest-mean classifier (NMC) sends an image to the "
            "nearest prototype: no training, new classes are added by adding a mean (SimpleCIL).")
 
-fs = features(sel)
-show_failures(fs)
-y = np.asarray(fs.labels)  # [N]
-if len(y) == 0 or not all(y):
+labelled = labelled_part(sel.dataset)  # unlabelled images (e.g. a _unlabelled folder) have no class to average
+if not labelled.records:
     st.info("Prototypes need class labels: use a folder with one subfolder per class, or upload images with a class "
             "name in the sidebar.")
     st.stop()
+if len(labelled) < len(sel.dataset):
+    st.caption(f"{len(sel.dataset) - len(labelled):,} unlabelled images are left out (name their clusters on the "
+               "Discover page to make them classes).")
+sel = dataclasses.replace(sel, dataset=labelled)
+fs = features(sel)
+show_failures(fs)
+y = np.asarray(fs.labels)  # [N]
 classes, counts = np.unique(y, return_counts=True)
 if len(classes) < 2:
     st.info(f"Prototypes need at least 2 classes; this dataset has only {classes[0]!s}.")

@@ -10,6 +10,8 @@ from core.io.images import Dataset, TooManyFilesError
 from core.io.policy import PolicyError, ServerPolicy
 from core.models.registry import list_backbones
 from pages.shared.datasets import add_uploads, imported_sets, load_data_folder, uploads_dataset
+from pages.shared.labels import apply as apply_accepted_names
+from pages.shared.labels import sidebar_note as accepted_names_note
 from pages.shared.links import apply_link, write_link
 from pages.shared.resources import load_backbone_or_stop, offline_backbone_names
 from pages.shared.selection import IMPORTED, Selection
@@ -27,7 +29,8 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick", format_func=lambda f: short.get(f, f),
                                 on_change=keep, args=("ds_pick",),
                                 placeholder="Choose a folder under the data roots",
-                                help="Folders under this server's data roots (root/<class>/<image>, or a flat folder).")
+                                help="Folders under this server's data roots (root/<class>/<image>, or a flat folder). "
+                                     "In a class tree, root/_unlabelled/ holds unlabelled images.")
     typed = st.sidebar.text_input("…or type a path under the data roots", key="ds_path", on_change=keep, args=("ds_path",),
                                   placeholder=str(pol.data_roots[-1]))
     text = (typed or "").strip() or pick
@@ -49,7 +52,9 @@ def _uploads_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     ss = st.session_state
     with st.sidebar.form("upload_form", clear_on_submit=True):
         files = st.file_uploader("Images", accept_multiple_files=True, key="ds_files")
-        label = st.text_input("Class name for this batch (optional)")
+        label = st.text_input("Class name for this batch (optional)",
+                              help="Leave it empty for unlabelled images: the Discover page sorts them into the "
+                                   "named classes or new clusters.")
         if st.form_submit_button("Add to dataset") and files:
             err = add_uploads(files, label.strip(), pol)
             if err:
@@ -162,5 +167,8 @@ def sidebar(page_default: str) -> Selection:
         with st.sidebar.expander(f"{n} file{'' if n == 1 else 's'} skipped", icon=":material/warning:"):
             for f in ds.failures:
                 st.write(f"**{f.name}**: {f.reason}")
+    accepted_names_note(ds)
+    shown = apply_accepted_names(ds)  # names accepted on the Discover page: every page sees them
     write_link(label, name)
-    return Selection(ds, label, name, size, None if layer == "default" else int(layer))
+    return Selection(shown, label, name, size, None if layer == "default" else int(layer),
+                     base_dataset=ds if shown is not ds else None)
