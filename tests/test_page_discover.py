@@ -117,9 +117,13 @@ def test_discover_tab_shows_core_result_and_an_accepted_name_reaches_every_page(
         fig = json.loads(em.get("plotly_chart")[0].proto.spec)
         colour = {t["name"]: t["marker"]["color"] for t in fig["data"] if t.get("marker", {}).get("color")}
         known = sorted(set(labels) - {""})
-        expected = discovery_colours(known, [c.name for c in ref.clusters[1:] if c.size] + ["crabs"])
-        assert {n: colour[n] for n in known} == {n: expected[n] for n in known}
-        assert colour["crabs"] == expected["crabs"] and colour["crabs"] not in {colour[n] for n in known}
+        expected = discovery_colours(known, [c.name for c in ref.clusters])
+        assert {n: colour[n] for n in known} == {n: expected[n] for n in known}  # as on every other page
+        assert colour["crabs"] == expected["new 1"]  # the accepted name keeps its cluster's colour
+        for c in ref.clusters[1:]:
+            if c.size:
+                assert colour[c.name] == expected[c.name]
+        assert len(set(colour.values())) == len(colour)  # new clusters apart from the known classes
         assert fig["layout"]["legend"]["title"]["text"] == "class / new cluster"
 
         # "Forget accepted names": the labels as read again, everywhere
@@ -217,7 +221,7 @@ def test_real_stamps_three_classes_hidden(tmp_path, get_backbone):
 @pytest.mark.browser
 def test_discover_accept_and_see_the_class_on_prototypes_in_browser(page, app_url, tmp_path):
     folder = stamps_with_unlabelled(tmp_path / "stamps_partly_labelled")
-    page.set_viewport_size({"width": 1500, "height": 2200})
+    page.set_viewport_size({"width": 1500, "height": 1900})
     page.goto(f"{app_url}/?dataset={folder}")  # a shared link chooses the folder
     page.get_by_text("See what pretrained vision backbones see").wait_for(timeout=120_000)
     wait_idle(page)
@@ -234,9 +238,10 @@ def test_discover_accept_and_see_the_class_on_prototypes_in_browser(page, app_ur
     page.get_by_role("button", name="Accept").first.click()
     page.get_by_text("Accepted as").wait_for(timeout=60_000)
     wait_idle(page)
+    page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop > 0) e.scrollTop = 0; })")  # to the title
     page.wait_for_timeout(1500)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "discover.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "discover.png"))
 
     page.locator("[data-testid='stSidebarNav'] a", has_text="Prototypes").click()
     page.get_by_text("Per-class margin").wait_for(timeout=120_000)
@@ -247,3 +252,13 @@ def test_discover_accept_and_see_the_class_on_prototypes_in_browser(page, app_ur
     wait_idle(page, timeout=300_000)
     ticks = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .ytick text')].map(t => t.textContent)")
     assert "fish" in ticks, ticks  # the confusion matrix has the accepted class
+
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Embeddings").click()
+    page.get_by_text("Colour by discovery (mobilenetv2, k=auto)").wait_for(timeout=120_000)
+    wait_idle(page)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    legend = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .legendtext')].map(t => t.textContent)")
+    assert legend[:5] == ["birds", "bovines", "flowers", "fruit", "vegetables"] and "new 2" in legend and "fish" in legend
+    page.set_viewport_size({"width": 1500, "height": 1100})
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SCREENSHOTS / "discover_map.png"))

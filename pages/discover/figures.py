@@ -56,9 +56,9 @@ def growth_figure(classes: Sequence[str], labelled: Sequence[int], added: Mappin
                marker=dict(color=cols, opacity=0.55, pattern=dict(shape="/", fgcolor="white", size=6)),
                hovertemplate="%{y}: +%{x} unlabelled images<extra></extra>"),
     ])
-    fig.update_layout(barmode="stack", height=max(220, 60 + 26 * len(ys)), margin=dict(l=10, r=30, t=40, b=10),
-                      title=dict(text="Known classes: labelled + added", x=0, font=dict(size=15)),
-                      legend=dict(orientation="h", y=-0.18, x=0, font=dict(size=12)))
+    fig.update_layout(barmode="stack", height=max(240, 90 + 28 * len(ys)), margin=dict(l=10, r=30, t=50, b=10),
+                      title=dict(text="Known classes: labelled (solid) + added by discovery (hatched)", x=0,
+                                 font=dict(size=15)), showlegend=False)
     fig.update_xaxes(title_text="images")
     fig.update_yaxes(autorange="reversed")
     return fig

@@ -92,6 +92,12 @@ def _show(ctx: DiscContext, d: Discovery, k: K, key: tuple) -> None:
         labels.forget_button(ctx.sel.base.key, widget_key="forget_names_page")
 
 
+def _short(name: str, n: int = 13) -> str:
+    """File stem, cut to ``n`` characters (a caption stays under its thumbnail)."""
+    stem = name.split("/")[-1].rsplit(".", 1)[0]
+    return stem if len(stem) <= n else stem[: n - 1] + "…"
+
+
 def _n(k: int) -> str:
     return f"{k:,} image{'' if k == 1 else 's'}"
 
@@ -114,12 +120,12 @@ def _card(ctx: DiscContext, d: Discovery, c: NewCluster, colour: str, named: Cou
     run = abs(hash(key)) % 10**8  # a new run gets fresh name fields
     with st.container(border=True):
         pics, facts = st.columns([3, 1.25], gap="medium")
-        pics.markdown(f"<span style='color:{colour};font-size:1.3em'>■</span> **{c.name}** · {_n(c.size)}",
+        pics.markdown(f"<span style='color:{colour};font-size:1.6em;line-height:1'>■</span> **{c.name}** · {_n(c.size)}",
                       unsafe_allow_html=True)
         if c.size:
             recs = [ctx.fs.records[i] for i in c.central]
             pics.image([cache.thumb(r.sha256, r.name, cache.THUMB, r) for r in recs], width=cache.THUMB,
-                       caption=[r.name.split("/")[-1][:14] for r in recs])
+                       caption=[_short(r.name) for r in recs])
             pics.caption(f"{'its most central images' if len(recs) > 1 else 'its image'} (nearest its centre first)"
                          + ("" if len(recs) == c.size else f"; {len(recs)} of {c.size:,}"))
         margin = "n/a" if np.isnan(c.margin) else f":{'green' if c.margin > 0 else 'orange'}[**{c.margin:+.3f}**]"

@@ -14,6 +14,7 @@ colour its new clusters apart from the known classes (:func:`discovery_colouring
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -165,10 +166,18 @@ def discovery_colouring(key: str, records: Sequence[ImageRecord]) -> tuple[list[
     if d is None:
         return None
     labels = [r.label or d.cluster.get(record_id(r), "(unlabelled)") for r in records]
+    palette = render.discovery_colours(list(d.known), list(d.new))
+    came_from: dict[str, Counter] = {}  # accepted name -> the clusters its images were in
+    for r, lab in zip(records, labels):
+        if lab not in palette and record_id(r) in d.cluster:
+            came_from.setdefault(lab, Counter())[d.cluster[record_id(r)]] += 1
     present = set(labels)
-    new = [n for n in d.new if n in present]
-    extra = sorted(present - set(d.known) - set(new) - {"(unlabelled)"})  # accepted names
-    colours = render.discovery_colours(list(d.known), new + extra)
+    colours = {n: c for n, c in palette.items() if n in d.known or n in present}
+    wider = render.discovery_colours([], [str(i) for i in range(len(d.new) + len(present))]).values()
+    spare = iter([c for c in wider if c not in palette.values()])  # for a name none of whose images this run saw
+    for name in sorted(present - set(palette) - {"(unlabelled)"}):  # an accepted name: its cluster's colour
+        src = came_from.get(name)
+        colours[name] = palette[src.most_common(1)[0][0]] if src else next(spare)
     if "(unlabelled)" in present:  # e.g. an image this discovery's backbone could not read
         colours["(unlabelled)"] = "#9e9e9e"
     return labels, colours, d.note
