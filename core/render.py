@@ -317,10 +317,16 @@ def class_colours(classes: Sequence[str]) -> dict[str, str]:
 def discovery_colours(known: Sequence[str], new: Sequence[str]) -> dict[str, str]:
     """Colours of a category-discovery map: known classes as :func:`class_colours` gives them everywhere
     else, new clusters (``"new 1"`` ...) from a palette of their own (matplotlib's muted tab20b, then
-    tab20c, then hsv), so a new cluster never looks like a known class."""
+    tab20c, then hsv), so a new cluster never looks like a known class. The 20-colour palettes are five
+    hues of four shades each; they are taken hue by hue (the darkest shade of each hue, then the next shade),
+    so the first new clusters differ in hue, not only in shade."""
     import matplotlib
 
-    cols = [*matplotlib.colormaps["tab20b"].colors, *matplotlib.colormaps["tab20c"].colors]  # type: ignore[attr-defined]
+    def by_hue(name: str) -> list:
+        c = matplotlib.colormaps[name].colors  # type: ignore[attr-defined]
+        return [c[4 * hue + shade] for shade in range(4) for hue in range(5)]
+
+    cols = [*by_hue("tab20b"), *by_hue("tab20c")]
     if len(new) > len(cols):
         cols += [matplotlib.colormaps["hsv"](i / len(new))[:3] for i in range(len(new) - len(cols))]
     hexes = ["#{:02x}{:02x}{:02x}".format(*(round(v * 255) for v in c[:3])) for c in cols]

@@ -31,6 +31,7 @@ Nothing here imports Streamlit.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import os
@@ -85,6 +86,10 @@ DEFAULT_MAX_FILE_BYTES = 256 * 2**20  # no supported image of DEFAULT_MAX_PIXELS
 _ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
 _FORMAT_NAMES = "PNG, JPEG, BMP, GIF, TIFF, WebP, PPM/PGM"
 _SKIP_DIRS = frozenset({"__MACOSX"})  # zip-extraction debris (AppleDouble "._x.jpg" files)
+# In a class tree, a first-level folder of these names holds unlabelled images (label ""): how a folder brings
+# "known classes plus a pile of unlabelled images" (category discovery). The leading underscore keeps a class
+# that is really called "unlabelled" a class.
+UNLABELLED_DIRS = frozenset({"_unlabelled", "_unlabeled"})
 _ALPHA_THRESHOLD = 128  # alpha >= this counts as foreground in decode_alpha
 
 
@@ -256,6 +261,16 @@ class Dataset:
 
     def __iter__(self) -> Iterator[ImageRecord]:
         return iter(self.records)
+
+
+def relabel(ds: Dataset, labels: Iterable[str]) -> Dataset:
+    """The same images with other labels, one per record in order (e.g. names accepted for clusters that
+    category discovery found): a new :class:`Dataset`, hence a new ``key``."""
+    labels = list(labels)
+    if len(labels) != len(ds.records):
+        raise ValueError(f"{len(labels)} labels for {len(ds.records)} images")
+    records = [r if r.label == lab else dataclasses.replace(r, label=str(lab)) for r, lab in zip(ds.records, labels)]
+    return Dataset(records=records, failures=list(ds.failures), root=ds.root)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -602,8 +617,9 @@ def list_image_files(
 
     if labelled:
         for d in class_dirs:
+            label = "" if d.name in UNLABELLED_DIRS else d.name
             for dirpath, fn in _iter_candidate_strings(str(d), recursive):
-                add(d.name, dirpath + os.sep + fn)
+                add(label, dirpath + os.sep + fn)
         for p in _iter_candidates(root, recursive=False):
             failures.append(
                 Failure(
@@ -646,7 +662,9 @@ def load_folder(
 
     Layout: when ``root`` has subfolders holding images it is a folder-per-class tree
     (``root/<class>/.../<image>``; the label is the first-level folder name, also for images nested
-    deeper). Otherwise it is a flat, unlabelled folder. ``labelled`` forces either reading.
+    deeper), except that the images under ``root/_unlabelled/`` (:data:`UNLABELLED_DIRS`) are unlabelled
+    (label ``""``): known classes plus a pile of unlabelled images, as category discovery takes them.
+    Otherwise it is a flat, unlabelled folder. ``labelled`` forces either reading.
     In a class tree, image files lying directly in ``root`` are reported as failures ("not inside a
     class folder") rather than silently dropped. Unlabelled with ``recursive=True`` takes images from
     all subfolders too.

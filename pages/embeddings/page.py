@@ -24,6 +24,7 @@ from pages.embeddings import cache
 from pages.embeddings.figure import map_figure
 from pages.embeddings.panels import export, opened_image, selection_grid
 from pages.embeddings.view import VOTE_K, MapView
+from pages.shared.labels import discovery_colouring
 from pages.shared.links import link_param
 from pages.shared.resources import features, show_failures
 from pages.shared.selection import CLASS_DEFAULT
@@ -58,6 +59,12 @@ if N < 5:
     st.info(f"A map needs at least 5 images; this dataset has {N}. Pick another dataset in the sidebar.")
     st.stop()
 labels = [lab or "(unlabelled)" for lab in fs.labels]
+colours = None
+found = discovery_colouring(sel.base.key, fs.records)  # the last run of the Discover page on these images
+if found is not None and st.toggle(f"Colour by discovery ({found[2]})", value=True, key="emb_discovery",
+                                   help="The new clusters found on the Discover page in colours of their own, apart "
+                                        "from the known classes; an unlabelled image takes its cluster's colour."):
+    labels, colours = found[0], found[1]
 fid = fs.key
 if N > PLOTLY_MAX:
     show_large_map(features_source(fid, f"{sel.backbone} embeddings", X, labels, fs.records))
@@ -153,7 +160,7 @@ if pick is not None:  # neighbours in the full feature space, also ringed in the
 view = MapView(backbone=sel.backbone, records=all_recs, labels=labels, X=X,
                coords=np.vstack([coords, up_coords]) if len(up_recs) else coords, shown=shown, metric=metric,
                up_votes=neighbour_vote(U, X, labels, k=VOTE_K) if up_recs else [], up_far=up_far, pick=pick, nbrs=nbrs,
-               multi=[i for i in ss.get("emb_multi", []) if i < len(all_recs)])
+               multi=[i for i in ss.get("emb_multi", []) if i < len(all_recs)], colours=colours)
 
 
 def _on_select() -> None:

@@ -29,6 +29,8 @@ class MapView:
         pick: the opened image (row of ``records``) or None.
         nbrs: its nearest dataset images (full feature space), or None.
         multi: rows of a box / lasso selection.
+        colours: label -> colour when the map is coloured by a discovery (known classes, then new
+            clusters apart); None: one class palette.
     """
 
     backbone: str
@@ -43,6 +45,7 @@ class MapView:
     pick: int | None
     nbrs: Neighbours | None
     multi: list[int]
+    colours: dict[str, str] | None = None
 
     @property
     def n(self) -> int:

@@ -64,8 +64,9 @@ test_size = c_test.slider("Held-out fraction per class", 0.1, 0.5, 0.3, 0.05, ke
                                "images use leave-one-out instead.")
 seed = int(c_seed.number_input("Seed", 0, 2**31 - 1, 0, key="proto_seed", persist_state="session"))
 if queries is not None:
-    st.caption(f"{len(queries.records)} unlabelled image(s) (your photos) are left out of the prototypes and classifiers: "
-               "the *Classify an upload* tab classifies them.")
+    st.caption(f"{len(queries.records):,} unlabelled images are left out of the prototypes and classifiers (your photos, "
+               "or a folder's `_unlabelled/`): the *Classify an upload* tab classifies them, and the Discover page can "
+               "name their clusters as new classes.")
 ctx = ProtoContext(sel=sel, fs=fs, X=fs["embedding"], y=y, classes=classes, counts=counts, metric=cast(Metric, metric),
                    test_size=test_size, seed=seed, queries=queries)
 

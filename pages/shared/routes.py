@@ -20,6 +20,7 @@ ROUTES: tuple[Route, ...] = (
     Route("home", "Home", ":material/home:"),
     Route("embeddings", "Embeddings", ":material/scatter_plot:"),
     Route("prototypes", "Prototypes", ":material/target:"),
+    Route("discover", "Discover", ":material/category_search:"),
     Route("saliency", "Saliency", ":material/local_fire_department:"),
     Route("segmentation", "Segmentation", ":material/content_cut:"),
     Route("compare", "Compare", ":material/compare:"),

@@ -13,6 +13,8 @@ from core.io.uploads import with_uploads
 from core.models.base import Backbone
 from core.models.registry import list_backbones
 from pages.shared.datasets import imported_sets, load_data_folder
+from pages.shared.labels import apply as apply_accepted_names
+from pages.shared.labels import sidebar_note as accepted_names_note
 from pages.shared.links import apply_link, write_link
 from pages.shared.resources import get_backbone, offline_backbone_names
 from pages.shared.selection import IMPORTED, Selection
@@ -31,7 +33,8 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick", format_func=lambda f: short.get(f, f),
                                 on_change=keep, args=("ds_pick",),
                                 placeholder="Choose a folder under the data roots",
-                                help="Folders under this server's data roots (root/<class>/<image>, or a flat folder).")
+                                help="Folders under this server's data roots (root/<class>/<image>, or a flat folder). "
+                                     "In a class tree, root/_unlabelled/ holds unlabelled images.")
     typed = st.sidebar.text_input("…or type a folder's path" if pol.any_folder else "…or type a path under the data roots",
                                   key="ds_path", on_change=keep, args=("ds_path",),
                                   placeholder=str(pol.data_roots[-1]))
@@ -184,5 +187,8 @@ def sidebar(page_default: str) -> Selection:
         with st.sidebar.expander(f"{n} file{'' if n == 1 else 's'} skipped", icon=":material/warning:"):
             for f in ds.failures:
                 st.write(f"**{f.name}**: {f.reason}")
+    accepted_names_note(ds)
+    shown = apply_accepted_names(ds)  # names accepted on the Discover page: every page sees them
     write_link(label, name)
-    return Selection(ds, label, name, size, None if layer == "default" else int(layer))
+    return Selection(shown, label, name, size, None if layer == "default" else int(layer),
+                     base_dataset=ds if shown is not ds else None)
