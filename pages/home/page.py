@@ -41,10 +41,12 @@ with c1:
     st.page_link(page("embeddings"), label="Open Embeddings on the sample", icon=":material/scatter_plot:")
     st.page_link(page("prototypes"), label="Classify them (Prototypes)", icon=":material/target:")
 with c2:
-    st.markdown("**2 · Bring your own photos.** In the sidebar, choose *Uploads* (or a folder) and add pictures, "
-                "with a class name per batch if you have one. Then ask what the model looks at in one of them.")
+    st.markdown("**2 · Bring your own photos.** In the sidebar, *Add your photos*: as unlabelled images, or as a new "
+                "class. They join the dataset on every page and stay with this link. Then ask what the model sees "
+                "in one of them, and whether it resembles any class at all.")
     st.page_link(page("saliency"), label="Explain one photo (Saliency)", icon=":material/local_fire_department:")
     st.page_link(page("segmentation"), label="Cut out its object (Segmentation)", icon=":material/content_cut:")
+    st.page_link(page("prototypes"), label="Which class is it? (Prototypes › Classify)", icon=":material/target:")
 with c3:
     st.markdown("**3 · Choose a backbone.** Put two to four backbones side by side on the same images: accuracy, "
                 "speed, how alike their representations are, and where they disagree.")
@@ -66,6 +68,9 @@ with st.expander("What each page shows"):
         "deletion/insertion scores.\n"
         "- **Segmentation**: click a patch to segment by similarity, k-means parts, PCA foreground, "
         "co-segmentation.\n"
+        "- **Discover**: sort unlabelled images into the known classes or new clusters (category discovery); "
+        "name a cluster and it becomes a class on every page.\n"
+        "- **Why neighbours**: which patches make two images close, patch to patch.\n"
         "- **Compare**: backbones side by side, a metrics table and CKA."
     )
 
