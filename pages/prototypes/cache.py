@@ -15,10 +15,17 @@ from core.classify.ood import unknown_class_ood
 from core.classify.tables import evaluate_methods, method_label, teen_alpha_sweep, teen_repeated
 from core.classify.zeroshot import prompt_prototypes
 from core.geometry.vectors import METRICS, Metric
+from core.io.imports import ImportedSet
 from core.projection.projectors import ProjectionParams, make_projector
 from pages.prototypes.context import ProtoContext
 from pages.prototypes.figures import accuracy_table, show_accuracies
 from pages.shared.resources import get_backbone
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def imported_labels(fid: str, _s: ImportedSet) -> np.ndarray:
+    """``[N]`` an imported set's labels as strings (read once per version of the set)."""
+    return np.asarray(_s.labels(), dtype=str)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -16,7 +16,7 @@ HEAT_MAX_ROWS = 2_000  # image rows drawn in the image-to-prototype heat map (ev
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, fs, metric, K = ctx.X, ctx.y, ctx.fs, ctx.metric, ctx.K
+    X, y, items, metric, K = ctx.X, ctx.y, ctx.items, ctx.metric, ctx.K
     fid = ctx.fid
     pd_ = cache.prototypes(fid, metric, X, y)
     classes, order, D_pp, D_ip, margin = pd_.classes, pd_.order, pd_.D_pp, pd_.D_ip, pd_.margin
@@ -26,7 +26,7 @@ def draw(ctx: ProtoContext) -> None:
     c1.plotly_chart(heatmap(D_pp, list(classes), list(classes), colorbar=DIST_LABEL[metric], text=text,
                              title="Prototype to prototype", xtitle="prototype", ytitle="prototype", height=520),
                     key="pp_heat")
-    names = [fs.records[i].name for i in order]
+    names = [items.names[i] for i in order]
     # a heat map of 100,000 rows would not draw: show HEAT_MAX_ROWS rows evenly spaced in class order
     rows = np.unique(np.linspace(0, len(order) - 1, HEAT_MAX_ROWS).round().astype(int)) if len(order) > HEAT_MAX_ROWS \
         else np.arange(len(order))
@@ -72,10 +72,14 @@ def draw(ctx: ProtoContext) -> None:
         "mean_margin": st.column_config.NumberColumn("mean margin", format="%.3f"),
         "min_margin": st.column_config.NumberColumn("min margin", format="%.3f"),
         "correct": st.column_config.ProgressColumn("margin > 0", format="percent", min_value=0, max_value=1)})
-    out = pd.DataFrame(D_ip, columns=[f"d_{c}" for c in classes])
-    out.insert(0, "margin", margin)
-    out.insert(0, "label", y[order])
-    out.insert(0, "path", [str(fs.records[i].path or "") for i in order])
-    out.insert(0, "name", names)
-    c2.download_button("Download image-to-prototype distances (CSV)", out.to_csv(index=False).encode(),
-                       file_name=f"prototype_distances_{metric}.csv", mime="text/csv", icon=":material/download:")
+
+    def csv() -> bytes:  # made on a click only: 100,000 rows take seconds
+        out = pd.DataFrame(D_ip, columns=[f"d_{c}" for c in classes])
+        out.insert(0, "margin", margin)
+        out.insert(0, "label", y[order])
+        out.insert(0, "path", [items.paths[i] for i in order])
+        out.insert(0, "name", names)
+        return out.to_csv(index=False).encode()
+
+    c2.download_button("Download image-to-prototype distances (CSV)", csv, file_name=f"prototype_distances_{metric}.csv",
+                       mime="text/csv", icon=":material/download:", on_click="ignore")

@@ -17,7 +17,7 @@ from pages.shared.resources import features, show_failures
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, fs, sel, metric, test_size, seed, K = ctx.X, ctx.y, ctx.fs, ctx.sel, ctx.metric, ctx.test_size, ctx.seed, ctx.K
+    X, y, sel, metric, test_size, seed, K = ctx.X, ctx.y, ctx.sel, ctx.metric, ctx.test_size, ctx.seed, ctx.K
     fid = ctx.fid
     files = st.file_uploader("Upload images to classify", accept_multiple_files=True, key="proto_upload",
                              help="Each is embedded with the selected backbone and compared to the prototypes of "
@@ -83,7 +83,7 @@ def draw(ctx: ProtoContext) -> None:
                 col = colours[c]
                 fig.add_trace(go.Scattergl(x=base[rows, 0], y=base[rows, 1], mode="markers", name=str(c), legendgroup=str(c),
                                            marker=dict(size=7, color=col, opacity=0.6),
-                                           text=[r.name for r, m in zip(fs.records, rows) if m],
+                                           text=[ctx.items.names[int(i)] for i in np.flatnonzero(rows)],
                                            hovertemplate="%{text}<extra>" + str(c) + "</extra>"))
                 fig.add_trace(go.Scatter(x=pcs[k:k + 1, 0], y=pcs[k:k + 1, 1], mode="markers", legendgroup=str(c),
                                          showlegend=False, marker=dict(symbol="diamond", size=13, color=col,

@@ -11,7 +11,7 @@ import streamlit as st
 from pages.saliency import tab_attention, tab_faithfulness, tab_gradcam, tab_prototype_maps, tab_report
 from pages.saliency.context import SalContext
 from pages.shared.picking import pick_image
-from pages.shared.resources import get_backbone
+from pages.shared.resources import get_backbone, stop_if_imported
 from pages.shared.selection import PATCH_DEFAULT
 from pages.shared.sidebar import sidebar
 
@@ -20,6 +20,7 @@ TABS = {"Attention": tab_attention, "Grad-CAM": tab_gradcam, "Prototype maps": t
         "Faithfulness": tab_faithfulness, "Report card": tab_report}
 
 sel = sidebar(PATCH_DEFAULT)
+stop_if_imported(sel, "saliency", "Saliency")
 b = get_backbone(sel.backbone)
 spec = b.spec
 size = sel.size or spec.input_size
