@@ -1,6 +1,7 @@
 """Home: what each page shows and what is loaded."""
 import streamlit as st
 
+from pages.shared.datasets import imported_sets
 from pages.shared.resources import get_backbone
 from pages.shared.selection import CLASS_DEFAULT
 from pages.shared.sidebar import sidebar
@@ -20,6 +21,10 @@ st.markdown(
     "co-segmentation.\n"
     "- **Compare**: backbones side by side, a metrics table and CKA."
 )
+if sel.imported:  # vectors made elsewhere: no backbone to describe
+    st.info(f"**{sel.imported}**: an imported set of {imported_sets().get(sel.imported, 0):,} embeddings. Embeddings, "
+            "Prototypes and Compare work on its vectors; Saliency and Segmentation need the model that made them.")
+    st.stop()
 ds = sel.dataset
 spec = get_backbone(sel.backbone).spec
 c1, c2, c3 = st.columns(3)

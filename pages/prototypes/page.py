@@ -57,7 +57,8 @@ def _vectors(sel: Selection) -> tuple[str, np.ndarray, np.ndarray, Items, str]:
                     "point, and prototypes are class means: import it with a label column (the Embeddings page draws "
                     "it as it is).")
             st.stop()
-        st.caption(f"Imported set **{s.name}**: {s.n:,} vectors of dimension {s.dim} made by {s.backbone} "
+        made = "another tool" if s.backbone == "imported" else s.backbone  # what `import --backbone` recorded
+        st.caption(f"Imported set **{s.name}**: {s.n:,} vectors of dimension {s.dim} made by {made} "
                    f"({s.dtype}, read from its memory map); no model, so nothing is extracted here.")
         return s.fid, s.vectors, cache.imported_labels(s.fid, s), imported_items(s), s.name
     fs = features(sel)

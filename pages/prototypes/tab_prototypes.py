@@ -20,7 +20,7 @@ def draw(ctx: ProtoContext) -> None:
     fid = ctx.fid
     pd_ = cache.prototypes(fid, metric, X, y)
     classes, order, D_pp, D_ip, margin = pd_.classes, pd_.order, pd_.D_pp, pd_.D_ip, pd_.margin
-    st.caption(f"{K} prototypes from all {len(y)} images (in-sample: the held-out accuracies are on the Classifiers tab).")
+    st.caption(f"{K} prototypes from all {len(y):,} images (in-sample: the held-out accuracies are on the Classifiers tab).")
     c1, c2 = st.columns([2, 3], gap="medium")
     text = np.vectorize(lambda v: f"{v:.2f}")(np.maximum(D_pp, 0.0)) if K <= 12 else None  # no "-0.00"
     c1.plotly_chart(heatmap(D_pp, list(classes), list(classes), colorbar=DIST_LABEL[metric], text=text,
@@ -36,9 +36,9 @@ def draw(ctx: ProtoContext) -> None:
                    title=f"Image to prototype (images sorted by class{shown})",
                    xtitle="prototype", ytitle="image", height=max(520, min(1400, 14 * len(ys) + 120)),
                    show_y=len(ys) <= MAX_TICKS)
-    wrong = pd_.wrong_rows
+    wrong = np.flatnonzero(pd_.nearest[rows] != pd_.own[rows])  # among the rows shown
     if len(wrong):
-        fig.add_trace(go.Scatter(x=classes[pd_.nearest[wrong]], y=[ys[i] for i in wrong], mode="markers",
+        fig.add_trace(go.Scatter(x=classes[pd_.nearest[rows[wrong]]], y=[ys[i] for i in wrong], mode="markers",
                                  marker=dict(symbol="x", size=9, color="red", line=dict(width=1, color="white")),
                                  name="nearest prototype is another class", hoverinfo="skip"))
     bounds = np.flatnonzero(y[order][rows][1:] != y[order][rows][:-1])  # last shown row of each class
