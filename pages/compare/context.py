@@ -13,7 +13,7 @@ from core.compare.speed import Speed
 from core.io.images import ImageRecord
 from core.models.base import Backbone
 from core.models.extract import FeatureSet
-from pages.shared.items import Items
+from pages.shared.items import Items, aligned_items
 from pages.shared.selection import Selection
 
 
@@ -26,13 +26,16 @@ class CmpContext:
         aligned: the sources restricted to the images they share, in one order (``[M, D_b]`` each).
         key: the comparison's identity (each source's vectors; the alignment follows from them): every
             cached computation of the page keys on it.
-        items: the M shared images (names, thumbnails where readable).
     """
 
     sel: Selection
     aligned: AlignedSources
     key: str
-    items: Items
+
+    @cached_property
+    def items(self) -> Items:
+        """The M shared images: display names, thumbnails where readable."""
+        return aligned_items(self.key, self.aligned, self.img_names)
 
     @property
     def sources(self) -> list[EmbeddingSource]:
@@ -91,9 +94,11 @@ class CmpContext:
     def labels(self) -> list[str]:
         return [str(v) for v in self.aligned.labels]
 
-    @property
+    @cached_property
     def img_names(self) -> list[str]:
-        return list(self.aligned.names)
+        """``M`` display names: a backbone source's (relative to the sidebar's folder), else the first source's
+        recorded paths."""
+        return [r.name for r in self.records] if self.records is not None else list(self.aligned.names)
 
     @property
     def n(self) -> int:

@@ -28,7 +28,6 @@ from pages.compare import (
 )
 from pages.compare.choice import choose_sources
 from pages.compare.context import CmpContext
-from pages.shared.items import aligned_items
 from pages.shared.resources import features, load_backbone_or_stop, show_failures
 from pages.shared.selection import CLASS_DEFAULT, Selection
 from pages.shared.server import one_line
@@ -86,7 +85,7 @@ except ValueError as e:  # fewer than 10 shared images, labels that disagree
 twice = [f"{n}: {d:,}" for n, d in zip(aligned.source_names, aligned.duplicates) if d]
 st.markdown(aligned.summary() + (f" Images listed more than once count once ({', '.join(twice)} rows left out)."
                                  if twice else ""))
-ctx = CmpContext(sel=base, aligned=aligned, key=key, items=aligned_items(key, aligned))
+ctx = CmpContext(sel=base, aligned=aligned, key=key)
 ss = st.session_state
 if ss.get("cmp_image", 0) >= ctx.n:
     ss["cmp_image"] = 0  # the image the side-by-side columns open (a click on their maps chooses it)

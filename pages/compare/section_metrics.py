@@ -42,7 +42,8 @@ def draw(ctx: CmpContext) -> Comparison | None:
             text_cols = ("backbone", "family", "dim", "params", "speed_source")
             fmt: dict[str, str | Callable[[float], str]] = {c.label: "{:.3f}" for c in cols if c.key not in text_cols}
             fmt.update({"img/s": "{:.1f}", "params": lambda v: f"{v / 1e6:.1f} M"})
-            st.dataframe(shown.style.apply(_highlight, axis=None).format(fmt, na_rep="n/a"), hide_index=True,
+            shown, fmt = widgets.missing_as_text(shown, fmt)  # "n/a": an imported set's params and speed
+            st.dataframe(shown.style.apply(_highlight, axis=None).format(fmt), hide_index=True,
                          column_config={c.label: st.column_config.Column(help=c.help, width=widgets.col_width(c.key),
                                                                          pinned=c.key == "backbone") for c in cols},
                          key="cmp_table")

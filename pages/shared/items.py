@@ -94,7 +94,8 @@ def imported_items(s: ImportedSet) -> Items:
     return Items(s.fid, paths, paths, lambda i: s.image_bytes(i, policy()))
 
 
-def aligned_items(key: str, al: AlignedSources) -> Items:
+def aligned_items(key: str, al: AlignedSources, names: Sequence[str] | None = None) -> Items:
     """The images several sources share (:func:`core.compare.sources.align_sources`): a backbone source's
-    file where there is one, else the first imported set's path under the policy."""
-    return Items(key, al.names, al.paths, lambda i: al.image_bytes(i, policy()))
+    file where there is one, else the first imported set's path under the policy. ``names``: display names
+    (default: the first source's)."""
+    return Items(key, al.names if names is None else names, al.paths, lambda i: al.image_bytes(i, policy()))
