@@ -20,7 +20,7 @@ def draw(ctx: CmpContext, cmp: Comparison | None) -> None:
         st.info("Agreement needs the metrics above (a labelled dataset).")
     else:
         n_test = cmp.agreement[0].n_test if cmp.agreement else 0
-        st.caption(f"On the {n_test} test images of the split above: the share where two backbones' nearest-mean "
+        st.caption(f"On the {n_test:,} test images of the split above: the share where two sources' nearest-mean "
                    "predictions agree, how often each is right, and the images where they differ.")
         st.dataframe(pd.DataFrame([{
             "A": p.a, "B": p.b, "agree": p.agree, "both right": p.both_correct, "only A right": p.only_a,

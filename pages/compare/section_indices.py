@@ -31,7 +31,7 @@ def draw(ctx: CmpContext, cmp: Comparison | None, M: np.ndarray, kind: str) -> i
     sims = cache.indices(ctx, k_idx)
     first = next(iter(sims.values()))
     e0 = next(iter(first.estimates.values()))
-    st.caption(f"Global embeddings of {n_img} images. Cells: the index, and under it its {e0.level:.0%} bootstrap "
+    st.caption(f"Global embeddings of {n_img:,} images. Cells: the index, and under it its {e0.level:.0%} bootstrap "
                f"interval over images ({e0.n_boot} draws). The table adds the permutation baseline (the index after "
                f"shuffling one source's images against the other's, {e0.n_perm} shuffles) and its p-value. "
                "Diagonal: a source with itself."

@@ -1,4 +1,4 @@
-"""Metrics section: accuracies, few-shot, silhouette and speed of every backbone, best per column in green."""
+"""Metrics section: accuracies, few-shot, silhouette and speed of every source, best per column in green."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,11 +48,11 @@ def draw(ctx: CmpContext) -> Comparison | None:
                                                                          pinned=c.key == "backbone") for c in cols},
                          key="cmp_table")
             r0 = cmp.rows[0]
-            st.caption(f"{r0.n_images} images, {r0.n_classes} classes"
+            st.caption(f"{r0.n_images:,} images, {r0.n_classes} classes"
                        + (f" (labels of {ctx.aligned.label_source})" if ctx.imported_names else "")
                        + ". Accuracies: `core.classify.evaluation.evaluate` defaults "
                        f"({'a stratified 30 % hold-out per class, seed 0' if r0.protocol == 'split' else r0.protocol}"
-                       "), the same split for every backbone; few-shot: NMC with k images per class, mean and ± std over "
+                       "), the same split for every source; few-shot: NMC with k images per class, mean and ± std over "
                        f"10 draws; silhouette: cosine distance, {widgets.sample_note(silhouette_sample_size(r0.n_images), r0.n_images)}. "
                        "Green: best in the column (params: fewest). Click a header to sort."
                        + (f" An imported set has no model here: its params and img/s are n/a ({', '.join(ctx.imported_names)})."
