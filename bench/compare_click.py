@@ -84,7 +84,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
     print(f"agreement-map click -> panel: median {statistics.median(times):.2f} s, slowest {max(times):.2f} s over "
-          f"{len(times)} clicks; a rerun of the whole page: {full:.1f} s; load average {os.getloadavg()[0]:.1f}")
+          f"{len(times)} clicks; the whole page rerun by 'Open it side by side below' (that image's saliency and patch "
+          f"tokens for every backbone): {full:.1f} s; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

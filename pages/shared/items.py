@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import streamlit as st
-from PIL import Image
+from PIL import Image, ImageOps
 
 from core import render
 from core.compare.sources import AlignedSources
@@ -65,8 +65,10 @@ def _thumb(key: str, i: int, side: int, _items: Items) -> Image.Image | None:
 
 
 def show_thumb(where, items: Items, i: int, side: int = 120, caption: str | None = None) -> None:
-    """Row ``i``'s thumbnail in ``where`` (a grey "not readable" square when there is no picture)."""
-    where.image(items.thumb(i, side), caption=caption, width=side)
+    """Row ``i``'s thumbnail in ``where``, centred on a white ``side`` x ``side`` square so that captions side by
+    side line up (a grey "not readable" square when there is no picture)."""
+    where.image(ImageOps.pad(items.thumb(i, side).convert("RGB"), (side, side), color=(255, 255, 255)),
+                caption=caption, width=side)
 
 
 # ---- the three kinds of rows ------------------------------------------------------------------
