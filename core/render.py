@@ -40,6 +40,15 @@ def fit(image: Image.Image, max_side: int) -> Image.Image:
     return image.convert("RGB").resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
+def placeholder(side: int, text: str = "not readable", colour=(230, 230, 230)) -> Image.Image:
+    """A grey ``side`` x ``side`` square with ``text`` in its middle: what a thumbnail shows when the
+    image file cannot be read here (a path outside the data roots, a file gone)."""
+    img = Image.new("RGB", (side, side), colour)
+    _text(ImageDraw.Draw(img), (side // 2, side // 2), text, max(9, min(14, side // 8)), fill=(110, 110, 110),
+          anchor="mm")
+    return img
+
+
 def png_bytes(image: Image.Image) -> bytes:
     """PNG encoding of a figure (for download buttons)."""
     buf = io.BytesIO()

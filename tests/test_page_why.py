@@ -148,10 +148,10 @@ def test_compare_agreement_map_hands_its_pair_and_backbone_over(stamps):
         at = AppTest.from_file(APP, default_timeout=600)
         _run(at)
         at.switch_page("pages/compare/page.py")
-        at.session_state["cmp_backbones"] = [TINY_VIT, TINY_CNN]  # the map of A = the ViT, coloured by B = the CNN
+        at.session_state["_kept_cmp_sources"] = [TINY_VIT, TINY_CNN]  # the map of A = the ViT, coloured by B = the CNN
+        at.session_state["cmp_ag_pick"] = j = 3  # the image opened on the agreement map
         _run(at)
         picker = at.selectbox(key="cmp_why")
-        j = at.session_state["cmp_image"]
         first_cnn = next(i for i, o in enumerate(picker.options) if o.endswith(f" in {TINY_CNN}"))
         b = [r.name for r in stamps.records].index(picker.options[first_cnn].rsplit(" in ", 1)[0])
         picker.set_value(first_cnn)

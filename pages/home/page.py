@@ -3,7 +3,7 @@ import streamlit as st
 from PIL import Image
 
 from core.io.images import ImageRecord, thumbnail
-from pages.shared.datasets import load_data_folder
+from pages.shared.datasets import imported_sets, load_data_folder
 from pages.shared.resources import get_backbone
 from pages.shared.routes import page
 from pages.shared.selection import CLASS_DEFAULT
@@ -74,6 +74,10 @@ with st.expander("What each page shows"):
         "- **Compare**: backbones side by side, a metrics table and CKA."
     )
 
+if sel.imported:  # vectors made elsewhere: no backbone to describe
+    st.info(f"**{sel.imported}**: an imported set of {imported_sets().get(sel.imported, 0):,} embeddings. Embeddings, "
+            "Prototypes and Compare work on its vectors; Saliency and Segmentation need the model that made them.")
+    st.stop()
 ds = sel.dataset
 spec = get_backbone(sel.backbone).spec
 st.subheader("Loaded now")

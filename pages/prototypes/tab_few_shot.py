@@ -15,7 +15,7 @@ from pages.prototypes.context import ProtoContext
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, sel, seed, K, counts_all = ctx.X, ctx.y, ctx.sel, ctx.seed, ctx.K, ctx.counts
+    X, y, seed, K, counts_all = ctx.X, ctx.y, ctx.seed, ctx.K, ctx.counts
     fid = ctx.fid
     st.caption(f"k random training images per class, the rest (at most {evaluation.FEW_SHOT_MAX_TEST:,} of it, a stratified sample) is "
                "the test set; each point is the mean over draws, its error bar "
@@ -78,7 +78,7 @@ def draw(ctx: ProtoContext) -> None:
     fig.update_yaxes(title_text="accuracy on the remaining images", range=[0, 1.06], tickformat=".0%")
     st.plotly_chart(fig, key="fs_plot")
     if regimes is not None:
-        st.markdown(f"**Two regimes ({sel.backbone}):** {regimes.sentence}")
+        st.markdown(f"**Two regimes ({ctx.made_by}):** {regimes.sentence}")
     else:
         st.caption("Add naive Bayes (shared variance) and the linear probe to the methods to see where the two "
                    "regimes meet.")

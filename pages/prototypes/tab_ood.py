@@ -8,13 +8,14 @@ import streamlit as st
 from core.classify.ood import OOD_SCORES
 from pages.prototypes import cache
 from pages.prototypes.context import ProtoContext
-from pages.prototypes.figures import show
+from pages.prototypes.figures import THUMB
+from pages.shared.items import show_thumb
 
 OOD_LABEL = {"mahalanobis": "Mahalanobis distance (to the nearest class)", "energy": "energy (−log p(x) + const)"}
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, fs, classes_all, test_size, seed, K = ctx.X, ctx.y, ctx.fs, ctx.classes, ctx.test_size, ctx.seed, ctx.K
+    X, y, items, classes_all, test_size, seed, K = ctx.X, ctx.y, ctx.items, ctx.classes, ctx.test_size, ctx.seed, ctx.K
     fid = ctx.fid
     st.caption("How far an image lies from every class, from the statistics LDA uses: the class means and one shared "
                "covariance (Ledoit-Wolf). Mahalanobis = the distance to the nearest class mean, not squared, as on every "
@@ -56,14 +57,14 @@ def draw(ctx: ProtoContext) -> None:
         fig.update_xaxes(title_text="score (higher = more unusual)")
         fig.update_yaxes(title_text="images")
         col.plotly_chart(fig, key=f"ood_hist_{kind}")
-    table = pd.DataFrame({"image": [fs.records[i].name for i in rows], "class": y[rows],
+    table = pd.DataFrame({"image": [items.names[i] for i in rows], "class": y[rows],
                           "unknown class": flag, "nearest class": sc.nearest,
                           "Mahalanobis distance": sc.mahalanobis, "energy": sc.energy}).sort_values("Mahalanobis distance",
                                                                                            ascending=False)
     st.subheader("Most unusual images (Mahalanobis)")
     top = st.columns(6)
     for j, i in enumerate(table.index[:6]):
-        show(top[j], fs.records[rows[i]], caption=f"{y[rows[i]]} · {sc.mahalanobis[i]:.1f}")
+        show_thumb(top[j], items, rows[i], THUMB, caption=f"{y[rows[i]]} · {sc.mahalanobis[i]:.1f}")
     st.dataframe(table, hide_index=True, column_config={
         "Mahalanobis distance": st.column_config.NumberColumn(format="%.1f"),
         "energy": st.column_config.NumberColumn(format="%.1f")})

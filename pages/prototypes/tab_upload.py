@@ -17,7 +17,7 @@ from pages.shared.uploads import add_files
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, fs, metric, test_size, seed, K = ctx.X, ctx.y, ctx.fs, ctx.metric, ctx.test_size, ctx.seed, ctx.K
+    X, y, metric, test_size, seed, K = ctx.X, ctx.y, ctx.metric, ctx.test_size, ctx.seed, ctx.K
     fid = ctx.fid
     placed = st.file_uploader("Upload photos to classify", accept_multiple_files=True,
                               key=f"proto_upload_{st.session_state.get('proto_upload_n', 0)}",
@@ -34,7 +34,7 @@ def draw(ctx: ProtoContext) -> None:
                 "to every prototype and its place in the embedding.")
         return
     U = ufs["embedding"]  # [M, D]
-    verdicts = judge(ctx.fs, U, [r.name for r in ufs.records])
+    verdicts = judge(ctx.fs, U, [r.name for r in ufs.records]) if ctx.fs is not None else None
     nd = new_image_distances(X, y, U, metric)
     classes, Dm = nd.classes, nd.D  # [K], [M, K]
     try:  # statistics of the training split; the held-out test images are the reference
@@ -85,7 +85,7 @@ def draw(ctx: ProtoContext) -> None:
                 col = colours[c]
                 fig.add_trace(go.Scattergl(x=base[rows, 0], y=base[rows, 1], mode="markers", name=str(c), legendgroup=str(c),
                                            marker=dict(size=7, color=col, opacity=0.6),
-                                           text=[r.name for r, m in zip(fs.records, rows) if m],
+                                           text=[ctx.items.names[int(i)] for i in np.flatnonzero(rows)],
                                            hovertemplate="%{text}<extra>" + str(c) + "</extra>"))
                 fig.add_trace(go.Scatter(x=pcs[k:k + 1, 0], y=pcs[k:k + 1, 1], mode="markers", legendgroup=str(c),
                                          showlegend=False, marker=dict(symbol="diamond", size=13, color=col,

@@ -12,7 +12,7 @@ from pages.saliency import tab_attention, tab_faithfulness, tab_gradcam, tab_pro
 from pages.saliency.context import SalContext
 from pages.saliency.targets import far_note
 from pages.shared.picking import pick_image
-from pages.shared.resources import get_backbone
+from pages.shared.resources import get_backbone, stop_if_imported
 from pages.shared.selection import CLASS_DEFAULT, PATCH_DEFAULT
 from pages.shared.sidebar import sidebar
 from pages.shared.uploads import upload_shas
@@ -22,6 +22,7 @@ TABS = {"Attention": tab_attention, "Grad-CAM": tab_gradcam, "Prototype maps": t
         "Faithfulness": tab_faithfulness, "Report card": tab_report}
 
 sel = sidebar(CLASS_DEFAULT if upload_shas() else PATCH_DEFAULT)  # your photos: a backbone with a head first
+stop_if_imported(sel, "saliency", "Saliency")
 b = get_backbone(sel.backbone)
 spec = b.spec
 size = sel.size or spec.input_size

@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.errors import BackboneLensError
 from core.io.images import Dataset
+from core.io.imports import MODEL_ONLY_VIEWS
 from core.io.store import FeatureStore
 from core.models.base import Backbone
 from core.models.extract import FeatureSet, extract_features
@@ -151,6 +152,16 @@ def features(sel: Selection, kinds: tuple[str, ...] = ("embedding",), backbone: 
         st.toast(f"{name}: extracted {fs.stats.n_computed} images in {time.perf_counter() - t0:.1f} s")
     memo[key] = fs
     return fs
+
+
+def stop_if_imported(sel: Selection, view: str, title: str) -> None:
+    """On an imported set (vectors, no model): the page's title and one sentence on why ``view`` (a key of
+    :data:`core.io.imports.MODEL_ONLY_VIEWS`) needs the model, then the page stops."""
+    if sel.imported:
+        st.title(title)
+        st.info(f"**{sel.imported}** is an imported set of embeddings. {MODEL_ONLY_VIEWS[view]} The Embeddings, "
+                "Prototypes and Compare pages work on its vectors.", icon=":material/info:")
+        st.stop()
 
 
 def show_failures(fs: FeatureSet) -> None:
