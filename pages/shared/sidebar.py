@@ -9,7 +9,7 @@ import streamlit as st
 from core.io.images import Dataset, TooManyFilesError
 from core.io.policy import PolicyError, ServerPolicy
 from core.models.registry import list_backbones
-from pages.shared.datasets import add_uploads, imported_sets, load_data_folder, uploads_dataset
+from pages.shared.datasets import add_uploads, imported_set_problems, imported_sets, load_data_folder, uploads_dataset
 from pages.shared.links import apply_link, write_link
 from pages.shared.resources import load_backbone_or_stop, offline_backbone_names
 from pages.shared.selection import IMPORTED, Selection
@@ -70,6 +70,8 @@ def _dataset_sidebar() -> tuple[Dataset, str]:
     pol = policy()
     restore_dataset_choice()
     sets = imported_sets()
+    for problem in imported_set_problems():
+        st.sidebar.warning(problem, icon=":material/warning:")
     options = SOURCES + [IMPORTED + name for name in sets]
     if ss.get("ds_source") not in options:
         ss.pop("ds_source", None)  # e.g. an imported set deleted meanwhile
