@@ -11,16 +11,29 @@ and released when the session's tab closes.
   an owner found inactive at :data:`GRACE` checks in a row (a tab that reconnects meanwhile keeps its
   jobs) is released from every watched pool, which cancels what only it wanted.
 
-Extraction on the page runs on the session's own script thread (pages.shared.resources.features):
-a Cancel click or a closed tab stops it through Streamlit itself (the next progress update raises
-Streamlit's rerun / stop), so it needs only :func:`cancelled` / :func:`resume` from here.
+A job on the session's own script thread (an extraction with its progress bar, a report card): a
+Cancel click or a closed tab stops it through Streamlit itself. A click makes Streamlit start a new
+run at once and stop the old one at its next ``st`` call (the progress update after the batch being
+written); a closed tab stops it the same way. Such a job runs inside :func:`script_job` and its
+page calls :func:`wait_for_previous_run` first, so the new run sees what the old one wrote::
+
+    jobs.wait_for_previous_run(key)
+    if jobs.cancelled(key):
+        st.info("Cancelled: ...")  # what was kept
+        jobs.resume_button(key)
+        st.stop()
+    with jobs.script_job(key):
+        bar = st.progress(0.0)
+        jobs.cancel_button(key)
+        result = long_job(progress=reporter(bar, ...))
 """
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import streamlit as st
@@ -31,6 +44,7 @@ from core.projection.jobs import JobPool
 from pages.shared.server import log
 
 CHECK_S = 5.0   # seconds between two checks for closed sessions
+STOP_WAIT_S = 600.0  # at most this long for an older run to reach its next progress update
 GRACE = 2       # checks in a row an owner must be found inactive before its jobs are released
 _CANCELLED = "_cancelled_jobs"  # session state: the keys this session cancelled
 
@@ -160,3 +174,33 @@ def resume_button(key: Hashable, label: str = "Resume", help: str | None = None)
     """A button that calls :func:`resume` (``key``) when clicked."""
     st.button(label, key=widget_key("_resume", key), on_click=resume, args=(key,), icon=":material/play_arrow:",
               help=help)
+
+
+# ---- jobs on the script thread --------------------------------------------------------------------
+@st.cache_resource
+def _script_runs() -> dict[tuple, threading.Event]:
+    """(session id, job key) -> an event set when the script run doing that job has left it."""
+    return {}
+
+
+@contextmanager
+def script_job(key: Hashable) -> Iterator[None]:
+    """Mark ``key`` as being done by this session's current script run until the block ends."""
+    runs, rk, ended = _script_runs(), (session_id(), key), threading.Event()
+    runs[rk] = ended
+    try:
+        yield
+    finally:
+        ended.set()
+        if runs.get(rk) is ended:
+            del runs[rk]
+
+
+def wait_for_previous_run(key: Hashable, text: str = "Stopping after the batch being computed…") -> None:
+    """Wait (with a spinner saying ``text``) until an older run of this session has left the job
+    ``key``: what it wrote is then counted (after Cancel) or read back (after any other click)
+    instead of being computed twice."""
+    ended = _script_runs().get((session_id(), key))
+    if ended is not None and not ended.is_set():
+        with st.spinner(text):
+            ended.wait(timeout=STOP_WAIT_S)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import NoReturn
 
 import streamlit as st
@@ -21,8 +19,6 @@ from core.models.registry import create_backbone, list_backbones
 from pages.shared import jobs
 from pages.shared.selection import Selection
 from pages.shared.server import log, one_line, policy, stop_on_cache_error
-
-_STOP_WAIT_S = 600.0  # at most this long for an older run to finish its batch (a slow model on a loaded machine)
 
 
 class _ModelCache:
@@ -141,43 +137,13 @@ def features(sel: Selection, kinds: tuple[str, ...] = ("embedding",), backbone: 
     if key in memo:
         return memo[key]
     job = ("extract", *key)
-    _wait_for_previous_run(job)
+    jobs.wait_for_previous_run(job)  # a click during an extraction: its batch is then counted or read back
     if jobs.cancelled(job):
         _show_cancelled(job, b, name, ds, kinds, layer, size)
-    with _extracting(job):
+    with jobs.script_job(job):
         fs = _extract(b, name, ds, kinds, layer, size, job)
     memo[key] = fs
     return fs
-
-
-@st.cache_resource
-def _runs() -> dict[tuple, threading.Event]:
-    """(session id, extraction) -> an event set when the script run extracting it has stopped."""
-    return {}
-
-
-@contextmanager
-def _extracting(job: tuple) -> Iterator[None]:
-    """Mark ``job`` as being extracted by this session's current run until the block ends."""
-    runs, rk, ended = _runs(), (jobs.session_id(), job), threading.Event()
-    runs[rk] = ended
-    try:
-        yield
-    finally:
-        ended.set()
-        if runs.get(rk) is ended:
-            del runs[rk]
-
-
-def _wait_for_previous_run(job: tuple) -> None:
-    """Wait until an older run of this session stops extracting ``job``. A click during an extraction
-    (Cancel or any widget) makes Streamlit start a new run at once and stop the old one at its next
-    progress update, after the batch being computed is written: waiting for it means that batch is
-    counted as cached (Cancel) or read back (any other rerun) instead of being computed twice."""
-    ended = _runs().get((jobs.session_id(), job))
-    if ended is not None and not ended.is_set():
-        with st.spinner("Stopping after the batch being computed…"):
-            ended.wait(timeout=_STOP_WAIT_S)
 
 
 def _extract(b: Backbone, name: str, ds: Dataset, kinds: tuple[str, ...], layer: Layer, size: int | None,
