@@ -178,6 +178,22 @@ def feature_layers(backbone: Backbone, kinds: Sequence[str], layer: LayerLike) -
     return output_layers(backbone.spec, list(kinds), layer)
 
 
+def cached_count(backbone: Backbone, records: Sequence[ImageRecord], store: FeatureStore, *,
+                 kinds: Sequence[str] = ("embedding",), layer: LayerLike = None, size: int | None = None) -> int:
+    """How many of ``records`` have every output of ``kinds`` in ``store`` for these arguments of
+    :func:`extract_features` (an index look-up): what a cancelled extraction kept, so what a rerun
+    will not compute again."""
+    spec = backbone.spec
+    size = spec.check_size(size or spec.input_size)
+    layers = feature_layers(backbone, kinds, layer)
+    prep = preprocessing_id(spec, size)
+    have = [True] * len(records)
+    for k in kinds:
+        prefix = FeatureKey.prefix(spec.weights_id, prep, layers[k], k)
+        have = [h and c for h, c in zip(have, store.contains([prefix + r.sha256 for r in records]))]
+    return sum(have)
+
+
 def extract_features(
     backbone: Backbone,
     records: Sequence[ImageRecord],

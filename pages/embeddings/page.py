@@ -16,6 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import numpy as np
 import streamlit as st
 
+from core.errors import Cancelled
 from core.geometry.neighbours import cosine_neighbours, neighbour_vote
 from core.io.images import ImageRecord
 from core.projection.projectors import ProjectionParams, Projector, available_methods, method_label
@@ -24,10 +25,13 @@ from pages.embeddings import cache
 from pages.embeddings.figure import map_figure
 from pages.embeddings.panels import export, opened_image, selection_grid
 from pages.embeddings.view import VOTE_K, MapView
+from pages.shared import jobs
+from pages.shared.datasets import forget_imported_listing
 from pages.shared.labels import discovery_colouring
 from pages.shared.links import link_param
 from pages.shared.resources import features, show_failures
 from pages.shared.selection import CLASS_DEFAULT
+from pages.shared.server import log, one_line, stop_on_cache_error
 from pages.shared.sidebar import sidebar
 from pages.shared.trust import judge
 from pages.shared.uploads import add_files, upload_shas
@@ -39,9 +43,16 @@ PLOTLY_MAX = 20_000  # above this many images the level-of-detail point map repl
 sel = sidebar(CLASS_DEFAULT)
 st.title("Embeddings")
 if sel.imported:  # embeddings made elsewhere (backbone-lens import): the large map, no forward
-    from core.io.imports import open_imported
+    from core.io.imports import ImportedSetDamagedError, UnknownImportedSetError, open_imported
 
-    _set = open_imported(sel.imported)
+    try:
+        with stop_on_cache_error():
+            _set = open_imported(sel.imported)
+    except (ImportedSetDamagedError, UnknownImportedSetError) as e:  # damaged or removed since it was listed
+        log.warning("cannot open the imported set %s", sel.imported, exc_info=True)
+        forget_imported_listing()  # the sidebar lists it afresh, naming the damage
+        st.error(one_line(e))
+        st.stop()
     show_large_map(imported_source(_set.name, (_set.root / "meta.json").stat().st_mtime))
     st.stop()
 st.caption("Each point is one image's global embedding, mapped to 2-D or 3-D. Click a point for the image "
@@ -100,23 +111,31 @@ pca_params = ProjectionParams("pca", n_components=params.n_components, metric=me
 # ---- the projection: PCA inline, UMAP / t-SNE in the background (PCA meanwhile) ----
 proj: Projector | None = None
 pending: Future | None = None
+job_key = (fid, params.key())  # the background fit's key in the job pool
 if method == "pca":
     proj = cache.fit_inline(fid, params.key(), X, params)
+elif jobs.cancelled(job_key):  # this session cancelled it: PCA until asked again
+    ss.get("emb_started", {}).pop(job_key, None)
+    c_note, c_again = st.columns([4, 1], vertical_alignment="center")
+    c_note.info(f"{METHODS[method]} cancelled: showing PCA.", icon=":material/cancel:")
+    with c_again:
+        jobs.resume_button(job_key, f"Compute {METHODS[method]}", help="Start the fit again (in the background).")
 else:
-    jobs = cache.jobs()
-    key = (fid, params.key())
-    fut = jobs.submit(key, cache.fit, X, params)
+    pool = cache.jobs()
+    fut = jobs.submit(pool, job_key, cache.fit, X, params)
     started = ss.setdefault("emb_started", {})
-    started.setdefault(key, time.time())
+    started.setdefault(job_key, time.time())
     try:
         proj = fut.result(timeout=WAIT_S)
     except FutureTimeout:
         pending = fut
+    except Cancelled:  # released in the same instant (a race with another session): PCA now, fit again next run
+        started.pop(job_key, None)
     except Exception as e:  # the fit raised: say so, keep the PCA map, offer a retry
         st.error(f"{METHODS[method]} failed on these features: {type(e).__name__}: {e}")
         if st.button("Retry", key="emb_retry"):
-            jobs.forget(key)
-            started.pop(key, None)
+            pool.forget(job_key)
+            started.pop(job_key, None)
             st.rerun()
 shown = params if proj is not None else pca_params
 if proj is None:
@@ -126,13 +145,18 @@ coords = proj.embedding_  # [N, c]
 if pending is not None:
     @st.fragment(run_every=1.0)
     def _wait(fut: Future, t0: float) -> None:
-        if fut.done():
-            st.rerun()  # the whole page, now with the finished map
-        st.info(f"{METHODS[method]} is being computed in the background ({time.time() - t0:.0f} s so far); "
-                f"showing PCA meanwhile. The map switches by itself when it is ready.",
-                icon=":material/hourglass_top:")
+        if fut.done() or jobs.cancelled(job_key):
+            st.rerun()  # the whole page, now with the finished map (or PCA, cancelled)
+        c_note, c_cancel = st.columns([4, 1], vertical_alignment="center")
+        c_note.info(f"{METHODS[method]} is being computed in the background ({time.time() - t0:.0f} s so far); "
+                    f"showing PCA meanwhile. The map switches by itself when it is ready.",
+                    icon=":material/hourglass_top:")
+        with c_cancel:
+            jobs.cancel_button(job_key, cache.jobs(), f"Cancel {METHODS[method]}",
+                               help="Stop waiting for this map and keep PCA (the fit stops unless another "
+                                    "session is waiting for the same map).")
 
-    _wait(pending, ss["emb_started"][(fid, params.key())])
+    _wait(pending, ss["emb_started"][job_key])
 
 # ---- uploads placed by the fitted map ----
 up_rows = np.flatnonzero(is_up)

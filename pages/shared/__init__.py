@@ -8,4 +8,5 @@
 - ``sidebar``: the sidebar widgets that make a :class:`Selection`;
 - ``picking``: one image to explain, from the dataset or uploaded;
 - ``labels``: names accepted on the Discover page, a label override the sidebar applies for every page.
+- ``jobs``: long jobs owned by the browser session (Cancel / Resume buttons, closed tabs released).
 """

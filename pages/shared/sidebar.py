@@ -12,7 +12,7 @@ from core.io.policy import PolicyError, ServerPolicy
 from core.io.uploads import with_uploads
 from core.models.base import Backbone
 from core.models.registry import list_backbones
-from pages.shared.datasets import imported_sets, load_data_folder
+from pages.shared.datasets import imported_set_problems, imported_sets, load_data_folder
 from pages.shared.labels import apply as apply_accepted_names
 from pages.shared.labels import sidebar_note as accepted_names_note
 from pages.shared.links import apply_link, write_link
@@ -58,6 +58,8 @@ def _dataset_sidebar() -> tuple[Dataset, str]:
     pol = policy()
     restore_dataset_choice()
     sets = imported_sets()
+    for problem in imported_set_problems():
+        st.sidebar.warning(problem, icon=":material/warning:")
     options = SOURCES + [IMPORTED + name for name in sets]
     if ss.get("ds_source") not in options:
         ss.pop("ds_source", None)  # e.g. an imported set deleted meanwhile
