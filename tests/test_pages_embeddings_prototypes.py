@@ -353,7 +353,8 @@ def test_prototypes_upload_and_prediction_in_browser(page, app_url, tmp_path):
     page.get_by_text("Upload one or more photos").wait_for(timeout=60_000)
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files([str(SCENES / "cat.jpg"), str(bad)])
+    page.get_by_test_id("stTabs").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        [str(SCENES / "cat.jpg"), str(bad)])  # the tab's uploader (the sidebar's photos box has another)
     page.get_by_text("None of these classes").wait_for(timeout=120_000)  # a cat among stamps: far from every class
     wait_idle(page)
     assert page.get_by_text("Distance to every prototype").is_visible()

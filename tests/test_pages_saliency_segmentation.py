@@ -126,7 +126,8 @@ def _goto(page, app_url: str, nav: str) -> None:
 
 
 def _upload(page, path) -> None:
-    page.locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(str(path))
+    page.get_by_test_id("stMain").locator("[data-testid='stFileUploader'] input[type='file']").first.set_input_files(
+        str(path))  # the page's own uploader (the sidebar's photos box has another)
     wait_idle(page)
 
 
@@ -136,7 +137,7 @@ def test_segmentation_upload_click_mask_in_browser(page, app_url, tmp_path):
     page.set_viewport_size({"width": 1400, "height": 1300})
     _goto(page, app_url, "Segmentation")
     _upload(page, SCENES / "cat.jpg")
-    page.get_by_text("Showing the upload").wait_for(timeout=60_000)
+    page.get_by_test_id("stSidebar").get_by_text("Your photos (1)").wait_for(timeout=60_000)  # kept with your photos
     iframes = "iframe[title^='streamlit_image_coordinates']"
     page.wait_for_function(  # one clickable picture, and it is the upload (451 x 300), loaded and sized
         """([sel, ratio]) => {
@@ -177,18 +178,19 @@ def test_saliency_in_browser(page, app_url):
     page.set_viewport_size({"width": 1400, "height": 2300})
     _goto(page, app_url, "Saliency")
     _upload(page, SCENES / "cat.jpg")
-    page.get_by_text("Showing the upload").wait_for(timeout=60_000)
-    page.get_by_text("Enlarge one").wait_for(timeout=60_000)
-    wait_idle(page)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "saliency.png"), full_page=True)
-
-    page.get_by_test_id("stSidebar").get_by_role("combobox", name="Backbone").click()  # the backbone picker
-    page.get_by_role("option", name="mobilenetv2").click()
-    wait_idle(page)
-    page.get_by_role("tab", name="Grad-CAM").click()
-    page.set_viewport_size({"width": 1400, "height": 1300})
+    page.get_by_test_id("stSidebar").get_by_text("Your photos (1)").wait_for(timeout=60_000)  # kept with your photos
+    # your photo: a backbone with a classifier head first, its Grad-CAM on the head's top class
+    page.get_by_text("Far from every class of this dataset").wait_for(timeout=120_000)
     page.get_by_text("Target: ").first.wait_for(timeout=120_000)
     wait_idle(page)
     assert "Egyptian cat" in page.get_by_text("Target: ").first.inner_text()  # the head's top-1 on the upload
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "saliency_gradcam.png"), full_page=True)
+
+    page.get_by_test_id("stSidebar").get_by_role("combobox", name="Backbone").click()  # the attention of the ViT
+    page.get_by_role("option", name="vits14_saliency").click()
+    wait_idle(page)
+    page.get_by_role("tab", name="Attention").click()
+    page.get_by_text("Enlarge one").wait_for(timeout=120_000)
+    wait_idle(page)
+    page.screenshot(path=str(SCREENSHOTS / "saliency.png"), full_page=True)
