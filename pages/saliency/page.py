@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.saliency import tab_attention, tab_faithfulness, tab_gradcam, tab_prototype_maps, tab_report
+from pages.saliency import tab_attention, tab_concepts, tab_faithfulness, tab_gradcam, tab_prototype_maps, tab_report
 from pages.saliency.context import SalContext
 from pages.shared.picking import pick_image
 from pages.shared.resources import get_backbone
@@ -17,7 +17,7 @@ from pages.shared.sidebar import sidebar
 
 CMAPS = ["inferno", "viridis", "magma", "turbo", "jet"]
 TABS = {"Attention": tab_attention, "Grad-CAM": tab_gradcam, "Prototype maps": tab_prototype_maps,
-        "Faithfulness": tab_faithfulness, "Report card": tab_report}
+        "Faithfulness": tab_faithfulness, "Report card": tab_report, "Concept map": tab_concepts}
 
 sel = sidebar(PATCH_DEFAULT)
 b = get_backbone(sel.backbone)

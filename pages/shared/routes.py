@@ -23,6 +23,7 @@ ROUTES: tuple[Route, ...] = (
     Route("saliency", "Saliency", ":material/local_fire_department:"),
     Route("segmentation", "Segmentation", ":material/content_cut:"),
     Route("compare", "Compare", ":material/compare:"),
+    Route("concepts", "Concepts", ":material/auto_awesome_mosaic:"),
 )
 
 
