@@ -182,3 +182,24 @@ def test_concepts_page_in_browser(page, app_url):
     wait_idle(page)
     assert page.get_by_test_id("stImage").count() == 2  # the map and the strips of its main concepts
     page.screenshot(path=str(SCREENSHOTS / "saliency_concepts.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_fidelity_line_states_the_vits_proxy_and_a_missing_deletion_test(get_backbone, small_dataset, tmp_path):
+    from core.concepts.atlas import concept_atlas
+    from pages.concepts.section_atlas import fidelity
+
+    ds = load_folder(small_dataset)
+    vit = concept_atlas(get_backbone("vits14_saliency"), ds.records, k=4)
+    assert not vit.exact and vit.deletion is not None
+    line = fidelity(vit)
+    assert f"**{vit.variance_explained:.0%}** of the variance" in line
+    assert f"the embedding's own NMC accuracy is {vit.embedding_accuracy:.0%}" in line
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted(small_dataset.rglob("*.png")):
+        shutil.copy(f, flat / f"{f.parent.name}_{f.name}")
+    cnn = concept_atlas(get_backbone("mobilenetv2"), load_folder(flat).records, k=3)
+    assert cnn.deletion is None
+    assert fidelity(cnn).endswith(f"Deletion test: {cnn.deletion_note}.") and "no class labels" in cnn.deletion_note
