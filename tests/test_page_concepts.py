@@ -138,7 +138,7 @@ def test_saliency_concept_map_tab(get_backbone, small_dataset):
     assert a is not None and a.k == 12
     assert len(at.image) == 2  # the map, and the strips of the concepts that cover most of the picture
     caption = next(c.value for c in at.caption if c.value.startswith("Each patch painted"))
-    assert "[class] = the class the concept carries" in caption and "upload" not in caption
+    assert "[class] = the class the concept carries" in caption and "encoded on the dataset's concepts" not in caption
 
     at.file_uploader(key="sal_upload").upload("cat.jpg", (SCENES / "cat.jpg").read_bytes(), "image/jpeg")
     _run(at)

@@ -66,8 +66,8 @@ def draw(ctx: SalContext) -> None:
     st.caption("Each patch painted in its main concept's colour (the concept with the largest coefficient), more opaque "
                "where its coefficient is larger; the legend lists the concepts by area. [class] = the class the concept "
                "carries (it adds most to that class's nearest-class-mean score); names given on the Concepts page "
-               "replace it." + ("" if i is not None else " The upload is not in the dataset: its patch tokens were "
-                                "encoded on the dataset's concepts."))
+               "replace it." + ("" if i is not None else " This picture is not among the atlas's images: its patch "
+                                "tokens were encoded on the dataset's concepts."))
     download(fig, f"{ctx.stem}_concepts.png", key="dl_concepts")
     lab, _ = atlas.concept_map(i) if i is not None else _upload_map(key, pic.sha256, atlas, b, pic.image)
     present, counts = np.unique(lab[lab >= 0], return_counts=True)
