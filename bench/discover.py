@@ -12,6 +12,10 @@ memory once the features exist (what discovery itself holds). Phases, with the l
 - ``auto-k``: :func:`core.discover.estimate_k` (k-means runs on a 3,000-image sample, 5 per candidate,
   candidates 0..40 on a coarse grid then refined).
 
+With ``--page``, instead: the Discover page's run (:func:`core.discover.discover` with ``k="auto"`` and a
+progress callback, as the page's worker makes it): seconds, the number of progress reports and the longest
+wait between two of them (how long the page's bar can stand still).
+
 With ``--stamps``, instead: All / Old / New of SS-k-means and of k-means on all images for the three
 built-in backbones on the bundled stamps, the mean over 4 sets of 3 hidden classes x 5 seeds.
 
@@ -19,6 +23,7 @@ Usage:
     .venv/bin/python bench/discover.py                   # 10k and 100k, D 384 and 1280
     .venv/bin/python bench/discover.py --sizes 100000 --dims 1280
     .venv/bin/python bench/discover.py --stamps
+    .venv/bin/python bench/discover.py --page --sizes 100000 --dims 384,1280
 """
 from __future__ import annotations
 
@@ -95,6 +100,29 @@ def one(n: int, d: int) -> dict:
     return out
 
 
+def page_run(n: int, d: int) -> dict:
+    """The Discover page's call at one size: ``discover(k="auto")`` with a progress callback."""
+    from core.discover import discover, hide_classes
+
+    X, y = synthetic(n, d)
+    split = hide_classes(y, [f"class_{c:02d}" for c in range(KNOWN, KNOWN + HIDDEN)])
+    shown = np.where(split.labelled, y, "")
+    stamps_: list[tuple[float, str]] = []
+    out = {"n": n, "d": d, "load_before": os.getloadavg()[0]}
+    t0, c = time.perf_counter(), time.process_time()
+    disc = discover(X, shown, "auto", progress=lambda done, total, stage: stamps_.append((time.perf_counter(), stage)))
+    end = time.perf_counter()
+    out["s"], out["cpu"] = end - t0, time.process_time() - c
+    times = [t0] + [t for t, _ in stamps_] + [end]
+    gaps = np.diff(times)
+    out["reports"], out["max_gap"], out["first"] = len(stamps_), float(gaps.max()), float(gaps[0])
+    worst = int(np.argmax(gaps))
+    out["max_gap_stage"] = stamps_[min(worst, len(stamps_) - 1)][1] if stamps_ else ""
+    out["k_new"] = disc.k_new
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
 def stamps() -> None:
     from core.discover import evaluate_discovery
     from core.io.images import load_folder
@@ -131,10 +159,26 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--dims", default="384,1280")
     ap.add_argument("--stamps", action="store_true", help="accuracy on the bundled stamps instead")
+    ap.add_argument("--page", action="store_true", help="the Discover page's run: seconds and progress reports")
     ap.add_argument("--one", nargs=2, type=int, metavar=("N", "D"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(*args.one)))
+        print(json.dumps(page_run(*args.one) if args.page else one(*args.one)))
+        return
+    if args.page:
+        print("the Discover page's run: discover(k='auto') with progress; seconds wall (CPU of the process)")
+        for n in (int(s) for s in args.sizes.split(",")):
+            for d in (int(s) for s in args.dims.split(",")):
+                p = subprocess.run([sys.executable, __file__, "--page", "--one", str(n), str(d)], capture_output=True,
+                                   text=True, cwd=ROOT)
+                if p.returncode:
+                    print(p.stderr[-2000:])
+                    raise SystemExit(p.returncode)
+                r = json.loads(p.stdout.strip().splitlines()[-1])
+                print(f"N {n:,} D {d}: {r['s']:.1f} s ({r['cpu']:.1f}), k_new {r['k_new']}; {r['reports']} progress "
+                      f"reports, first after {r['first']:.1f} s, longest wait {r['max_gap']:.1f} s (before a "
+                      f"'{r['max_gap_stage']}' report); load average {r['load_before']:.1f}-{r['load_after']:.1f}",
+                      flush=True)
         return
     if args.stamps:
         stamps()

@@ -62,14 +62,51 @@ def test_a_running_job_is_abandoned_and_its_slot_goes_to_the_next_job():
     assert queued.result(timeout=WAIT) == "pca map"  # ran while the abandoned fit still runs
     assert not finished.is_set()
     assert pool.get("umap") is None
-    again = pool.submit("umap", lambda: "fresh")  # a new request starts afresh
-    assert again is not fit and again.result(timeout=WAIT) == "fresh"
     release.set()
     assert finished.wait(WAIT)
     time.sleep(0.2)
     with pytest.raises(Cancelled):  # the abandoned run's late result is discarded
         fit.result(timeout=0)
-    assert pool.running == 0 and pool.get("umap") is again
+    assert pool.running == 0 and pool.get("umap") is None
+    again = pool.submit("umap", lambda: "fresh")  # its thread has returned: a new request starts afresh
+    assert again is not fit and again.result(timeout=WAIT) == "fresh"
+
+
+def test_asking_again_while_an_abandoned_job_still_runs_takes_it_back():
+    pool = JobPool(max_workers=1)
+    job, started, release, finished = _blocker()
+    fit = pool.submit("umap", job, "map", owner="tab")
+    assert started.wait(WAIT)
+    assert pool.cancel("umap") is True and pool.running == 0
+    ran_twice = threading.Event()
+    again = pool.submit("umap", lambda: ran_twice.set(), owner="tab")  # Cancel, then "Compute UMAP" again
+    assert again is not fit and not again.done() and pool.running == 1  # the same thread, counted again
+    assert pool.owners() == {"tab"}
+    queued = pool.submit("tsne", lambda: "t")
+    assert not queued.done()  # the slot is the taken-back job's again
+    release.set()
+    assert again.result(timeout=WAIT) == "map" and queued.result(timeout=WAIT) == "t"
+    with pytest.raises(Cancelled):  # the first future stays cancelled
+        fit.result(timeout=0)
+    assert not ran_twice.is_set() and pool.running == 0
+
+
+def test_a_cooperative_job_taken_back_before_it_looked_goes_on():
+    pool = JobPool(max_workers=1)
+    gate, looked = threading.Event(), []
+
+    def fit(cancel):
+        assert gate.wait(WAIT)
+        looked.append(cancel.is_set())
+        return "placed"
+
+    first = pool.submit("map", fit, pass_cancel=True)
+    assert pool.cancel("map") is True
+    again = pool.submit("map", fit, pass_cancel=True)
+    gate.set()
+    assert again.result(timeout=WAIT) == "placed" and looked == [False]
+    with pytest.raises(Cancelled):
+        first.result(timeout=0)
 
 
 def test_a_cooperative_job_stops_at_its_next_check():

@@ -95,7 +95,7 @@ def test_a_backbone_that_cannot_load_keeps_the_page_with_the_previous_one(monkey
     at.run()
     assert at.sidebar.selectbox[0].value == "mobilenetv2"
     at.session_state["custom_name"] = "timm/vit_small_patch16_224.augreg_in21k"
-    at.sidebar.expander[0].button[0].click()  # "Use it"
+    next(b for b in at.sidebar.button if b.label == "Use it").click()
     at.run()
     assert not at.exception
     assert at.title[0].value == "Backbone Lens"  # the page kept its content

@@ -367,3 +367,39 @@ def test_map_colours_keep_known_classes_and_set_new_clusters_apart():
     cols = discovery_colours(known, new)
     assert {k: cols[k] for k in known} == class_colours(known)  # the colours every other view uses
     assert len(set(cols.values())) == len(cols) == 48  # every new cluster its own colour, none a known one's
+
+
+def test_progress_by_stage_and_cancel():
+    """discover / evaluate_discovery report each stage's steps in order, and stop when cancel says so."""
+    import threading
+
+    from core.discover.api import STAGE_K, STAGE_KMEANS, STAGE_SSK
+    from core.errors import Cancelled
+
+    X, y = blobs(5, per=20)
+    labels = np.where(np.isin(y, ["c03", "c04"]), "", y)
+    seen: list[tuple[int, int, str]] = []
+    d = discover(X, labels, "auto", k_max=4, runs=2, n_init=3, progress=lambda *a: seen.append(a))
+    k_steps = [s for s in seen if s[2] == STAGE_K]
+    assert [s[:2] for s in k_steps] == [(i, 5) for i in range(1, 6)]  # one per candidate 0..4
+    assert [s for s in seen if s[2] == STAGE_SSK] == [(i, 3, STAGE_SSK) for i in range(1, 4)]
+    assert seen.index(k_steps[-1]) < seen.index((1, 3, STAGE_SSK))  # the k search first
+    plain = discover(X, labels, "auto", k_max=4, runs=2, n_init=3)
+    np.testing.assert_array_equal(d.assignment, plain.assignment)  # reporting changes nothing
+
+    seen.clear()
+    evaluate_discovery(X, y, ["c04"], n_init=2, progress=lambda *a: seen.append(a))
+    assert [s[2] for s in seen] == [STAGE_SSK] * 2 + [STAGE_KMEANS] * 2
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled, match="cancelled after 0 of"):
+        discover(X, labels, "auto", cancel=stop)
+    calls = []
+
+    def cancel_after_two():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(Cancelled, match="k-means cancelled after 2 of 10 seedings"):
+        discover(X, labels, 2, cancel=cancel_after_two)

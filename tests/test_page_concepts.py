@@ -140,7 +140,7 @@ def test_saliency_concept_map_tab(get_backbone, small_dataset):
     caption = next(c.value for c in at.caption if c.value.startswith("Each patch painted"))
     assert "[class] = the class the concept carries" in caption and "encoded on the dataset's concepts" not in caption
 
-    at.file_uploader(key="sal_upload").upload("cat.jpg", (SCENES / "cat.jpg").read_bytes(), "image/jpeg")
+    at.file_uploader(key="sal_upload_0").upload("cat.jpg", (SCENES / "cat.jpg").read_bytes(), "image/jpeg")
     _run(at)
     caption = next(c.value for c in at.caption if c.value.startswith("Each patch painted"))
     assert "its patch tokens were encoded on the dataset's concepts" in caption

@@ -15,7 +15,7 @@ from PIL import Image
 
 from core.cli import main
 from core.errors import UnsupportedOperationError
-from core.relate import explain_pair, why_neighbours
+from core.relate import explain_pair, top_links, why_neighbours
 from core.relate.figure import LINK, why_figure
 from tests.conftest import STAMPS, tiny_timm_backbone
 
@@ -183,6 +183,22 @@ def test_figure_and_cached_explain_pair(tiny_mean_vit, stamps):
     assert (np.abs(px.astype(int) - LINK).sum(1) < 30).sum() > 100  # the links are drawn
     direct = why_figure(a.decode(), b.decode(), first.result)
     assert direct.size == fig.size
+
+
+def test_explain_pair_reuses_the_decomposition_for_another_top_k(tiny_mean_vit, stamps, monkeypatch):
+    """Another top_k (the page's slider) re-reads the links from the memoised pair matrix: no forward pass."""
+    from core.relate import why as W
+
+    recs = {r.name: r for r in stamps.records}
+    a, b = recs[BIRD_MAMMAL[0]], recs[BIRD_MAMMAL[1]]
+    first = explain_pair(tiny_mean_vit, a, b, top_k=10, check=False)
+    calls = []
+    monkeypatch.setattr(W, "why_neighbours", lambda *args, **kw: calls.append(1))
+    three = explain_pair(tiny_mean_vit, a, b, top_k=3, check=False)
+    big = explain_pair(tiny_mean_vit, a, b, top_k=3, check=False, max_side=200)
+    assert not calls and three.result.terms is first.result.terms
+    assert three.result.links == first.result.links[:3] == tuple(top_links(first.result.terms, 3))
+    assert max(big.figure.size) < max(three.figure.size) and explain_pair(tiny_mean_vit, a, b, top_k=3, check=False) is three
 
 
 def test_deletion_check_shape(tiny_mean_vit):

@@ -137,7 +137,9 @@ def register(sub) -> None:
                     "hidden images is printed: All / Old / New (one Hungarian matching), beside plain k-means on "
                     "all images (kmeans_all).")
     add_feature_args(p)
-    p.add_argument("--unlabelled", default=None, help="folder of unlabelled images (any layout; labels ignored)")
+    p.add_argument("--unlabelled", default=None,
+                   help="folder of unlabelled images (any layout; labels ignored); images in --images/_unlabelled/ "
+                        "are unlabelled too")
     p.add_argument("--k", type=k_arg, default=None,
                    help="new clusters: a number or 'auto' (default: auto; with --unknown-classes the number hidden)")
     p.add_argument("--unknown-classes", default=None, help="comma-separated classes of --images to treat as unknown")

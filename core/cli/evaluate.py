@@ -55,8 +55,8 @@ def cmd_evaluate(args) -> int:
         r = evaluate_shots(X, y, args.method, args.shots, draws=args.draws, seed=args.seed, X_test=Xt, y_test=yt,
                            metric=args.metric)
         out = {**common, "method": r.method, "protocol": r.protocol, "accuracy": r.accuracy,
-               "accuracy_std": r.accuracy_std, "shots": r.shots, "draws": r.draws, "n_train": r.n_train,
-               "n_test": r.n_test, "classes": sorted(set(y.tolist()))}
+               "accuracy_std": r.accuracy_std, "ci_low": r.ci_low, "ci_high": r.ci_high, "shots": r.shots,
+               "draws": r.draws, "n_train": r.n_train, "n_test": r.n_test, "classes": sorted(set(y.tolist()))}
         how = (f"{r.shots} training images per class, mean ± std over {r.draws} draws, "
                + ("tested on --test" if Xt is not None else "tested on the other images"))
         acc = f"{100 * r.accuracy:.1f}% ± {100 * r.accuracy_std:.1f}%"
@@ -72,7 +72,8 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({**{k: out[k] for k in first}, **out}))
         return 0
     what = f"imported set {args.imported} ({backbone})" if args.imported else backbone
-    print(f"{what} · {method_label(args.method)}{f', {args.metric}' if kw else ''}: accuracy {acc}")
+    print(f"{what} · {method_label(args.method)}{f', {args.metric}' if kw else ''}: accuracy {acc}, "
+          f"95% Wilson interval {100 * out['ci_low']:.1f}-{100 * out['ci_high']:.1f}%")
     print(f"protocol: {how}; n_train {out['n_train']}, n_test {out['n_test']}, {len(set(y.tolist()))} classes"
           + (f"; {len(failures)} files skipped" if failures else ""))
     return 0

@@ -36,6 +36,8 @@ from core.io.store import FeatureStore
 from core.models.base import Backbone
 from core.models.extract import FeatureSet, extract_features
 
+StepProgress = Callable[[int, int, str], None]  # (steps done, steps in all, the step now starting)
+
 
 # ---- several backbones on the same images -----------------------------------------------------------
 def check_aligned(fsets: Sequence[FeatureSet]) -> None:
@@ -161,25 +163,41 @@ def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet],
 def _compare(names: list[str], feats: Sequence[np.ndarray], labels: Sequence[str] | np.ndarray, image_names: Sequence[str],
              row: Callable[[int, FeatureMetrics], MetricsRow], *, cka_kind: CkaKind, sigma_frac: float,
              shots: Sequence[int], indices: Sequence[str], index_kw: dict[str, Any] | None,
-             alignment: dict[str, Any] | None = None, **metric_kw: Any) -> Comparison:
+             alignment: dict[str, Any] | None = None, progress: StepProgress | None = None,
+             **metric_kw: Any) -> Comparison:
     """The comparison of ``B`` representations ``feats`` (each ``[N, D_b]``, the same N labelled images):
-    ``row(b, metrics)`` makes representation b's table row."""
+    ``row(b, metrics)`` makes representation b's table row. ``progress(done, total, step)`` before each
+    representation's metrics, before CKA, before the indices and at the end."""
     labels = list(labels) if not isinstance(labels, np.ndarray) else labels
     if len(labels) == 0 or not all(str(v) for v in labels):
         raise ValueError("the metrics need a labelled image set (every image in a class folder: root/<class>/<image>, "
                          "or an imported set with a label for every point)")
-    metrics = {n: feature_metrics(X, labels, shots=shots, **metric_kw) for n, X in zip(names, feats)}
+    steps = len(names) + 1 + (1 if indices else 0)
+
+    def step(done: int, what: str) -> None:
+        if progress is not None:
+            progress(done, steps, what)
+
+    metrics = {}
+    for i, (n, X) in enumerate(zip(names, feats)):
+        step(i, f"metrics of {n}")
+        metrics[n] = feature_metrics(X, labels, shots=shots, **metric_kw)
     rows = [row(i, metrics[n]) for i, n in enumerate(names)]
+    step(len(names), f"{cka_kind} CKA")
     cka = cka_matrix(list(feats), kind=cka_kind, sigma_frac=sigma_frac)
     agree = agreement({n: metrics[n].evals["nmc"] for n in names}, list(image_names))
+    if indices:
+        step(len(names) + 1, "similarity indices")
     sims = index_matrices(indices, list(feats), names, **(index_kw or {})) if indices else {}
+    step(steps, "done")
     return Comparison(names, rows, metrics, cka, cka_kind, agree, tuple(int(k) for k in shots), sims, alignment)
 
 
 def compare_sources(sources: Sequence[EmbeddingSource] | AlignedSources, *, cka_kind: CkaKind = "linear",
                     sigma_frac: float = 0.5, shots: Sequence[int] = DEFAULT_SHOTS,
                     indices: Sequence[str] = tuple(INDICES), index_kw: dict[str, Any] | None = None,
-                    min_shared: int = MIN_SHARED, **metric_kw: Any) -> Comparison:
+                    min_shared: int = MIN_SHARED, progress: StepProgress | None = None,
+                    **metric_kw: Any) -> Comparison:
     """The comparison of two to four embedding sources (imported sets and / or backbones run on a folder,
     :mod:`core.compare.sources`) on the images they share: metrics rows (a source without a model has
     NaN params and speed), CKA, NMC agreement and the similarity indices, every number on the shared
@@ -188,6 +206,8 @@ def compare_sources(sources: Sequence[EmbeddingSource] | AlignedSources, *, cka_
     Args:
         sources: the sources, or their :func:`~core.compare.sources.align_sources` result.
         min_shared: fewest shared images accepted.
+        progress: ``progress(done, total, step)`` before each source's metrics (accuracies, few-shot
+            draws, silhouette: most of the time), before CKA and the indices, and at the end.
         cka_kind / sigma_frac / shots / indices / index_kw / **metric_kw: as :func:`build_comparison`
             (but every index by default, as :func:`compare_backbones`).
 
@@ -203,7 +223,8 @@ def compare_sources(sources: Sequence[EmbeddingSource] | AlignedSources, *, cka_
         return source_row(s.name, al.features[i], al.labels, fm, family=s.family, params=params, speed=s.speed)
 
     return _compare(al.source_names, al.features, al.labels, al.names, row, cka_kind=cka_kind, sigma_frac=sigma_frac,
-                    shots=shots, indices=indices, index_kw=index_kw, alignment=al.as_dict(), **metric_kw)
+                    shots=shots, indices=indices, index_kw=index_kw, alignment=al.as_dict(), progress=progress,
+                    **metric_kw)
 
 
 def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageRecord], *,

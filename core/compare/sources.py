@@ -273,8 +273,8 @@ def align_sources(sources: Sequence[EmbeddingSource], *, min_shared: int = MIN_S
         if len(differ):
             j = int(differ[0])
             raise ValueError(f"{label_source} and {s.name} label {len(differ)} of the {len(shared)} shared images "
-                             f"differently (e.g. {sources[0].names[rows[0][j]]}: {labels[j]!r} vs {lab[j]!r}); compare "
-                             "sets labelled the same way, or import one without labels")
+                             f"differently (e.g. {sources[0].names[rows[0][j]]}: {str(labels[j])!r} vs "
+                             f"{str(lab[j])!r}); compare sets labelled the same way, or import one without labels")
     first = sources[0]
     return AlignedSources(list(sources), key, rows, features, np.asarray(labels, dtype=str),
                           [first.names[int(i)] for i in rows[0]], [first.paths[int(i)] for i in rows[0]],

@@ -3,12 +3,13 @@ name (:func:`discover`), and score that on a labelled set with some classes hidd
 (:func:`evaluate_discovery`, the GCD protocol, beside plain k-means on all images)."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.cancel import CancelLike
 from core.discover.choose_k import MAX_FIT as K_MAX_FIT
 from core.discover.choose_k import RUNS, KCurve, estimate_k
 from core.discover.clusters import N_CENTRAL, NewCluster, describe_clusters, named_labels
@@ -18,6 +19,13 @@ from core.discover.ssk import MAX_FIT, N_INIT, KMeansFit, kmeans, semi_supervise
 from core.geometry.vectors import as_features, as_labels, l2_normalize
 
 K = int | str  # a number of new clusters, or "auto"
+Progress = Callable[[int, int, str], None]  # progress(done, total, stage) of one stage of the work
+STAGE_K, STAGE_SSK, STAGE_KMEANS = "choosing k", "semi-supervised k-means", "k-means on all images"
+
+
+def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """A ``progress(done, total)`` for one stage, reported as ``progress(done, total, stage)``."""
+    return None if progress is None else (lambda done, total: progress(done, total, stage))
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,8 @@ def discover(
     k_max: int | None = None,
     runs: int = RUNS,
     k_max_fit: int = K_MAX_FIT,
+    progress: Progress | None = None,
+    cancel: CancelLike | None = None,
 ) -> Discovery:
     """Assign every unlabelled image to a labelled class or to one of ``k`` new clusters (SS-k-means).
 
@@ -99,8 +109,12 @@ def discover(
         seed: seed of every random draw.
         n_init / max_fit: SS-k-means seedings and fitting sample (:mod:`core.discover.ssk`).
         k_max / runs / k_max_fit: the ``"auto"`` search (:mod:`core.discover.choose_k`).
+        progress: ``progress(done, total, stage)`` per candidate of the ``"auto"`` search (stage
+            :data:`STAGE_K`) and per seeding of SS-k-means (:data:`STAGE_SSK`).
+        cancel: asked between those steps (:mod:`core.cancel`).
 
     Raises:
+        Cancelled: ``cancel`` said stop.
         ValueError: fewer than two images, no labelled class, no unlabelled image, or ``k`` larger than
             the number of unlabelled images.
     """
@@ -118,9 +132,11 @@ def discover(
     _check_k(k, len(rows_u))
     curve = None
     if k == "auto":
-        curve = estimate_k(X[rows_l], lab[rows_l], X[rows_u], k_max=k_max, runs=runs, seed=seed, max_fit=k_max_fit)
+        curve = estimate_k(X[rows_l], lab[rows_l], X[rows_u], k_max=k_max, runs=runs, seed=seed, max_fit=k_max_fit,
+                           progress=_stage(progress, STAGE_K), cancel=cancel)
         k = curve.best
-    fit = semi_supervised_kmeans(X[rows_u], int(k), X[rows_l], lab[rows_l], n_init=n_init, seed=seed, max_fit=max_fit)
+    fit = semi_supervised_kmeans(X[rows_u], int(k), X[rows_l], lab[rows_l], n_init=n_init, seed=seed, max_fit=max_fit,
+                                 progress=_stage(progress, STAGE_SSK), cancel=cancel)
     classes = fit.classes
     assignment = np.empty(len(X), dtype=np.int64)
     assignment[rows_l] = np.searchsorted(classes, lab[rows_l])
@@ -187,6 +203,8 @@ def evaluate_discovery(
     k_max: int | None = None,
     runs: int = RUNS,
     k_max_fit: int = K_MAX_FIT,
+    progress: Progress | None = None,
+    cancel: CancelLike | None = None,
 ) -> DiscoveryScores:
     """Hide ``unknown`` classes (and ``1 - labelled_share`` of the others' images), discover, and score
     All / Old / New clustering accuracy on the unlabelled images (:mod:`core.discover.metrics`), beside
@@ -197,6 +215,7 @@ def evaluate_discovery(
         unknown: classes treated as unknown.
         k: new clusters; None = the number of hidden classes (the GCD protocol's known k), or ``"auto"``.
         labelled_share / seed: :func:`~core.discover.protocol.hide_classes`.
+        progress / cancel: as :func:`discover`, then per seeding of ``kmeans_all`` (:data:`STAGE_KMEANS`).
         the rest: as :func:`discover`.
     """
     X = as_features(X)
@@ -205,9 +224,10 @@ def evaluate_discovery(
     k_true = len(split.unknown_classes)
     shown = np.where(split.labelled, y, "")
     d = discover(X, shown, k_true if k is None else k, seed=seed, n_init=n_init, max_fit=max_fit, k_max=k_max,
-                 runs=runs, k_max_fit=k_max_fit)
+                 runs=runs, k_max_fit=k_max_fit, progress=progress, cancel=cancel)
     u = d.unlabelled
     ss = split_cluster_accuracy(y[u], d.assignment[u], split.old[u])
-    base = kmeans(X, len(d.known_classes) + d.k_new, n_init=n_init, seed=seed, max_fit=max_fit)
+    base = kmeans(X, len(d.known_classes) + d.k_new, n_init=n_init, seed=seed, max_fit=max_fit,
+                  progress=_stage(progress, STAGE_KMEANS), cancel=cancel)
     km = split_cluster_accuracy(y[u], base.labels[u], split.old[u])
     return DiscoveryScores(ss_kmeans=ss, kmeans_all=km, k_new=d.k_new, k_new_true=k_true, split=split, discovery=d)

@@ -29,11 +29,13 @@ What is implemented here, and how it differs:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.cancel import CancelLike, raise_if_cancelled
 from core.discover.metrics import cluster_accuracy
 from core.discover.ssk import kmeans
 from core.geometry.vectors import as_features, as_labels, l2_normalize
@@ -86,6 +88,8 @@ def estimate_k(
     runs: int = RUNS,
     seed: int = 0,
     max_fit: int = MAX_FIT,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: CancelLike | None = None,
 ) -> KCurve:
     """Choose the number of new clusters by the clustering accuracy on the labelled images.
 
@@ -97,6 +101,9 @@ def estimate_k(
         runs: k-means runs averaged per candidate.
         seed: the first run's seed (and the sample's).
         max_fit: images clustered per run at most (a uniform sample above).
+        progress: called as ``progress(done, total)`` after each candidate (``total`` grows by the
+            refinement's candidates once the coarse grid is done).
+        cancel: asked before each candidate (:mod:`core.cancel`); raises :class:`~core.errors.Cancelled`.
 
     Returns:
         :class:`KCurve`.
@@ -132,13 +139,20 @@ def estimate_k(
             scores[k] = float(np.mean(accs))
         return scores[k]
 
+    def run(ks: list[int], before: int, total: int) -> None:
+        for i, k in enumerate(ks):
+            raise_if_cancelled(cancel, f"the k search was cancelled after {before + i} of {total} candidates")
+            score(k)
+            if progress is not None:
+                progress(before + i + 1, total)
+
     step = max(1, math.ceil(k_max / (GRID - 1))) if k_max + 1 > GRID else 1
-    for k in _candidates(k_max, step):
-        score(k)
+    coarse = _candidates(k_max, step)
+    run(coarse, 0, len(coarse))
     if step > 1:  # refine around the coarse best
         top = max(scores, key=lambda k: (scores[k], k))
-        for k in range(max(0, top - step + 1), min(k_max, top + step - 1) + 1):
-            score(k)
+        fine = [k for k in range(max(0, top - step + 1), min(k_max, top + step - 1) + 1) if k not in scores]
+        run(fine, len(coarse), len(coarse) + len(fine))
     ks = np.array(sorted(scores))
     ss = np.array([scores[k] for k in ks])
     best = int(ks[np.flatnonzero(ss >= ss.max() - 1e-12)[-1]])

@@ -38,6 +38,7 @@ centre, each candidate being the first row whose cumulative D^2 reaches ``random
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ from numpy.typing import ArrayLike
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
+from core.cancel import CancelLike, raise_if_cancelled
 from core.geometry.vectors import ROW_BLOCK, as_features, as_labels, l2_normalize
 
 MAX_FIT = 20_000  # unlabelled rows the centres are fitted on; more are assigned to the fitted centres
@@ -169,6 +171,8 @@ def semi_supervised_kmeans(
     max_fit: int = MAX_FIT,
     trials: int | None = None,
     metric: str = "cosine",
+    progress: Callable[[int, int], None] | None = None,
+    cancel: CancelLike | None = None,
 ) -> KMeansFit:
     """Cluster unlabelled features into the labelled classes plus ``k_new`` new clusters.
 
@@ -185,6 +189,8 @@ def semi_supervised_kmeans(
             1: plain D^2 sampling, as the authors' SS-k-means.
         metric: ``"cosine"`` (unit centres, spherical k-means) or ``"euclidean"`` (plain means, as the
             authors).
+        progress: called as ``progress(done, total)`` after each seeding.
+        cancel: asked before each seeding (:mod:`core.cancel`); raises :class:`~core.errors.Cancelled`.
 
     Returns:
         :class:`KMeansFit`.
@@ -231,11 +237,15 @@ def semi_supervised_kmeans(
 
     best = None
     with threadpool_limits(limits=1 if U.size <= ONE_THREAD_MAX else None):
-        for _ in range(n_init if k_new else 1):  # no new centre: nothing random, one run
+        runs = n_init if k_new else 1  # no new centre: nothing random, one run
+        for r in range(runs):
+            raise_if_cancelled(cancel, f"k-means cancelled after {r} of {runs} seedings")
             C0 = _kpp(U, uu, pre, len(classes) + k_new, rng, trials)
             run = _lloyd(U, uu, w, S, n, q, C0, max_iter, tol, spherical)
             if best is None or run[2] < best[2]:
                 best = run
+            if progress is not None:
+                progress(r + 1, runs)
     assert best is not None
     lab, C, inertia, it = best
     if U is not U_all:

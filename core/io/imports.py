@@ -332,6 +332,9 @@ MODEL_ONLY_VIEWS: dict[str, str] = {
                     "per image.",
     "zero_shot": "Zero-shot prototypes need the text tower of the CLIP model that made the vectors; an imported set "
                  "has only the image vectors.",
+    "side_by_side": "The side-by-side views (saliency, the click mask, one column per model) need the model's "
+                    "attention, gradients and patch tokens; an imported set has only one vector per image.",
+    "layer_cka": "Block-by-block CKA needs every block of the model; an imported set has only its final vectors.",
 }
 
 

@@ -118,6 +118,15 @@ class FeatureSet:
     def __getitem__(self, kind: str) -> np.ndarray:
         return self.arrays[kind]
 
+    def subset(self, rows: Sequence[int] | np.ndarray) -> FeatureSet:
+        """The features of the images at ``rows`` (in that order), with their own identity (``key``: this
+        set's key and the chosen images' :func:`records_key`); failures and stats are not carried over."""
+        idx = np.asarray(rows, dtype=np.int64)
+        records = [self.records[int(i)] for i in idx]
+        key = hashlib.sha256(f"{self.key}|rows|{records_key(records)}".encode()).hexdigest()[:16]
+        return FeatureSet(self.backbone, self.size, dict(self.layers), records,
+                          {k: v[idx] for k, v in self.arrays.items()}, key=key)
+
 
 def _free_cores() -> int:
     """CPU cores this process may use beyond torch's intra-op threads."""
@@ -167,6 +176,22 @@ def _in_order(fn: Callable[[T], R], items: Sequence[T], ahead: bool) -> Iterator
 def feature_layers(backbone: Backbone, kinds: Sequence[str], layer: LayerLike) -> dict[str, int]:
     """The resolved block index each output kind is taken from (-1: not layer-specific)."""
     return output_layers(backbone.spec, list(kinds), layer)
+
+
+def cached_count(backbone: Backbone, records: Sequence[ImageRecord], store: FeatureStore, *,
+                 kinds: Sequence[str] = ("embedding",), layer: LayerLike = None, size: int | None = None) -> int:
+    """How many of ``records`` have every output of ``kinds`` in ``store`` for these arguments of
+    :func:`extract_features` (an index look-up): what a cancelled extraction kept, so what a rerun
+    will not compute again."""
+    spec = backbone.spec
+    size = spec.check_size(size or spec.input_size)
+    layers = feature_layers(backbone, kinds, layer)
+    prep = preprocessing_id(spec, size)
+    have = [True] * len(records)
+    for k in kinds:
+        prefix = FeatureKey.prefix(spec.weights_id, prep, layers[k], k)
+        have = [h and c for h, c in zip(have, store.contains([prefix + r.sha256 for r in records]))]
+    return sum(have)
 
 
 def extract_features(

@@ -6,8 +6,10 @@ picks the result up on a later run. A second request for the same key returns th
 Cancelling (:meth:`JobPool.cancel`, :meth:`JobPool.release`): a job that has not started is dropped
 and never runs. A running job cannot be stopped from outside (a thread cannot be killed, and a UMAP
 or t-SNE fit has no way to be interrupted mid-call), so it is *abandoned*: its future fails at once
-with :class:`~core.errors.Cancelled`, its slot goes to the next job, it leaves the memo (a new
-request starts afresh), and its thread runs on to the end of the call, its result discarded. A job
+with :class:`~core.errors.Cancelled`, its slot goes to the next job, it leaves the memo, and its thread
+runs on to the end of the call, its result discarded; a new request for the same key while that thread
+still runs takes the running job back (with a new future) instead of starting a second copy of the
+same fit beside it (a user who cancels and then asks again). A job
 submitted with ``pass_cancel=True`` receives a ``threading.Event`` as ``cancel=`` and stops at its
 next check (e.g. :func:`core.projection.sampled.project_sampled` between blocks), which also frees the
 CPU. Jobs can be *owned* (e.g. by a browser session): :meth:`release` drops an owner and cancels the
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +63,7 @@ class JobPool:
         self._jobs: OrderedDict[Hashable, _Job] = OrderedDict()
         self._queue: deque[_Job] = deque()
         self._running = 0  # started, not finished, not abandoned
+        self._abandoned: dict[Hashable, _Job] = {}  # cancelled while running, thread not yet returned
         self._lock = threading.Lock()
 
     def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any, owner: Hashable | None = None,
@@ -75,7 +78,7 @@ class JobPool:
                 cancelled (a cooperative job stops at its next check).
         """
         with self._lock:
-            job = self._jobs.get(key)
+            job = self._jobs.get(key) or self._take_back(key)
             if job is None:
                 job = _Job(key, lambda: None)
                 job.call = (lambda: fn(*args, cancel=job.event, **kwargs)) if pass_cancel else (lambda: fn(*args, **kwargs))
@@ -109,26 +112,28 @@ class JobPool:
             job = self._jobs.get(key)
             if job is None or job.finished or job.future.done():
                 return False
-            error = self._cancel(job)
+            future, error = job.future, self._cancel(job)  # the future now: a later request may take the job back
             self._start_ready()
-        job.future.set_exception(error)  # outside the lock: done-callbacks run here
+        future.set_exception(error)  # outside the lock: done-callbacks run here
         return True
 
-    def release(self, owner: Hashable) -> list[Hashable]:
-        """``owner`` no longer wants its jobs (e.g. its browser tab closed): each unfinished job that no
-        other owner wants is cancelled. Returns their keys."""
+    def release(self, owner: Hashable, keys: Iterable[Hashable] | None = None) -> list[Hashable]:
+        """``owner`` no longer wants its jobs (e.g. its browser tab closed), or only those of ``keys``
+        (e.g. it pressed Cancel): each unfinished job that no other owner wants is cancelled. Returns
+        their keys."""
+        only = None if keys is None else set(keys)
         settle = []
         with self._lock:
             for job in list(self._jobs.values()):
-                if owner not in job.owners:
+                if owner not in job.owners or (only is not None and job.key not in only):
                     continue
                 job.owners.discard(owner)
                 if not job.owners and not job.pinned and not job.finished and not job.future.done():
-                    settle.append((job, self._cancel(job)))
+                    settle.append((job.key, job.future, self._cancel(job)))
             self._start_ready()
-        for job, error in settle:
-            job.future.set_exception(error)
-        return [job.key for job, _ in settle]
+        for _, future, error in settle:
+            future.set_exception(error)
+        return [key for key, _, _ in settle]
 
     def owners(self) -> set[Hashable]:
         """Every owner of an unfinished job (what a watcher checks for closed sessions)."""
@@ -146,6 +151,21 @@ class JobPool:
             return len(self._jobs)
 
     # ---- internals (called with the lock held) --------------------------------------------------
+    def _take_back(self, key: Hashable) -> _Job | None:
+        """The abandoned job of ``key`` whose thread still runs, running again under a new future (its
+        cancel event cleared: a cooperative job that has not yet looked goes on), or None."""
+        job = self._abandoned.pop(key, None)
+        if job is None:
+            return None
+        job.abandoned = False
+        job.event.clear()
+        job.owners, job.pinned = set(), False
+        job.future = Future()
+        job.future.set_running_or_notify_cancel()
+        self._running += 1  # may pass max_workers for a while: it runs anyway, and nothing else starts meanwhile
+        self._jobs[key] = job
+        return job
+
     def _cancel(self, job: _Job) -> Cancelled:
         """Take ``job`` out (queue, memo, running count); returns the error its future is to be given."""
         job.event.set()
@@ -154,6 +174,7 @@ class JobPool:
             self._queue.remove(job)
             return Cancelled(f"job {job.key!r} cancelled before it started")
         job.abandoned = True
+        self._abandoned[job.key] = job
         self._running -= 1
         return Cancelled(f"job {job.key!r} cancelled while running; its result will be discarded")
 
@@ -173,6 +194,8 @@ class JobPool:
         with self._lock:
             job.finished = True
             if job.abandoned:
+                if self._abandoned.get(job.key) is job:
+                    del self._abandoned[job.key]
                 return  # its future says Cancelled; its slot was given away
             self._running -= 1
             self._start_ready()

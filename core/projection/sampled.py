@@ -109,17 +109,19 @@ def _neighbour_placer(proj, X_sample: np.ndarray, k: int, seed: int):
 
 
 def cached_projection(path: Path, X: np.ndarray, params: ProjectionParams, *, sample: int | None = None,
-                      progress: ProgressFn | None = None, place: str = "transform") -> np.ndarray:
+                      progress: ProgressFn | None = None, place: str = "transform",
+                      cancel: CancelLike | None = None) -> np.ndarray:
     """:func:`project_sampled` read from ``path`` when present, else computed and saved there
     (written under a temporary name and renamed, so readers never see half a file). A cached file
     that is not the ``[N, c]`` float32 map of ``X`` (truncated, garbage, another shape, a folder) is
-    moved aside with a warning and computed again."""
+    moved aside with a warning and computed again. ``cancel``: as for :func:`project_sampled`
+    (nothing is written then)."""
     if path.exists() or path.is_symlink():
         why = _map_problem(path, (X.shape[0], params.n_components))
         if why is None:
             return np.load(path)
         move_aside(path, "cached projection", why)
-    out = project_sampled(X, params, sample=sample, progress=progress, place=place)
+    out = project_sampled(X, params, sample=sample, progress=progress, place=place, cancel=cancel)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}-{uuid.uuid4().hex[:8]}.npy")
     np.save(tmp, out)

@@ -9,10 +9,13 @@ matrix is ``[Na, Nb]`` patches (1024 x 1024 at a 32 x 32 grid).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from PIL import Image
@@ -25,6 +28,7 @@ from core.relate.deletion import DeletionCheck, deletion_check
 from core.relate.methods import Forward, choose_method
 
 TOP_K = 10
+T = TypeVar("T")
 CHECK_PAIRS = 30  # pairs the deletion check removes: on 8 neighbour pairs of the stamps (ViT, 224 px) 10 pairs won
                   # 5/8 against random patches, 30 won 7/8, 100 won 6/8 (README, "Why neighbours")
 
@@ -134,33 +138,46 @@ class PairExplanation:
     figure: Image.Image
 
 
-_CACHE: OrderedDict[tuple, PairExplanation] = OrderedDict()
+_RESULTS: OrderedDict[tuple, WhyResult] = OrderedDict()  # the expensive part, whatever the links shown
+_FIGURES: OrderedDict[tuple, PairExplanation] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
-CACHE_SIZE = 32  # pairs kept in memory (a figure is about 1 MB)
+CACHE_SIZE = 32  # pairs (and figures) kept in memory (a figure is about 1 MB)
+
+
+def _remember(store: OrderedDict, key: tuple, make: Callable[[], T]) -> T:
+    """``store[key]``, made by ``make()`` on a miss; the last :data:`CACHE_SIZE` entries are kept."""
+    with _CACHE_LOCK:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = make()
+    with _CACHE_LOCK:
+        store[key] = value
+        while len(store) > CACHE_SIZE:
+            store.popitem(last=False)
+    return value
 
 
 def explain_pair(backbone: Backbone, record_a: ImageRecord, record_b: ImageRecord, *, size: int | None = None,
-                 layer: LayerLike = None, top_k: int = TOP_K, check: bool = True) -> PairExplanation:
+                 layer: LayerLike = None, top_k: int = TOP_K, check: bool = True, max_side: int = 320) -> PairExplanation:
     """The page's one call for a neighbour pair: :func:`why_neighbours` (with the deletion check) and
-    :func:`core.relate.figure.why_figure`, memoised by ``(weights id, sha a, sha b, size, layer, top_k,
-    check)`` (the last :data:`CACHE_SIZE` pairs, shared by every session of the process)."""
+    :func:`core.relate.figure.why_figure` (pictures ``max_side`` px), shared by every session of the process.
+
+    The decomposition is memoised by ``(weights id, sha a, sha b, size, layer, check)``, so another
+    ``top_k`` only re-reads the top links from the pair matrix and redraws the figure (memoised with
+    ``top_k`` and ``max_side``); the last :data:`CACHE_SIZE` of each are kept.
+    """
     from core.relate.figure import why_figure
 
     s = backbone.spec.check_size(size or backbone.spec.input_size)
     block = resolve_layer(backbone.spec, "embedding", layer)
-    key = (backbone.spec.weights_id, record_a.sha256, record_b.sha256, s, block, top_k, check)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-    img_a, img_b = record_a.decode(), record_b.decode()
-    result = why_neighbours(backbone, img_a, img_b, size=s, layer=block, top_k=top_k, check=check)
-    fig = why_figure(img_a, img_b, result, title_a=record_a.name, title_b=record_b.name)
-    out = PairExplanation(result=result, figure=fig)
-    with _CACHE_LOCK:
-        _CACHE[key] = out
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return out
+    key = (backbone.spec.weights_id, record_a.sha256, record_b.sha256, s, block, check)
 
+    def draw() -> PairExplanation:
+        img_a, img_b = record_a.decode(), record_b.decode()
+        result = _remember(_RESULTS, key, lambda: why_neighbours(backbone, img_a, img_b, size=s, layer=block, check=check))
+        result = dataclasses.replace(result, links=tuple(top_links(result.terms, top_k)))  # O(Na Nb), no forward
+        fig = why_figure(img_a, img_b, result, max_side=max_side, title_a=record_a.name, title_b=record_b.name)
+        return PairExplanation(result=result, figure=fig)
+
+    return _remember(_FIGURES, (*key, top_k, max_side), draw)

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.compare.comparison import Comparison
-from pages.compare import cache, widgets
+from pages.compare import widgets
 from pages.compare.context import CmpContext
 from pages.compare.figures import NEUTRAL, OTHER, SAME, captioned_thumb, thumb_grid
 
@@ -15,13 +15,12 @@ MAX_DISAGREEMENTS = 12
 
 
 def draw(ctx: CmpContext, cmp: Comparison | None) -> None:
-    records = ctx.records
     st.header("Agreement of the NMC predictions", divider="gray")
     if cmp is None:
         st.info("Agreement needs the metrics above (a labelled dataset).")
     else:
         n_test = cmp.agreement[0].n_test if cmp.agreement else 0
-        st.caption(f"On the {n_test} test images of the split above: the share where two backbones' nearest-mean "
+        st.caption(f"On the {n_test:,} test images of the split above: the share where two sources' nearest-mean "
                    "predictions agree, how often each is right, and the images where they differ.")
         st.dataframe(pd.DataFrame([{
             "A": p.a, "B": p.b, "agree": p.agree, "both right": p.both_correct, "only A right": p.only_a,
@@ -35,7 +34,7 @@ def draw(ctx: CmpContext, cmp: Comparison | None) -> None:
             st.success(f"{p.a} and {p.b} predict the same class for every test image.")
         else:
             shown_d = p.disagreements[:MAX_DISAGREEMENTS]
-            thumbs = [captioned_thumb(cache.thumb(records[d.index].sha256, records[d.index]),
+            thumbs = [captioned_thumb(ctx.items.thumb(d.index, 224),
                                       [f"true: {d.true}", f"A: {d.pred_a}", f"B: {d.pred_b}"],
                                       border=SAME if d.pred_a == d.true else OTHER if d.pred_b == d.true else NEUTRAL)
                       for d in shown_d]

@@ -7,6 +7,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from core import render
 from core.explain.prototype_maps import PrototypeSet
 from core.geometry.neighbours import neighbours_of_row
+from core.io.imports import MODEL_ONLY_VIEWS
 from core.projection.projectors import ProjectionParams, available_methods, method_label
 from core.render import ColorScale
 from core.segment.click import click_mask
@@ -22,9 +23,15 @@ PANEL = 260           # px, saliency and mask panels
 
 
 def draw(ctx: CmpContext) -> None:
-    sel, names, backbones, fsets, records, labels = ctx.sel, list(ctx.names), ctx.backbones, ctx.fsets, ctx.records, ctx.labels
+    sel, names, records, labels = ctx.sel, ctx.backbone_names, ctx.records, ctx.labels
     labelled, colours, img_names, ss = ctx.labelled, ctx.colour_of, ctx.img_names, st.session_state
     st.header("Side by side", divider="gray")
+    if ctx.imported_names:  # one sentence on why they have no column (all of them imported: no section)
+        say = st.info if not names or records is None else st.caption
+        say(f"{', '.join(ctx.imported_names)}: {'an imported set' if len(ctx.imported_names) == 1 else 'imported sets'}, "
+            f"no column here. {MODEL_ONLY_VIEWS['side_by_side']}")
+    if not names or records is None:
+        return
     c_img, c_ctl = st.columns([1, 2], gap="large")
     with c_ctl:
         s1, s2, s3 = st.columns(3)
@@ -55,9 +62,9 @@ def draw(ctx: CmpContext) -> None:
     same_pic = [j for j, r in enumerate(records) if r.sha256 == rec.sha256 and j != i]  # copies are not neighbours
     panels_for_png = []
     cols_ui = st.columns(len(names), gap="medium")
-    for col, name, b, fs in zip(cols_ui, names, backbones, fsets):
-        spec = b.spec
-        X = fs["embedding"]
+    for col, name in zip(cols_ui, names):
+        spec = ctx.backbone(name).spec
+        X = ctx.X(name)  # [M, D] the shared images
         grid = spec.grid(spec.input_size)
         with col:
             st.subheader(name)
@@ -65,7 +72,7 @@ def draw(ctx: CmpContext) -> None:
                        f"{'patches' if spec.family != 'cnn' else 'cells'}")
             nb = neighbours_of_row(X, i, k_nn, also_exclude=same_pic)  # copies of the picture are not neighbours
             nn_idx, nn_sim = nb.indices[0], nb.similarities[0]
-            coords = cache.projection(name, sel.dataset_key, ProjectionParams(method), X)
+            coords = cache.projection(ctx.key, name, len(X), ProjectionParams(method), X)
             chart_key = f"cmp_scatter_{name}"
             fig = embedding_scatter(coords, labels, img_names, colours, title=f"{name}: {method_label(method)}",
                                     method=method, chosen=i, neighbours=list(nn_idx))
@@ -77,11 +84,12 @@ def draw(ctx: CmpContext) -> None:
                     st.info(f"{name} has neither attention nor a classifier head: its Grad-CAM explains a class "
                             "prototype, which needs class labels.")
                 else:
-                    final = features(sel, ("embedding",), backbone=name, layer=-1)
-                    protos = PrototypeSet.from_embeddings(final["embedding"], final.labels, exclude=[i, *same_pic])
+                    final = features(sel, ("embedding",), backbone=name, layer=-1)  # the dataset's rows
+                    protos = PrototypeSet.from_embeddings(final["embedding"][ctx.rows(name)], labels,
+                                                          exclude=[i, *same_pic])  # the shared images
             panels = []
             if spec.has_attention or spec.has_classifier or protos is not None:
-                sal = cache.saliency(name, rec.sha256, sel.dataset_key if protos is not None else "", pic, protos)
+                sal = cache.saliency(name, rec.sha256, ctx.key if protos is not None else "", pic, protos)
                 scale = ColorScale(0.0, 1.0, "inferno", f"{sal.method} (min-max)")
                 panels.append(render.heat_figure(pic, sal.map, scale, alpha=alpha, max_side=PANEL,
                                                  title=f"{sal.method}: {sal.target}"))
@@ -102,7 +110,7 @@ def draw(ctx: CmpContext) -> None:
                        f"{' (Otsu)' if auto else ''}: {mask.mean():.0%} of the picture.")
             panels_for_png.append(render.titled(render.stack(panels), name, text_size=16))
             # nearest neighbours in this backbone's space
-            thumbs = [captioned_thumb(cache.thumb(records[j].sha256, records[j]),
+            thumbs = [captioned_thumb(ctx.items.thumb(j, 224),
                                       [labels[j] or records[j].name.rsplit("/", 1)[-1], f"cosine {c:.3f}"],
                                       border=NEUTRAL if not labelled else SAME if labels[j] == rec.label else OTHER)
                       for j, c in zip(nn_idx, nn_sim)]

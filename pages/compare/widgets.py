@@ -25,9 +25,19 @@ def pick_from_chart(chart_key: str) -> None:
 
 def col_width(key: str) -> int:
     """Pixel width of a metrics-table column (all 14 fit a 1600-px window with the sidebar open)."""
-    fixed = {"backbone": 125, "family": 52, "dim": 50, "params": 66, "images_per_s": 52, "speed_source": 98,
+    fixed = {"backbone": 125, "family": 70, "dim": 50, "params": 66, "images_per_s": 52, "speed_source": 98,
              "linear_accuracy": 80}
     return fixed.get(key, 60 if key.endswith("_std") else 78)
+
+
+def missing_as_text(df: pd.DataFrame, fmt: dict) -> tuple[pd.DataFrame, dict]:
+    """Columns holding a missing value (NaN) as text, formatted with ``fmt`` and "n/a" where missing, and
+    ``fmt`` without them: the table shows a null cell as "None" whatever the Styler says."""
+    out, rest = df.copy(), dict(fmt)
+    for col in df.columns[df.isna().any()]:
+        f = rest.pop(col, "{}")
+        out[col] = ["n/a" if pd.isna(v) else f(v) if callable(f) else f.format(v) for v in df[col]]
+    return out, rest
 
 
 def csv(df: pd.DataFrame) -> bytes:

@@ -24,7 +24,8 @@ from typing import cast
 import numpy as np
 import streamlit as st
 
-from core.errors import ImageDecodeError
+from core.cancel import CancelLike
+from core.errors import Cancelled, ImageDecodeError
 from core.geometry.chunked import chunked_cosine_neighbours
 from core.geometry.regions import points_in_polygon
 from core.io.images import decode_image, thumbnail, to_data_uri
@@ -33,8 +34,9 @@ from core.projection.projectors import ProjectionParams
 from core.projection.sampled import SAMPLE, cached_projection, project_sampled
 from core.render import hex_colours
 from pages.components.pointmap import map_state, pack, point_map
+from pages.shared import jobs
 from pages.shared.links import link_param
-from pages.shared.server import policy
+from pages.shared.server import log, one_line, policy
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 FULL_FIT_MAX = {"pca": 200_000, "umap": 50_000, "tsne": 5_000}  # above: fit on a sample + transform
@@ -106,8 +108,11 @@ def _placement(method: str, sample: int, n: int) -> str:
     return "neighbours" if method == "umap" and sample < n else "transform"
 
 
-def _compute(src: MapSource, params: ProjectionParams, sample: int, key: str) -> np.ndarray:
-    prog = _progress()
+def _compute(src: MapSource, params: ProjectionParams, sample: int, key: str, prog: dict,
+             cancel: CancelLike | None = None) -> np.ndarray:
+    """The map, reporting into ``prog`` (:func:`_progress`, fetched on the script thread: a worker
+    thread has no script context); ``cancel`` (set when every session waiting for it cancelled or
+    closed) stops it before the fit or between placed blocks."""
     prog[(src.fid, key)] = (0, src.n, f"fitting {METHODS[params.method]} on {sample:,} points")
 
     place = _placement(params.method, sample, src.n)
@@ -116,26 +121,31 @@ def _compute(src: MapSource, params: ProjectionParams, sample: int, key: str) ->
         prog[(src.fid, key)] = (done, total, "placing the other points" + (
             " by their nearest sample points" if place == "neighbours" else " with transform"))
 
-    if src.proj_dir is not None:
-        path = src.proj_dir / f"{key.replace('/', '_').replace('|', '_').replace(' ', '')}.npy"
-        out = cached_projection(path, src.X, params, sample=sample, progress=report, place=place)
-    else:
-        out = project_sampled(src.X, params, sample=sample, progress=report, place=place)
-    prog.pop((src.fid, key), None)
-    return out
+    try:
+        if src.proj_dir is not None:
+            path = src.proj_dir / f"{key.replace('/', '_').replace('|', '_').replace(' ', '')}.npy"
+            return cached_projection(path, src.X, params, sample=sample, progress=report, place=place, cancel=cancel)
+        return project_sampled(src.X, params, sample=sample, progress=report, place=place, cancel=cancel)
+    finally:
+        prog.pop((src.fid, key), None)
+
+
+def _key(src: MapSource, params: ProjectionParams, sample: int) -> str:
+    return f"{params.key()}|sample={sample}|{_placement(params.method, sample, src.n)}"
 
 
 def _coords(src: MapSource, params: ProjectionParams, sample: int) -> np.ndarray | Future:
-    """The map, from memory, disk, or computed: PCA here, UMAP / t-SNE as a Future."""
-    key = f"{params.key()}|sample={sample}|{_placement(params.method, sample, src.n)}"
+    """The map, from memory, disk, or computed: PCA here, UMAP / t-SNE as a Future owned by this
+    session (pages.shared.jobs)."""
+    key = _key(src, params, sample)
     memo = _coords_memo()
     if (src.fid, key) in memo:
         return memo[(src.fid, key)]
     if params.method == "pca":
         with st.spinner(f"PCA of {src.n:,} points (fitted on {sample:,}; cached for next time)…"):
-            out = _compute(src, params, sample, key)
+            out = _compute(src, params, sample, key, _progress())
     else:
-        fut = _jobs().submit((src.fid, key), _compute, src, params, sample, key)
+        fut = jobs.submit(_jobs(), (src.fid, key), _compute, src, params, sample, key, _progress(), pass_cancel=True)
         if not fut.done():
             return fut
         out = fut.result()  # raises the fit's error
@@ -215,24 +225,51 @@ def show_large_map(src: MapSource, height: int = 640) -> None:
                    f"on a random sample of {sample:,} points on a worker thread and {how}. For a million points "
                    f"this takes minutes on 2 idle cores and up to about 40 minutes on a busy one: the progress is "
                    f"below, PCA is shown meanwhile, and the result is cached for the next visit.")
-    res = _coords(src, params, sample)
+    key = _key(src, params, sample)
+    job_key = (src.fid, key)
+    res: np.ndarray | Future | None = None
+    if method != "pca" and jobs.cancelled(job_key):  # this session cancelled it: PCA until asked again
+        ss.get("emb_big_started", {}).pop(job_key, None)
+        c_note, c_again = st.columns([4, 1], vertical_alignment="center")
+        c_note.info(f"{METHODS[method]} cancelled: showing PCA.", icon=":material/cancel:")
+        with c_again:
+            jobs.resume_button(job_key, f"Compute {METHODS[method]}", help="Start the map again (on a worker thread).")
+    else:
+        try:
+            res = _coords(src, params, sample)
+        except Cancelled:  # released in the same instant (a race with another session): PCA now, again next run
+            res = None
+        except Exception as e:  # the fit or its cache file failed: one line, PCA kept, a retry
+            log.warning("the %s map of %s failed", METHODS[method], src.fid, exc_info=True)
+            st.error(f"{METHODS[method]} failed on these points: {type(e).__name__}: {one_line(e)}")
+            if st.button("Retry", key="emb_big_retry"):
+                _jobs().forget(job_key)
+                st.rerun()
+            if method == "pca":
+                st.stop()  # no map to fall back on
     shown = method
     if isinstance(res, Future):
-        key = f"{params.key()}|sample={sample}|{_placement(method, sample, src.n)}"
-        started = ss.setdefault("emb_big_started", {}).setdefault((src.fid, key), time.time())
+        started = ss.setdefault("emb_big_started", {}).setdefault(job_key, time.time())
 
         pending = res
 
         @st.fragment(run_every=1.0)
         def _wait() -> None:
-            if pending.done():
+            if pending.done() or jobs.cancelled(job_key):
                 st.rerun()
-            done, total, phase = _progress().get((src.fid, key), (0, src.n, "queued"))
-            st.progress(min(done / max(total, 1), 1.0),
-                        text=f"{METHODS[method]}: {phase} ({done:,} / {total:,}, {time.time() - started:.0f} s); "
-                             f"showing PCA meanwhile.")
+            done, total, phase = _progress().get(job_key, (0, src.n, "queued"))
+            c_bar, c_cancel = st.columns([4, 1], vertical_alignment="center")
+            c_bar.progress(min(done / max(total, 1), 1.0),
+                           text=f"{METHODS[method]}: {phase} ({done:,} / {total:,}, {time.time() - started:.0f} s); "
+                                f"showing PCA meanwhile.")
+            with c_cancel:
+                jobs.cancel_button(job_key, _jobs(), f"Cancel {METHODS[method]}",
+                                   help="Stop this map and keep PCA: it stops before its fit or between placed "
+                                        "blocks (a fit under way runs to its end on its thread, its result "
+                                        "discarded), unless another session is waiting for the same map.")
 
         _wait()
+    if res is None or isinstance(res, Future):
         shown = "pca"
         res = _coords(src, ProjectionParams("pca", n_components=2, metric="cosine", seed=0), _sample_size("pca", src.n))
     coords = np.asarray(res, np.float32)  # [N, 2]

@@ -15,6 +15,9 @@ def map_figure(v: MapView) -> go.Figure:
     N, coords, three_d = v.n, v.coords, v.three_d
     classes = sorted(set(v.labels))
     colours = render.class_colours(classes)
+    if v.colours is not None:  # a discovery: known classes first, then the new clusters, in their own colours
+        classes = [c for c in v.colours if c in set(classes)]
+        colours = v.colours
     size = 9 if N <= 500 else 6 if N <= 5000 else 4
     lab = np.asarray(v.labels)
     fig = go.Figure()
@@ -32,7 +35,8 @@ def map_figure(v: MapView) -> go.Figure:
                                        customdata=custom, hovertemplate=hover, marker=marker))
     ups = coords[N:]
     if len(ups):
-        custom = [[N + j, r.name, v.up_votes[j]] for j, r in enumerate(v.records[N:])]
+        custom = [[N + j, r.name, v.up_votes[j] + (" (far from every class)" if v.up_far[j] else "")]
+                  for j, r in enumerate(v.records[N:])]
         hover = f"<b>%{{customdata[1]}}</b><br>your upload · {VOTE_K}-NN vote: %{{customdata[2]}}<extra></extra>"
         marker = dict(symbol="star" if not three_d else "diamond", size=18 if not three_d else 8, color="black",
                       line=dict(width=1.5, color="white"))
@@ -50,8 +54,9 @@ def map_figure(v: MapView) -> go.Figure:
         fig.add_trace(go.Scattergl(x=coords[[v.pick], 0], y=coords[[v.pick], 1], mode="markers", name="opened image",
                                    hoverinfo="skip", marker=dict(symbol="circle-open", size=24, color="#d62728",
                                                                  line=dict(width=3))))
+    legend_title = "class" if v.colours is None else "class / new cluster"
     fig.update_layout(height=760 if three_d else 620,
-                      legend=dict(title=dict(text="class"), itemsizing="constant", font=dict(size=13)),
+                      legend=dict(title=dict(text=legend_title), itemsizing="constant", font=dict(size=13)),
                       margin=dict(l=10, r=10, t=30, b=10), dragmode="pan" if three_d else "zoom", hovermode="closest")
     if three_d:
         fig.update_layout(scene=dict(xaxis_title=ax[0], yaxis_title=ax[1], zaxis_title=ax[2], aspectmode="cube"),

@@ -16,18 +16,25 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import numpy as np
 import streamlit as st
 
+from core.errors import Cancelled
 from core.geometry.neighbours import cosine_neighbours, neighbour_vote
+from core.io.images import ImageRecord
 from core.projection.projectors import ProjectionParams, Projector, available_methods, method_label
 from pages.components.large_map import features_source, imported_source, show_large_map
 from pages.embeddings import cache
 from pages.embeddings.figure import map_figure
 from pages.embeddings.panels import export, opened_image, selection_grid
 from pages.embeddings.view import VOTE_K, MapView
-from pages.shared.datasets import checked_uploads
+from pages.shared import jobs
+from pages.shared.datasets import forget_imported_listing
+from pages.shared.labels import discovery_colouring
 from pages.shared.links import link_param
 from pages.shared.resources import features, show_failures
 from pages.shared.selection import CLASS_DEFAULT
+from pages.shared.server import log, one_line, stop_on_cache_error
 from pages.shared.sidebar import sidebar
+from pages.shared.trust import judge
+from pages.shared.uploads import add_files, upload_shas
 
 METHODS = {m: method_label(m) for m in available_methods()}
 WAIT_S = 2.0        # wait this long for a background fit before showing PCA meanwhile
@@ -36,22 +43,39 @@ PLOTLY_MAX = 20_000  # above this many images the level-of-detail point map repl
 sel = sidebar(CLASS_DEFAULT)
 st.title("Embeddings")
 if sel.imported:  # embeddings made elsewhere (backbone-lens import): the large map, no forward
-    from core.io.imports import open_imported
+    from core.io.imports import ImportedSetDamagedError, UnknownImportedSetError, open_imported
 
-    _set = open_imported(sel.imported)
+    try:
+        with stop_on_cache_error():
+            _set = open_imported(sel.imported)
+    except (ImportedSetDamagedError, UnknownImportedSetError) as e:  # damaged or removed since it was listed
+        log.warning("cannot open the imported set %s", sel.imported, exc_info=True)
+        forget_imported_listing()  # the sidebar lists it afresh, naming the damage
+        st.error(one_line(e))
+        st.stop()
     show_large_map(imported_source(_set.name, (_set.root / "meta.json").stat().st_mtime))
     st.stop()
 st.caption("Each point is one image's global embedding, mapped to 2-D or 3-D. Click a point for the image "
            "and its nearest neighbours (cosine, in the full feature space); box/lasso-select for thumbnails.")
 
-fs = features(sel)
-show_failures(fs)
+fs_all = features(sel)
+show_failures(fs_all)
+# your unlabelled photos are placed in the map fitted on the rest (transform, not refit), as black stars
+mine = upload_shas()
+is_up = np.array([r.sha256 in mine and not r.label for r in fs_all.records], bool)  # [N + M]
+fs = fs_all.subset(np.flatnonzero(~is_up)) if is_up.any() else fs_all
 X = fs["embedding"]  # [N, D]
 N = len(fs.records)
 if N < 5:
     st.info(f"A map needs at least 5 images; this dataset has {N}. Pick another dataset in the sidebar.")
     st.stop()
 labels = [lab or "(unlabelled)" for lab in fs.labels]
+colours = None
+found = discovery_colouring(sel.base.key, fs.records)  # the last run of the Discover page on these images
+if found is not None and st.toggle(f"Colour by discovery ({found[2]})", value=True, key="emb_discovery",
+                                   help="The new clusters found on the Discover page in colours of their own, apart "
+                                        "from the known classes; an unlabelled image takes its cluster's colour."):
+    labels, colours = found[0], found[1]
 fid = fs.key
 if N > PLOTLY_MAX:
     show_large_map(features_source(fid, f"{sel.backbone} embeddings", X, labels, fs.records))
@@ -87,23 +111,31 @@ pca_params = ProjectionParams("pca", n_components=params.n_components, metric=me
 # ---- the projection: PCA inline, UMAP / t-SNE in the background (PCA meanwhile) ----
 proj: Projector | None = None
 pending: Future | None = None
+job_key = (fid, params.key())  # the background fit's key in the job pool
 if method == "pca":
     proj = cache.fit_inline(fid, params.key(), X, params)
+elif jobs.cancelled(job_key):  # this session cancelled it: PCA until asked again
+    ss.get("emb_started", {}).pop(job_key, None)
+    c_note, c_again = st.columns([4, 1], vertical_alignment="center")
+    c_note.info(f"{METHODS[method]} cancelled: showing PCA.", icon=":material/cancel:")
+    with c_again:
+        jobs.resume_button(job_key, f"Compute {METHODS[method]}", help="Start the fit again (in the background).")
 else:
-    jobs = cache.jobs()
-    key = (fid, params.key())
-    fut = jobs.submit(key, cache.fit, X, params)
+    pool = cache.jobs()
+    fut = jobs.submit(pool, job_key, cache.fit, X, params)
     started = ss.setdefault("emb_started", {})
-    started.setdefault(key, time.time())
+    started.setdefault(job_key, time.time())
     try:
         proj = fut.result(timeout=WAIT_S)
     except FutureTimeout:
         pending = fut
+    except Cancelled:  # released in the same instant (a race with another session): PCA now, fit again next run
+        started.pop(job_key, None)
     except Exception as e:  # the fit raised: say so, keep the PCA map, offer a retry
         st.error(f"{METHODS[method]} failed on these features: {type(e).__name__}: {e}")
         if st.button("Retry", key="emb_retry"):
-            jobs.forget(key)
-            started.pop(key, None)
+            pool.forget(job_key)
+            started.pop(job_key, None)
             st.rerun()
 shown = params if proj is not None else pca_params
 if proj is None:
@@ -113,31 +145,28 @@ coords = proj.embedding_  # [N, c]
 if pending is not None:
     @st.fragment(run_every=1.0)
     def _wait(fut: Future, t0: float) -> None:
-        if fut.done():
-            st.rerun()  # the whole page, now with the finished map
-        st.info(f"{METHODS[method]} is being computed in the background ({time.time() - t0:.0f} s so far); "
-                f"showing PCA meanwhile. The map switches by itself when it is ready.",
-                icon=":material/hourglass_top:")
+        if fut.done() or jobs.cancelled(job_key):
+            st.rerun()  # the whole page, now with the finished map (or PCA, cancelled)
+        c_note, c_cancel = st.columns([4, 1], vertical_alignment="center")
+        c_note.info(f"{METHODS[method]} is being computed in the background ({time.time() - t0:.0f} s so far); "
+                    f"showing PCA meanwhile. The map switches by itself when it is ready.",
+                    icon=":material/hourglass_top:")
+        with c_cancel:
+            jobs.cancel_button(job_key, cache.jobs(), f"Cancel {METHODS[method]}",
+                               help="Stop waiting for this map and keep PCA (the fit stops unless another "
+                                    "session is waiting for the same map).")
 
-    _wait(pending, ss["emb_started"][(fid, params.key())])
+    _wait(pending, ss["emb_started"][job_key])
 
 # ---- uploads placed by the fitted map ----
-up_files = ss.get("emb_uploads") or []
-up_recs = []
-U = np.zeros((0, X.shape[1]), np.float32)
-up_coords = np.zeros((0, coords.shape[1]), np.float32)
-if up_files:
-    up_ds = checked_uploads(up_files)  # validated once per session, server limits
-    for f in up_ds.failures:
-        st.error(f"Cannot use the uploaded file **{f.name}**: {f.reason}. The other images are shown.")
-    if up_ds.records:
-        ufs = features(sel, dataset=up_ds)
-        show_failures(ufs)
-        up_recs = ufs.records
-        if up_recs:
-            U = ufs["embedding"]  # [M, D]
-            up_coords = cache.place(fid, shown.key(), tuple(r.sha256 for r in up_recs), proj, U)
+up_rows = np.flatnonzero(is_up)
+up_recs: list[ImageRecord] = [fs_all.records[i] for i in up_rows]
+U = fs_all["embedding"][up_rows]  # [M, D]
+up_coords = cache.place(fid, shown.key(), tuple(r.sha256 for r in up_recs), proj, U) if len(up_recs) else \
+    np.zeros((0, coords.shape[1]), np.float32)
 all_recs = list(fs.records) + up_recs
+verdicts = judge(fs, U, [r.name for r in up_recs]) if up_recs else None
+up_far: list[str | None] = [v.sentence if v.far else None for v in verdicts] if verdicts else [None] * len(up_recs)
 E_all = np.vstack([X, U]) if len(U) else X
 
 if "emb_pick" not in ss and (p := link_param("point")) is not None and p.isdigit() and int(p) < N:
@@ -154,8 +183,8 @@ if pick is not None:  # neighbours in the full feature space, also ringed in the
     nbrs = cosine_neighbours(E_all[[pick]], X, k=min(int(ss.get("emb_k", 8)), N - 1), exclude=[None if pick >= N else pick])
 view = MapView(backbone=sel.backbone, records=all_recs, labels=labels, X=X,
                coords=np.vstack([coords, up_coords]) if len(up_recs) else coords, shown=shown, metric=metric,
-               up_votes=neighbour_vote(U, X, labels, k=VOTE_K) if up_recs else [], pick=pick, nbrs=nbrs,
-               multi=[i for i in ss.get("emb_multi", []) if i < len(all_recs)])
+               up_votes=neighbour_vote(U, X, labels, k=VOTE_K) if up_recs else [], up_far=up_far, pick=pick, nbrs=nbrs,
+               multi=[i for i in ss.get("emb_multi", []) if i < len(all_recs)], colours=colours)
 
 
 def _on_select() -> None:
@@ -182,8 +211,13 @@ selection_grid(view)
 
 # ---- uploads and export ----
 c_up, c_ex = st.columns([3, 2], gap="medium")
-c_up.file_uploader("Place your own images in this map", accept_multiple_files=True, key="emb_uploads",
-                   help="They are embedded with the same backbone and placed by the fitted map (transform, "
-                        "not refit): PCA and UMAP project them, t-SNE places each at the weighted mean of its "
-                        "nearest images. Shown as black stars.")
+placed = c_up.file_uploader("Place your own photos in this map", accept_multiple_files=True,
+                            key=f"emb_uploads_{ss.get('emb_uploads_n', 0)}",
+                            help="They are kept with your photos (sidebar), embedded with the same backbone and placed "
+                                 "by the fitted map (transform, not refit): PCA and UMAP project them, t-SNE places each "
+                                 "at the weighted mean of its nearest images. Shown as black stars.")
+if placed:
+    ss["emb_uploads_n"] = ss.get("emb_uploads_n", 0) + 1
+    add_files(placed)
+    st.rerun()
 export(view, c_ex)

@@ -9,6 +9,7 @@ from core.geometry.neighbours import projection_table
 from core.projection.projectors import method_label
 from pages.embeddings.cache import THUMB, big, image_or_warning, short, thumb
 from pages.embeddings.view import UPLOAD, VOTE_K, MapView
+from pages.shared.why import why_button
 
 MAX_GRID = 48       # thumbnails shown for a box / lasso selection
 
@@ -30,8 +31,13 @@ def opened_image(v: MapView) -> None:
     rec = v.records[pick]
     is_up = pick >= N
     image_or_warning(st, big, rec)
-    st.markdown(f"**{rec.name}** · " + (f"{UPLOAD} · {VOTE_K}-NN vote: **{v.up_votes[pick - N]}**" if is_up
-                                         else f"class **{v.labels[pick]}**"))
+    far = v.up_far[pick - N] if is_up else None
+    if far:
+        st.markdown(f"**{rec.name}** · {UPLOAD} · nearest images mostly **{v.up_votes[pick - N]}**, but:")
+        st.warning(f"**Far from every class.** {far}", icon=":material/help:")
+    else:
+        st.markdown(f"**{rec.name}** · " + (f"{UPLOAD} · {VOTE_K}-NN vote: **{v.up_votes[pick - N]}**" if is_up
+                                             else f"class **{v.labels[pick]}**"))
     st.slider("Neighbours (k)", 1, min(24, N - 1), min(8, N - 1), key="emb_k", persist_state="session",
               help="Ringed in the map: where the nearest neighbours in the full feature space landed.")
     idx, sims = v.nbrs.indices[0], v.nbrs.similarities[0]
@@ -45,6 +51,8 @@ def opened_image(v: MapView) -> None:
         image_or_warning(col, thumb, v.records[i], THUMB, caption=short(v.records[i].name))
         colour = "green" if (not is_up and v.labels[i] == v.labels[pick]) else ("red" if not is_up else "blue")
         col.markdown(f":{colour}[{v.labels[i]}]  \ncos **{s:.3f}**")
+        if not is_up:  # an upload is not a row of the dataset the Why page shows
+            why_button(col, rec, v.records[i], backbone=v.backbone, origin="Embeddings", key=f"emb_why_{j}")
 
 
 def selection_grid(v: MapView) -> None:

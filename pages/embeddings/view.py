@@ -25,9 +25,12 @@ class MapView:
         coords: ``[N + M, c]`` map coordinates, dataset first (c = 2 or 3).
         shown: the projection drawn (PCA while a slower one is computing).
         up_votes: the k-NN class vote of each upload (``M``).
+        up_far: for each upload, the 'far from every class' sentence when the rule says so, else None.
         pick: the opened image (row of ``records``) or None.
         nbrs: its nearest dataset images (full feature space), or None.
         multi: rows of a box / lasso selection.
+        colours: label -> colour when the map is coloured by a discovery (known classes, then new
+            clusters apart); None: one class palette.
     """
 
     backbone: str
@@ -38,9 +41,11 @@ class MapView:
     shown: ProjectionParams
     metric: str
     up_votes: list[str]
+    up_far: list[str | None]
     pick: int | None
     nbrs: Neighbours | None
     multi: list[int]
+    colours: dict[str, str] | None = None
 
     @property
     def n(self) -> int:

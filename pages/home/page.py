@@ -3,7 +3,7 @@ import streamlit as st
 from PIL import Image
 
 from core.io.images import ImageRecord, thumbnail
-from pages.shared.datasets import load_data_folder
+from pages.shared.datasets import imported_sets, load_data_folder
 from pages.shared.resources import get_backbone
 from pages.shared.routes import page
 from pages.shared.selection import CLASS_DEFAULT
@@ -41,10 +41,12 @@ with c1:
     st.page_link(page("embeddings"), label="Open Embeddings on the sample", icon=":material/scatter_plot:")
     st.page_link(page("prototypes"), label="Classify them (Prototypes)", icon=":material/target:")
 with c2:
-    st.markdown("**2 · Bring your own photos.** In the sidebar, choose *Uploads* (or a folder) and add pictures, "
-                "with a class name per batch if you have one. Then ask what the model looks at in one of them.")
+    st.markdown("**2 · Bring your own photos.** In the sidebar, *Add your photos*: as unlabelled images, or as a new "
+                "class. They join the dataset on every page and stay with this link. Then ask what the model sees "
+                "in one of them, and whether it resembles any class at all.")
     st.page_link(page("saliency"), label="Explain one photo (Saliency)", icon=":material/local_fire_department:")
     st.page_link(page("segmentation"), label="Cut out its object (Segmentation)", icon=":material/content_cut:")
+    st.page_link(page("prototypes"), label="Which class is it? (Prototypes › Classify)", icon=":material/target:")
 with c3:
     st.markdown("**3 · Choose a backbone.** Put two to four backbones side by side on the same images: accuracy, "
                 "speed, how alike their representations are, and where they disagree.")
@@ -66,9 +68,18 @@ with st.expander("What each page shows"):
         "deletion/insertion scores.\n"
         "- **Segmentation**: click a patch to segment by similarity, k-means parts, PCA foreground, "
         "co-segmentation.\n"
+        "- **Discover**: sort unlabelled images into the known classes or new clusters (category discovery); "
+        "name a cluster and it becomes a class on every page.\n"
+        "- **Why neighbours**: which patches make two images close, patch to patch.\n"
+        "- **Concepts**: the visual concepts a backbone finds across the dataset, each shown by its typical "
+        "patches and named by you, and which concepts carry each class.\n"
         "- **Compare**: backbones side by side, a metrics table and CKA."
     )
 
+if sel.imported:  # vectors made elsewhere: no backbone to describe
+    st.info(f"**{sel.imported}**: an imported set of {imported_sets().get(sel.imported, 0):,} embeddings. Embeddings, "
+            "Prototypes and Compare work on its vectors; Saliency and Segmentation need the model that made them.")
+    st.stop()
 ds = sel.dataset
 spec = get_backbone(sel.backbone).spec
 st.subheader("Loaded now")

@@ -15,10 +15,18 @@ from core.classify.ood import unknown_class_ood
 from core.classify.tables import evaluate_methods, method_label, teen_alpha_sweep, teen_repeated
 from core.classify.zeroshot import prompt_prototypes
 from core.geometry.vectors import METRICS, Metric
+from core.io.imports import ImportedSet
 from core.projection.projectors import ProjectionParams, make_projector
 from pages.prototypes.context import ProtoContext
 from pages.prototypes.figures import accuracy_table, show_accuracies
+from pages.shared.progress import eta_reporter
 from pages.shared.resources import get_backbone
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def imported_labels(fid: str, _s: ImportedSet) -> np.ndarray:
+    """``[N]`` an imported set's labels as strings (read once per version of the set)."""
+    return np.asarray(_s.labels(), dtype=str)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -49,9 +57,24 @@ def evaluations(ctx: ProtoContext, methods: tuple[str, ...], slot):
     return results, not_run
 
 
-@st.cache_data(max_entries=16, show_spinner="Few-shot draws (each method on the same draws)…")
-def few_shot(fid: str, shots: tuple, methods: tuple, draws: int, seed: int, _X, _y):
-    return few_shot_curve(_X, _y, shots=shots, methods=methods, draws=draws, seed=seed)
+@st.cache_data(max_entries=64, show_spinner=False)
+def _few_shot_k(fid: str, k: int, methods: tuple, draws: int, seed: int, _X, _y):
+    return few_shot_curve(_X, _y, shots=(k,), methods=methods, draws=draws, seed=seed)
+
+
+def few_shot(fid: str, shots: tuple, methods: tuple, draws: int, seed: int, X, y) -> list:
+    """``few_shot_curve``'s rows, one shot value at a time (each cached on its own; a shot value's draws depend
+    only on the seed and k, so the rows are the same), with a progress bar and an ETA: on 100,000 images the
+    curve takes minutes on a small CPU."""
+    bar = st.progress(0.0)
+    update = eta_reporter(bar, lambda d, t, k: f"Few-shot draws, every method on the same draws: {k} shot"
+                                               f"{'s' * (k != 1)} ({d + 1} of {t})")
+    rows: list = []
+    for i, k in enumerate(shots):
+        update(i, len(shots), k)
+        rows += _few_shot_k(fid, int(k), methods, draws, seed, X, y)
+    bar.empty()
+    return sorted(rows, key=lambda r: (methods.index(r.method), r.shots))  # as few_shot_curve orders them
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -101,3 +124,4 @@ def text_prototypes(backbone: str, weights_id: str, names: tuple, templates: tup
 @st.cache_resource(max_entries=8, show_spinner=False)
 def pca_map(fid: str, _X: np.ndarray):
     return make_projector(ProjectionParams("pca", n_components=2)).fit(_X)
+

@@ -46,11 +46,17 @@ def pct(a: float) -> str:
 
 
 def accuracy_table(results) -> pd.DataFrame:
+    """One row per classifier: its accuracy with the 95 % Wilson interval over the test images."""
     return pd.DataFrame([{"method": method_label(r.method), "accuracy": r.accuracy,
+                          "95% interval": f"{100 * r.ci_low:.0f}–{100 * r.ci_high:.0f}%",
                           "correct": f"{int(round(r.accuracy * r.n_test))} / {r.n_test}",
                           "protocol": r.protocol, "n_train": r.n_train, "n_test": r.n_test} for r in results])
 
 
 def show_accuracies(slot, table: pd.DataFrame) -> None:
     slot.dataframe(table, hide_index=True, column_config={
-        "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1)})
+        "method": st.column_config.TextColumn("method", width="large"),
+        "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1),
+        "95% interval": st.column_config.TextColumn(
+            "95% interval", help="Wilson score interval of the accuracy over the test images: two methods whose "
+                                 "intervals overlap cannot be told apart on this test set.")})

@@ -10,17 +10,18 @@ from core.classify.margins import misclassified
 from core.classify.tables import method_label
 from pages.prototypes import cache
 from pages.prototypes.context import ProtoContext
-from pages.prototypes.figures import accuracy_table, heatmap, pct, show, show_accuracies
+from pages.prototypes.figures import THUMB, accuracy_table, heatmap, pct, show_accuracies
+from pages.shared.items import show_thumb
 
 MAX_WRONG = 24       # misclassified images shown
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, fs, sel, metric, test_size, seed = ctx.X, ctx.y, ctx.fs, ctx.sel, ctx.metric, ctx.test_size, ctx.seed
+    X, y, items, sel, metric, test_size, seed = ctx.X, ctx.y, ctx.items, ctx.sel, ctx.metric, ctx.test_size, ctx.seed
     names = classifier_names()
     head = st.empty()
+    slot = st.empty()  # the whole width: every column of the table visible
     c1, c2 = st.columns([3, 2], gap="medium")
-    slot = c1.empty()
     try:
         results, not_run = cache.evaluations(ctx, names, slot)
     except ValueError as e:  # e.g. leave-one-out with a class of one image
@@ -46,10 +47,11 @@ def draw(ctx: ProtoContext) -> None:
                  "only, without the first-session adaptation of the backbone.")
     table = accuracy_table(results)
     show_accuracies(slot, table)
-    if sel.dataset.root is not None:
-        c1.caption(f"Same numbers from a shell: `backbone-lens evaluate --backbone {sel.backbone} --train "
-                   f"{sel.dataset.root} --method nmc` (or `--method {'|'.join(classifier_names()[1:])}`; add `--json` for one "
-                   "JSON object).")
+    shell = f"--imported {ctx.imported}" if ctx.imported else \
+        f"--backbone {sel.backbone} --train {sel.dataset.root}" if sel.dataset.root is not None else None
+    if shell:
+        c1.caption(f"Same numbers from a shell: `backbone-lens evaluate {shell} --method nmc` (or `--method "
+                   f"{'|'.join(classifier_names()[1:])}`; add `--json` for one JSON object).")
     full_train = max(r.n_train for r in results)
     capped = [r for r in results if r.n_train < full_train]
     if capped or results[0].n_test >= evaluation.MAX_TEST:
@@ -86,9 +88,9 @@ def draw(ctx: ProtoContext) -> None:
     for j, i in enumerate(wrong[:MAX_WRONG]):
         box = cols[j % 4].container(border=True)
         a, b = box.columns(2)
-        show(a, fs.records[i], caption="image")
-        show(b, fs.records[mis.exemplar[j]], caption=f"{mis.wrong_label[j]} prototype")
-        box.markdown(f"**{fs.records[i].name.split('/')[-1]}**  \ntrue :green[{y[i]}] · predicted :red[{mis.predicted[j]}]  \n"
+        show_thumb(a, items, i, THUMB, caption="image")
+        show_thumb(b, items, mis.exemplar[j], THUMB, caption=f"{mis.wrong_label[j]} prototype")
+        box.markdown(f"**{items.names[i].split('/')[-1]}**  \ntrue :green[{y[i]}] · predicted :red[{mis.predicted[j]}]  \n"
                      f"nearest wrong prototype **{mis.wrong_label[j]}**: d = {mis.d_wrong[j]:.3f} (own {mis.d_own[j]:.3f})")
     if len(wrong) > MAX_WRONG:
         st.caption(f"First {MAX_WRONG} of {len(wrong)} shown.")

@@ -15,11 +15,12 @@ from pages.prototypes.context import ProtoContext
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, sel, seed, K, counts_all = ctx.X, ctx.y, ctx.sel, ctx.seed, ctx.K, ctx.counts
+    X, y, seed, K, counts_all = ctx.X, ctx.y, ctx.seed, ctx.K, ctx.counts
     fid = ctx.fid
     st.caption(f"k random training images per class, the rest (at most {evaluation.FEW_SHOT_MAX_TEST:,} of it, a stratified sample) is "
-               "the test set; repeated draws give the error bars "
-               "(± one standard deviation). Generative classifiers (naive Bayes, NMC, LDA) need few images to near "
+               "the test set; each point is the mean over draws, its error bar "
+               "the 95 % Wilson interval over one draw's test images (the draws reuse the same few images, so their "
+               "spread alone understates the uncertainty). Generative classifiers (naive Bayes, NMC, LDA) need few images to near "
                "their best; the discriminative linear probe catches up as shots grow: the two regimes (Ng & Jordan "
                "2001, revisited for pre-trained features by Zheng et al. 2023). LDA and FeCAM need 2 images per "
                "class for a covariance and have no point at 1 shot.")
@@ -47,13 +48,14 @@ def draw(ctx: ProtoContext) -> None:
     if not rows:
         st.warning(f"No shot value is below the smallest class size ({smallest}).")
         return
-    df = pd.DataFrame([r.__dict__ for r in rows])
+    df = pd.DataFrame([{**r.__dict__, "ci_low": r.ci_low, "ci_high": r.ci_high} for r in rows])
     fig = go.Figure()
     colours = dict(zip(names, render.hex_colours(len(names))))
     for m in methods:
         d = df[df.method == m]
         bold = m in ("nb", "linear")
-        fig.add_trace(go.Scatter(x=d.shots, y=d.mean_acc, error_y=dict(type="data", array=d.std_acc, visible=True),
+        fig.add_trace(go.Scatter(x=d.shots, y=d.mean_acc, error_y=dict(type="data", array=d.ci_high - d.mean_acc,
+                                                                     arrayminus=d.mean_acc - d.ci_low, visible=True),
                                  mode="lines+markers", name=method_label(m),
                                  line=dict(color=colours[m], width=3 if bold else 1.5, dash=None if bold else "dot")))
     fig.add_hline(y=1 / K, line_dash="dot", line_color="gray", annotation_text=f"chance (1/{K})",
@@ -76,7 +78,7 @@ def draw(ctx: ProtoContext) -> None:
     fig.update_yaxes(title_text="accuracy on the remaining images", range=[0, 1.06], tickformat=".0%")
     st.plotly_chart(fig, key="fs_plot")
     if regimes is not None:
-        st.markdown(f"**Two regimes ({sel.backbone}):** {regimes.sentence}")
+        st.markdown(f"**Two regimes ({ctx.made_by}):** {regimes.sentence}")
     else:
         st.caption("Add naive Bayes (shared variance) and the linear probe to the methods to see where the two "
                    "regimes meet.")
@@ -87,6 +89,8 @@ def draw(ctx: ProtoContext) -> None:
     out = df.assign(method=df.method.map(method_label)).rename(columns={"n_draws": "draws"})
     st.dataframe(out, hide_index=True, column_config={
         "mean_acc": st.column_config.NumberColumn("mean accuracy", format="%.3f"),
-        "std_acc": st.column_config.NumberColumn("std", format="%.3f")})
+        "std_acc": st.column_config.NumberColumn("std", format="%.3f"),
+        "ci_low": st.column_config.NumberColumn("95% low", format="%.3f"),
+        "ci_high": st.column_config.NumberColumn("95% high", format="%.3f")})
     st.download_button("Download the curve (CSV)", out.to_csv(index=False).encode(), file_name="few_shot.csv",
                        mime="text/csv", icon=":material/download:")

@@ -8,17 +8,19 @@ import streamlit as st
 from core.classify.ood import OOD_SCORES
 from pages.prototypes import cache
 from pages.prototypes.context import ProtoContext
-from pages.prototypes.figures import show
+from pages.prototypes.figures import THUMB
+from pages.shared.items import show_thumb
 
-OOD_LABEL = {"mahalanobis": "Mahalanobis (to the nearest class)", "energy": "energy (−log p(x) + const)"}
+OOD_LABEL = {"mahalanobis": "Mahalanobis distance (to the nearest class)", "energy": "energy (−log p(x) + const)"}
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, fs, classes_all, test_size, seed, K = ctx.X, ctx.y, ctx.fs, ctx.classes, ctx.test_size, ctx.seed, ctx.K
+    X, y, items, classes_all, test_size, seed, K = ctx.X, ctx.y, ctx.items, ctx.classes, ctx.test_size, ctx.seed, ctx.K
     fid = ctx.fid
     st.caption("How far an image lies from every class, from the statistics LDA uses: the class means and one shared "
-               "covariance (Ledoit-Wolf). Mahalanobis score = squared distance to the nearest class mean (Lee et al. "
-               "2018); energy = −log Σ_c π_c exp(−d_c / 2), i.e. −log p(x) up to a constant (Liu et al. 2020). "
+               "covariance (Ledoit-Wolf). Mahalanobis = the distance to the nearest class mean, not squared, as on every "
+               "page (Lee et al. 2018 score its square: the same ranking); energy = −log Σ_c π_c exp(−d_c² / 2), i.e. "
+               "−log p(x) up to a constant (Liu et al. 2020). "
                "Higher = more unusual.")
     unknown = st.multiselect("Treat these classes as unknown (left out of the statistics)", list(classes_all),
                              default=[], key="ood_unknown", persist_state="session")
@@ -55,14 +57,14 @@ def draw(ctx: ProtoContext) -> None:
         fig.update_xaxes(title_text="score (higher = more unusual)")
         fig.update_yaxes(title_text="images")
         col.plotly_chart(fig, key=f"ood_hist_{kind}")
-    table = pd.DataFrame({"image": [fs.records[i].name for i in rows], "class": y[rows],
+    table = pd.DataFrame({"image": [items.names[i] for i in rows], "class": y[rows],
                           "unknown class": flag, "nearest class": sc.nearest,
-                          "mahalanobis": sc.mahalanobis, "energy": sc.energy}).sort_values("mahalanobis",
+                          "Mahalanobis distance": sc.mahalanobis, "energy": sc.energy}).sort_values("Mahalanobis distance",
                                                                                            ascending=False)
     st.subheader("Most unusual images (Mahalanobis)")
     top = st.columns(6)
     for j, i in enumerate(table.index[:6]):
-        show(top[j], fs.records[rows[i]], caption=f"{y[rows[i]]} · {sc.mahalanobis[i]:.0f}")
+        show_thumb(top[j], items, rows[i], THUMB, caption=f"{y[rows[i]]} · {sc.mahalanobis[i]:.1f}")
     st.dataframe(table, hide_index=True, column_config={
-        "mahalanobis": st.column_config.NumberColumn(format="%.1f"),
+        "Mahalanobis distance": st.column_config.NumberColumn(format="%.1f"),
         "energy": st.column_config.NumberColumn(format="%.1f")})

@@ -16,18 +16,18 @@ HEAT_MAX_ROWS = 2_000  # image rows drawn in the image-to-prototype heat map (ev
 
 
 def draw(ctx: ProtoContext) -> None:
-    X, y, fs, metric, K = ctx.X, ctx.y, ctx.fs, ctx.metric, ctx.K
+    X, y, items, metric, K = ctx.X, ctx.y, ctx.items, ctx.metric, ctx.K
     fid = ctx.fid
     pd_ = cache.prototypes(fid, metric, X, y)
     classes, order, D_pp, D_ip, margin = pd_.classes, pd_.order, pd_.D_pp, pd_.D_ip, pd_.margin
-    st.caption(f"{K} prototypes from all {len(y)} images (in-sample: the held-out accuracies are on the Classifiers tab).")
+    st.caption(f"{K} prototypes from all {len(y):,} images (in-sample: the held-out accuracies are on the Classifiers tab).")
     c1, c2 = st.columns([1, 1], gap="medium")  # the class-by-class matrix needs room for its numbers
     text = np.vectorize(lambda v: f"{v:.2f}")(np.maximum(D_pp, 0.0)) if K <= 12 else None  # no "-0.00"
     c1.plotly_chart(heatmap(D_pp, list(classes), list(classes), colorbar=DIST_LABEL[metric], text=text,
                              title="Prototype to prototype", xtitle="prototype", ytitle="prototype", height=520,
                             text_size=11 if K <= 8 else 9),
                     key="pp_heat")
-    names = [fs.records[i].name for i in order]
+    names = [items.names[i] for i in order]
     # a heat map of 100,000 rows would not draw: show HEAT_MAX_ROWS rows evenly spaced in class order
     rows = np.unique(np.linspace(0, len(order) - 1, HEAT_MAX_ROWS).round().astype(int)) if len(order) > HEAT_MAX_ROWS \
         else np.arange(len(order))
@@ -37,9 +37,9 @@ def draw(ctx: ProtoContext) -> None:
                    title=f"Image to prototype (images sorted by class{shown})",
                    xtitle="prototype", ytitle="image", height=max(520, min(1400, 14 * len(ys) + 120)),
                    show_y=len(ys) <= MAX_TICKS)
-    wrong = pd_.wrong_rows
+    wrong = np.flatnonzero(pd_.nearest[rows] != pd_.own[rows])  # among the rows shown
     if len(wrong):
-        fig.add_trace(go.Scatter(x=classes[pd_.nearest[wrong]], y=[ys[i] for i in wrong], mode="markers",
+        fig.add_trace(go.Scatter(x=classes[pd_.nearest[rows[wrong]]], y=[ys[i] for i in wrong], mode="markers",
                                  marker=dict(symbol="x", size=9, color="red", line=dict(width=1, color="white")),
                                  name="nearest prototype is another class", hoverinfo="skip"))
     bounds = np.flatnonzero(y[order][rows][1:] != y[order][rows][:-1])  # last shown row of each class
@@ -73,10 +73,14 @@ def draw(ctx: ProtoContext) -> None:
         "mean_margin": st.column_config.NumberColumn("mean margin", format="%.3f"),
         "min_margin": st.column_config.NumberColumn("min margin", format="%.3f"),
         "correct": st.column_config.ProgressColumn("margin > 0", format="percent", min_value=0, max_value=1)})
-    out = pd.DataFrame(D_ip, columns=[f"d_{c}" for c in classes])
-    out.insert(0, "margin", margin)
-    out.insert(0, "label", y[order])
-    out.insert(0, "path", [str(fs.records[i].path or "") for i in order])
-    out.insert(0, "name", names)
-    c2.download_button("Download image-to-prototype distances (CSV)", out.to_csv(index=False).encode(),
-                       file_name=f"prototype_distances_{metric}.csv", mime="text/csv", icon=":material/download:")
+
+    def csv() -> bytes:  # made on a click only: 100,000 rows take seconds
+        out = pd.DataFrame(D_ip, columns=[f"d_{c}" for c in classes])
+        out.insert(0, "margin", margin)
+        out.insert(0, "label", y[order])
+        out.insert(0, "path", [items.paths[i] for i in order])
+        out.insert(0, "name", names)
+        return out.to_csv(index=False).encode()
+
+    c2.download_button("Download image-to-prototype distances (CSV)", csv, file_name=f"prototype_distances_{metric}.csv",
+                       mime="text/csv", icon=":material/download:", on_click="ignore")

@@ -10,16 +10,19 @@ import streamlit as st
 
 from pages.saliency import tab_attention, tab_concepts, tab_faithfulness, tab_gradcam, tab_prototype_maps, tab_report
 from pages.saliency.context import SalContext
+from pages.saliency.targets import far_note
 from pages.shared.picking import pick_image
-from pages.shared.resources import get_backbone
-from pages.shared.selection import PATCH_DEFAULT
+from pages.shared.resources import get_backbone, stop_if_imported
+from pages.shared.selection import CLASS_DEFAULT, PATCH_DEFAULT
 from pages.shared.sidebar import sidebar
+from pages.shared.uploads import upload_shas
 
 CMAPS = ["inferno", "viridis", "magma", "turbo", "jet"]
 TABS = {"Attention": tab_attention, "Grad-CAM": tab_gradcam, "Prototype maps": tab_prototype_maps,
         "Faithfulness": tab_faithfulness, "Report card": tab_report, "Concept map": tab_concepts}
 
-sel = sidebar(PATCH_DEFAULT)
+sel = sidebar(CLASS_DEFAULT if upload_shas() else PATCH_DEFAULT)  # your photos: a backbone with a head first
+stop_if_imported(sel, "saliency", "Saliency")
 b = get_backbone(sel.backbone)
 spec = b.spec
 size = sel.size or spec.input_size
@@ -35,6 +38,7 @@ c3.caption(f"**{spec.name}** at {size} px: a {h}x{w} grid of {spec.patch_size}-p
            f"{'patches' if spec.family != 'cnn' else 'cells (output stride)'}"
            + (f", {spec.num_prefix_tokens} prefix token(s) skipped" if spec.num_prefix_tokens else ""))
 ctx = SalContext(sel=sel, b=b, pic=pic, size=size, alpha=alpha, cmap=cmap)
+far_note(ctx)
 
 tabs = st.tabs(list(TABS), key="sal_tab", on_change="rerun", default="Attention" if spec.has_attention else "Grad-CAM")
 for module, tab in zip(TABS.values(), tabs):

@@ -18,6 +18,7 @@ from pages.saliency.widgets import download
 from pages.shared import concept_jobs
 from pages.shared.concept_jobs import AtlasSettings
 from pages.shared.routes import page
+from pages.shared.uploads import without_uploads
 
 PRESENT_ROWS = 4  # atlas rows shown for the concepts that cover most of the picture
 
@@ -48,13 +49,17 @@ def _rows(key: str, names: tuple[str, ...], concepts: tuple[int, ...], _atlas: C
 
 def draw(ctx: SalContext) -> None:
     sel, b, pic = ctx.sel, ctx.b, ctx.pic
-    records = tuple(sel.dataset.records)
+    data = without_uploads(sel.dataset)  # your photos are encoded on the dataset's concepts, not refitted
+    records = tuple(data.records)
     if not records:
         st.info("The concept map needs the dataset's concepts, and this dataset has no images: pick one in the sidebar.")
         return
-    s = AtlasSettings(b.spec.weights_id, sel.dataset_key, layer=sel.layer, size=sel.size)
-    st.caption(f"The concepts of the sidebar's dataset ({len(records):,} images) for **{ctx.spec.name}**, found with the "
-               f"default settings (k = {DEFAULT_K}, method auto, seed 0; other settings and names: the Concepts page).")
+    s = AtlasSettings(b.spec.weights_id, data.key, layer=sel.layer, size=sel.size)
+    mine = len(sel.dataset.records) - len(records)
+    st.caption(f"The concepts of the sidebar's dataset ({len(records):,} images"
+               + (f"; your {mine} photo(s) left out, encoded on its concepts" if mine else "")
+               + f") for **{ctx.spec.name}**, found with the default settings (k = {DEFAULT_K}, method auto, "
+               "seed 0; other settings and names: the Concepts page).")
     atlas = concept_jobs.obtain(b, records, s, what=f"{ctx.spec.name}, k = {DEFAULT_K}", key="sal_cc", auto=False)
     if atlas is None:
         st.page_link(page("concepts"), label="…or open the Concepts page", icon=":material/auto_awesome_mosaic:")

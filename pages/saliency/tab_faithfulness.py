@@ -71,6 +71,22 @@ def draw(ctx: SalContext) -> None:
                               "deletion AUC (lower is better)": [round(r["deletion_auc"], 3) for r in res.values()],
                               "insertion AUC (higher is better)": [round(r["insertion_auc"], 3) for r in res.values()]},
                              hide_index=True)
+                if RANDOM in res:
+                    rnd = res[RANDOM]
+                    for k, r in res.items():
+                        if k == RANDOM:
+                            continue
+                        d_ok = r["deletion_auc"] < rnd["deletion_auc"]
+                        i_ok = r["insertion_auc"] > rnd["insertion_auc"]
+                        st.markdown(f"- **{k}** against the random map: deletion {r['deletion_auc']:.3f} vs "
+                                    f"{rnd['deletion_auc']:.3f} ({'better' if d_ok else 'not better'}), insertion "
+                                    f"{r['insertion_auc']:.3f} vs {rnd['insertion_auc']:.3f} "
+                                    f"({'better' if i_ok else 'not better'}).")
+                    st.caption("One picture gives no interval: a difference here may not hold on the next picture. "
+                               "The Report card tab scores every method on many pictures, with 95 % intervals and a "
+                               "verdict against the random map.")
+                else:
+                    st.caption("Add the random map to the maps compared: a map is only worth reading where it beats it.")
                 c1, c2 = st.columns(2)
                 for col, curve in ((c1, "deletion"), (c2, "insertion")):
                     fig = go.Figure([go.Scatter(x=r["fractions"], y=r[f"{curve}_curve"], mode="lines+markers", name=k)

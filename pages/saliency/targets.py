@@ -10,6 +10,9 @@ from core.explain.targets import CamTarget, default_target
 from pages.saliency import cache
 from pages.saliency.context import SalContext
 from pages.shared.resources import features
+from pages.shared.selection import CLASS_DEFAULT
+from pages.shared.state import choose_backbone
+from pages.shared.trust import judge
 
 
 def prototypes(ctx: SalContext, layer: int) -> PrototypeSet | None:
@@ -81,3 +84,31 @@ def target_picker(ctx: SalContext) -> tuple[CamTarget, str] | None:
         key = target_key(target)
     st.session_state.setdefault("sal_target", {})[(spec.name, pic.sha256, size)] = (target, key)
     return target, key
+
+
+def far_note(ctx: SalContext) -> None:
+    """Say first when the picture lies farther from every class of the dataset than the dataset's own
+    images do (the rule of pages.shared.trust): a class-prototype target is then a guess; offer the
+    ImageNet head of a backbone that has one."""
+    if ctx.pic.index is not None and ctx.sel.dataset.records[ctx.pic.index].label:
+        return  # a labelled dataset image: its class is known
+    fs = features(ctx.sel, kinds=("embedding",), layer=-1)
+    rows = [i for i, r in enumerate(fs.records) if r.sha256 != ctx.pic.sha256]
+    emb = cache.tokens(ctx.spec.name, ctx.pic.sha256, ctx.size, -1, ctx.pic.image)[1]  # [D] final embedding
+    got = judge(fs.subset(rows), emb[None], [ctx.pic.name])
+    if not got or not got[0].far:
+        if got:
+            st.caption(got[0].sentence)
+        return
+    v = got[0]
+    if ctx.spec.has_classifier:
+        st.warning(f"**Far from every class of this dataset.** {v.sentence} The Grad-CAM tab explains the ImageNet "
+                   "head's top class by default, which does not depend on the dataset's classes.", icon=":material/help:")
+        return
+    headed = next((n for n in (CLASS_DEFAULT, "efficientnet_lite0") if n != ctx.spec.name), CLASS_DEFAULT)
+    c1, c2 = st.columns([4, 1], vertical_alignment="center")
+    c1.warning(f"**Far from every class of this dataset.** {v.sentence} Maps that explain a class prototype explain "
+               f"a guess here. {ctx.spec.name} has no classifier head; **{headed}** has an ImageNet head that names "
+               "what it sees.", icon=":material/help:")
+    c2.button(f"Use {headed}", key="sal_use_headed", on_click=choose_backbone, args=(headed,),
+              help="Switch the sidebar's backbone (every page) to a backbone with a classifier head.")

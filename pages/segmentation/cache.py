@@ -9,6 +9,7 @@ from core.explain.attention import cls_attention_map
 from core.explain.inputs import image_tokens
 from core.segment.clustering import cosegment, kmeans_parts
 from core.segment.foreground import ncut_foreground
+from core.segment.recommend import ForegroundChoice, choose_foreground
 from pages.shared.resources import get_backbone
 
 
@@ -37,3 +38,10 @@ def coseg(name: str, shas: tuple[str, ...], size: int, layer: int, k: int, _toke
 @st.cache_data(max_entries=32, show_spinner="Normalized cut…")
 def ncut(name: str, sha: str, size: int, layer: int, _tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ncut_foreground(_tokens)  # [h, w] score, bool [h, w]
+
+
+@st.cache_data(max_entries=32, show_spinner="Comparing the foregrounds…")
+def choice(name: str, sha: str, size: int, layer: int, has_attention: bool, _tokens: np.ndarray, _img) -> ForegroundChoice:
+    """Every automatic foreground of one picture and the recommended one (core.segment.recommend)."""
+    att = cls_attention(name, sha, size, _img) if has_attention else None
+    return choose_foreground(_tokens, att)

@@ -11,7 +11,7 @@ from core.errors import ImageDecodeError
 from pages.segmentation import cache, tab_click, tab_coseg, tab_foreground, tab_parts
 from pages.segmentation.context import SegContext
 from pages.shared.picking import PickedImage, pick_image
-from pages.shared.resources import get_backbone
+from pages.shared.resources import get_backbone, stop_if_imported
 from pages.shared.selection import PATCH_DEFAULT
 from pages.shared.sidebar import sidebar
 
@@ -20,6 +20,7 @@ TABS = {"Click to segment": tab_click, "Parts (k-means)": tab_parts, "Foreground
         "Co-segmentation": tab_coseg}
 
 sel = sidebar(PATCH_DEFAULT)
+stop_if_imported(sel, "segmentation", "Segmentation")
 b = get_backbone(sel.backbone)
 spec = b.spec
 size = sel.size or spec.input_size

@@ -12,6 +12,11 @@ from pages.segmentation.widgets import foreground_panel
 
 def draw(ctx: SegContext) -> None:
     spec, size, layer, pic, tokens = ctx.spec, ctx.size, ctx.layer, ctx.pic, ctx.tokens
+    ch = cache.choice(spec.name, pic.sha256, size, layer, spec.has_attention, tokens, pic.image)
+    if ch.method is not None:
+        st.success(ch.sentence, icon=":material/recommend:")
+    else:
+        st.info(ch.sentence)
     score, pmask = pca_foreground(tokens)  # [h, w], bool [h, w]
     nscore, nmask = cache.ncut(spec.name, pic.sha256, size, layer, tokens)  # [h, w], bool [h, w]
     bscore, bmask = boundary_foreground(tokens)  # [h, w], bool [h, w]

@@ -6,5 +6,7 @@
 - ``selection``: :class:`Selection`, what the sidebar chose (a frozen value every page reads);
 - ``links``: the shareable link (``?dataset=&backbone=&...``), read once per session, kept in step;
 - ``sidebar``: the sidebar widgets that make a :class:`Selection`;
-- ``picking``: one image to explain, from the dataset or uploaded.
+- ``picking``: one image to explain, from the dataset or uploaded;
+- ``labels``: names accepted on the Discover page, a label override the sidebar applies for every page.
+- ``jobs``: long jobs owned by the browser session (Cancel / Resume buttons, closed tabs released).
 """

@@ -9,9 +9,10 @@ import streamlit as st
 from PIL import Image
 
 from core.errors import ImageDecodeError
-from core.io.images import decode_image, sha256_hex
+from core.io.images import decode_image
 from pages.shared.selection import Selection
 from pages.shared.server import one_line, policy
+from pages.shared.uploads import add_files, upload_shas
 
 
 @dataclass(frozen=True)
@@ -22,13 +23,15 @@ class PickedImage:
         name: file name (dataset path or upload name).
         sha256: of the file's bytes (cache key).
         image: decoded RGB picture.
-        index: position in the selected dataset, or None for an upload (so class means can leave it out).
+        index: position in the selected dataset, or None (e.g. another picture shown beside it).
+        is_upload: one of the session's own photos.
     """
 
     name: str
     sha256: str
     image: Image.Image
     index: int | None
+    is_upload: bool = False
 
 
 _DECODED_PER_SESSION = 4  # decoded pictures kept per session (an upload is decoded once, not per rerun)
@@ -53,29 +56,37 @@ def _decode_once(sha256: str, name: str, data_fn: Callable[[], bytes]) -> Image.
 
 
 def pick_image(sel: Selection, key: str) -> PickedImage:
-    """A dataset image (selectbox) or an uploaded one (its own uploader; the upload wins while present).
-    Uploads are validated with :func:`core.io.images.decode_image`; a bad file stops the page with the
-    file name and the reason."""
+    """An image of the selected dataset (your photos included, marked ⬆), or a photo uploaded here: it is
+    kept with your other photos (pages.shared.uploads) and chosen. The choice is remembered by content,
+    so it survives a change of dataset or page; a bad file stops the page with its name and the reason."""
+    ss = st.session_state
     ds = sel.dataset
     c1, c2 = st.columns(2)
-    up = c2.file_uploader("Upload an image", key=f"{key}_upload",
-                          help="Any PNG, JPEG, BMP, GIF, TIFF, WebP or PPM picture; it replaces the dataset image while present.")
+    up = c2.file_uploader("Upload a photo", key=f"{key}_upload_{ss.get(f'{key}_upload_n', 0)}",
+                          help="Any PNG, JPEG, BMP, GIF, TIFF, WebP or PPM picture. It is kept with your photos (sidebar), "
+                               "so every page can use it, across reloads of this link.")
     if up is not None:
-        data = up.getvalue()
-        sha = sha256_hex(data)
-        try:
-            img = _decode_once(sha, up.name, lambda: data)
-        except ImageDecodeError as e:
-            st.error(f"Cannot use the uploaded file **{e.name}**: {e.reason}. Remove it to go back to the dataset images.")
-            st.stop()
-        c1.caption(f"Showing the upload **{up.name}** ({img.width}x{img.height}); remove it to pick a dataset image.")
-        return PickedImage(up.name, sha, img, None)
+        got = add_files([up])
+        ss[f"{key}_upload_n"] = ss.get(f"{key}_upload_n", 0) + 1  # a fresh uploader: the photo is in the store now
+        if got:
+            ss[f"{key}_sha"] = got[0].sha256
+        st.rerun()  # every view sees the new photo (or the sidebar says why it was refused)
     if not ds.records:
-        st.info("The dataset is empty: pick another dataset in the sidebar or upload an image.")
+        st.info("The dataset is empty: pick another dataset in the sidebar or upload a photo.")
         st.stop()
-    names = [r.name for r in ds.records]
-    i = c1.selectbox("Dataset image", range(len(names)), format_func=lambda i: names[i], key=f"{key}_pick")
+    shas = upload_shas()
+    names = [("⬆ " if r.sha256 in shas else "") + r.name for r in ds.records]
+    want = ss.get(f"{key}_sha")
+    if want is None and shas:  # your newest photo first: it is what you came to look at
+        want = next((r.sha256 for r in reversed(ds.records) if r.sha256 in shas), None)
+    at = next((i for i, r in enumerate(ds.records) if r.sha256 == want), None)
+    if at is not None:
+        ss[f"{key}_pick"] = at
+    elif ss.get(f"{key}_pick", 0) >= len(names):
+        ss[f"{key}_pick"] = 0
+    i = c1.selectbox("Image (⬆ = your photo)", range(len(names)), format_func=lambda i: names[i], key=f"{key}_pick")
     rec = ds.records[i]
+    ss[f"{key}_sha"] = rec.sha256
     try:
         img = _decode_once(rec.sha256, rec.name, lambda: rec.read_bytes(policy().limits.max_file_bytes))
     except ImageDecodeError as e:
@@ -84,4 +95,4 @@ def pick_image(sel: Selection, key: str) -> PickedImage:
     except OSError as e:  # changed or removed since the dataset was listed
         st.error(f"Cannot read **{rec.name}**: {e.strerror or one_line(e)}")
         st.stop()
-    return PickedImage(rec.name, rec.sha256, img, i)
+    return PickedImage(rec.name, rec.sha256, img, i, rec.sha256 in shas)

@@ -5,18 +5,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import NoReturn
 
 import streamlit as st
 
 from core.errors import BackboneLensError
 from core.io.images import Dataset
+from core.io.imports import MODEL_ONLY_VIEWS
 from core.io.store import FeatureStore
 from core.models.base import Backbone
-from core.models.extract import FeatureSet, extract_features
+from core.models.extract import FeatureSet, cached_count, extract_features
 from core.models.layers import Layer
 from core.models.registry import create_backbone, list_backbones
+from pages.shared import jobs
 from pages.shared.selection import Selection
-from pages.shared.server import log, one_line, policy
+from pages.shared.server import log, one_line, policy, stop_on_cache_error
 
 
 class _ModelCache:
@@ -134,23 +137,67 @@ def features(sel: Selection, kinds: tuple[str, ...] = ("embedding",), backbone: 
     memo = _feature_memo()
     if key in memo:
         return memo[key]
-    bar = st.progress(0.0, text=f"{name}: checking the feature cache…")
+    job = ("extract", *key)
+    jobs.wait_for_previous_run(job)  # a click during an extraction: its batch is then counted or read back
+    if jobs.cancelled(job):
+        _show_cancelled(job, b, name, ds, kinds, layer, size)
+    with jobs.script_job(job):
+        fs = _extract(b, name, ds, kinds, layer, size, job)
+    memo[key] = fs
+    return fs
+
+
+def _extract(b: Backbone, name: str, ds: Dataset, kinds: tuple[str, ...], layer: Layer, size: int | None,
+             job: tuple) -> FeatureSet:
+    """``extract_features`` into the store with a progress bar and a Cancel button."""
+    box = st.empty()
+    with box.container():
+        bar = st.progress(0.0, text=f"{name}: checking the feature cache…")
+        button = st.empty()
     t0 = time.perf_counter()
     start: dict[str, float] = {}
 
     def progress(done: int, total: int) -> None:
         if "n0" not in start:
             start["n0"], start["t"] = done, time.perf_counter()
+            if done < total:  # something to compute: it can be stopped (a click reruns the page; Streamlit
+                # stops this run at its next progress update, after the batch being computed is written)
+                with button:
+                    jobs.cancel_button(job, help="Stop after the batch being computed: the images done so far "
+                                                 "stay in the feature cache and are not computed again.")
         rate = (done - start["n0"]) / max(time.perf_counter() - start["t"], 1e-6)
         eta = f", about {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
         bar.progress(done / max(total, 1), text=f"{name}: {done} / {total} images{eta}")
 
-    fs = extract_features(b, ds.records, kinds=kinds, layer=layer, size=size, store=get_store(), progress=progress)
-    bar.empty()
+    with stop_on_cache_error():
+        fs = extract_features(b, ds.records, kinds=kinds, layer=layer, size=size, store=get_store(),
+                              progress=progress)
+    box.empty()
     if fs.stats.n_computed:
         st.toast(f"{name}: extracted {fs.stats.n_computed} images in {time.perf_counter() - t0:.1f} s")
-    memo[key] = fs
     return fs
+
+
+def stop_if_imported(sel: Selection, view: str, title: str) -> None:
+    """On an imported set (vectors, no model): the page's title and one sentence on why ``view`` (a key of
+    :data:`core.io.imports.MODEL_ONLY_VIEWS`) needs the model, then the page stops."""
+    if sel.imported:
+        st.title(title)
+        st.info(f"**{sel.imported}** is an imported set of embeddings. {MODEL_ONLY_VIEWS[view]} The Embeddings, "
+                "Prototypes and Compare pages work on its vectors.", icon=":material/info:")
+        st.stop()
+
+
+def _show_cancelled(job: tuple, b: Backbone, name: str, ds: Dataset, kinds: tuple[str, ...], layer: Layer,
+                    size: int | None) -> NoReturn:
+    """What a cancelled extraction kept, a Resume button, and the page stops."""
+    with stop_on_cache_error():
+        n = cached_count(b, ds.records, get_store(), kinds=kinds, layer=layer, size=size)
+    total = len(ds.records)
+    st.info(f"Cancelled: {n:,} of {total:,} images cached ({name}). Resume computes the other "
+            f"{total - n:,}; the cached ones are not computed again.", icon=":material/pause_circle:")
+    jobs.resume_button(job, help="Extract the remaining images (the cached ones are read back).")
+    st.stop()
 
 
 def show_failures(fs: FeatureSet) -> None:

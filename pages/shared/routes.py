@@ -14,16 +14,19 @@ class Route:
     url: str      # the url path, e.g. "embeddings" (also the package name under pages/)
     title: str
     icon: str     # a Material icon of the font Streamlit bundles (no request leaves the machine)
+    section: str = ""  # the menu's heading it sits under
 
 
 ROUTES: tuple[Route, ...] = (
     Route("home", "Home", ":material/home:"),
-    Route("embeddings", "Embeddings", ":material/scatter_plot:"),
-    Route("prototypes", "Prototypes", ":material/target:"),
-    Route("saliency", "Saliency", ":material/local_fire_department:"),
-    Route("segmentation", "Segmentation", ":material/content_cut:"),
-    Route("compare", "Compare", ":material/compare:"),
-    Route("concepts", "Concepts", ":material/auto_awesome_mosaic:"),
+    Route("embeddings", "Embeddings", ":material/scatter_plot:", "Explore"),
+    Route("prototypes", "Prototypes", ":material/target:", "Explore"),
+    Route("discover", "Discover", ":material/category_search:", "Explore"),
+    Route("saliency", "Saliency", ":material/local_fire_department:", "Explain"),
+    Route("segmentation", "Segmentation", ":material/content_cut:", "Explain"),
+    Route("why", "Why neighbours", ":material/help:", "Explain"),
+    Route("concepts", "Concepts", ":material/auto_awesome_mosaic:", "Explain"),
+    Route("compare", "Compare", ":material/compare:", "Choose a backbone"),
 )
 
 
@@ -36,6 +39,9 @@ def page(url: str):
                    default=r is ROUTES[0])
 
 
-def pages() -> list:
-    """Every page, in menu order."""
-    return [page(r.url) for r in ROUTES]
+def pages() -> dict[str, list]:
+    """Every page, in menu order, under its section's heading (for ``st.navigation``)."""
+    out: dict[str, list] = {}
+    for r in ROUTES:
+        out.setdefault(r.section, []).append(page(r.url))
+    return out

@@ -20,6 +20,8 @@ class Selection:
         backbone: registry name ("imported" for an imported set).
         size: input side in pixels (None: the backbone's default).
         layer: block index (None: each output's default block).
+        base_dataset: the dataset as read, when names accepted on the Discover page relabel ``dataset``
+            (``pages.shared.labels``); None when none is.
     """
 
     dataset: Dataset
@@ -27,6 +29,12 @@ class Selection:
     backbone: str
     size: int | None
     layer: int | None
+    base_dataset: Dataset | None = None
+
+    @property
+    def base(self) -> Dataset:
+        """The dataset as read, before any accepted name (what the Discover page clusters)."""
+        return self.base_dataset if self.base_dataset is not None else self.dataset
 
     @property
     def imported(self) -> str | None:

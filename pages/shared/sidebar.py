@@ -7,16 +7,20 @@ from typing import cast
 import streamlit as st
 
 from core.errors import BackboneLensError
-from core.io.images import Dataset, TooManyFilesError
+from core.io.images import Dataset, NoImagesError, TooManyFilesError, require_images
 from core.io.policy import PolicyError, ServerPolicy
+from core.io.uploads import with_uploads
 from core.models.base import Backbone
 from core.models.registry import list_backbones
-from pages.shared.datasets import add_uploads, imported_sets, load_data_folder, uploads_dataset
+from pages.shared.datasets import imported_set_problems, imported_sets, load_data_folder
+from pages.shared.labels import apply as apply_accepted_names
+from pages.shared.labels import sidebar_note as accepted_names_note
 from pages.shared.links import apply_link, write_link
 from pages.shared.resources import get_backbone, offline_backbone_names
 from pages.shared.selection import IMPORTED, Selection
 from pages.shared.server import SAMPLE_STAMPS, log, one_line, policy
-from pages.shared.state import SOURCES, choose_backbone, keep, remember_dataset_choice, restore_dataset_choice
+from pages.shared.state import SOURCE_LABELS, SOURCES, choose_backbone, keep, remember_dataset_choice, restore_dataset_choice
+from pages.shared.uploads import session_uploads, uploads_sidebar
 
 
 def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
@@ -29,8 +33,10 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     pick = st.sidebar.selectbox("Folder", folders, index=None, key="ds_pick", format_func=lambda f: short.get(f, f),
                                 on_change=keep, args=("ds_pick",),
                                 placeholder="Choose a folder under the data roots",
-                                help="Folders under this server's data roots (root/<class>/<image>, or a flat folder).")
-    typed = st.sidebar.text_input("…or type a path under the data roots", key="ds_path", on_change=keep, args=("ds_path",),
+                                help="Folders under this server's data roots (root/<class>/<image>, or a flat folder). "
+                                     "In a class tree, root/_unlabelled/ holds unlabelled images.")
+    typed = st.sidebar.text_input("…or type a folder's path" if pol.any_folder else "…or type a path under the data roots",
+                                  key="ds_path", on_change=keep, args=("ds_path",),
                                   placeholder=str(pol.data_roots[-1]))
     text = (typed or "").strip() or pick
     if not text:
@@ -38,8 +44,8 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
         return None
     try:
         folder = pol.resolve_data_folder(text)
-        return load_data_folder(folder, pol), str(folder)
-    except (PolicyError, TooManyFilesError) as e:
+        return require_images(load_data_folder(folder, pol), folder), str(folder)
+    except (PolicyError, TooManyFilesError, NoImagesError) as e:
         st.sidebar.error(one_line(e))
     except OSError as e:  # removed or unreadable since it was listed
         log.warning("cannot read the folder %s", text, exc_info=True)
@@ -47,49 +53,39 @@ def _folder_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
     return None
 
 
-def _uploads_sidebar(pol: ServerPolicy) -> tuple[Dataset, str] | None:
-    ss = st.session_state
-    with st.sidebar.form("upload_form", clear_on_submit=True):
-        files = st.file_uploader("Images", accept_multiple_files=True, key="ds_files")
-        label = st.text_input("Class name for this batch (optional)")
-        if st.form_submit_button("Add to dataset") and files:
-            err = add_uploads(files, label.strip(), pol)
-            if err:
-                st.sidebar.error(err)
-    if ss.uploads:
-        st.sidebar.caption(f"{len(ss.uploads)} uploaded images")
-        if st.sidebar.button("Clear uploads"):
-            ss.uploads = []
-            st.rerun()
-        return uploads_dataset(), "uploads"
-    st.sidebar.info("Upload images above; showing the sample stamps meanwhile.")
-    return None
-
-
 def _dataset_sidebar() -> tuple[Dataset, str]:
     ss = st.session_state
-    ss.setdefault("uploads", [])  # list of (name, bytes, label, sha256)
     pol = policy()
     restore_dataset_choice()
     sets = imported_sets()
+    for problem in imported_set_problems():
+        st.sidebar.warning(problem, icon=":material/warning:")
     options = SOURCES + [IMPORTED + name for name in sets]
     if ss.get("ds_source") not in options:
         ss.pop("ds_source", None)  # e.g. an imported set deleted meanwhile
     source = st.sidebar.radio(
         "Dataset", options, key="ds_source", on_change=keep, args=("ds_source",),
         format_func=lambda o: f"{o[len(IMPORTED):]} · {sets.get(o[len(IMPORTED):], 0):,} imported points"
-        if o.startswith(IMPORTED) else o,
-        help="Sample stamps: 48 photos in 8 classes bundled with the app. Imported sets come from "
-             "`backbone-lens import FILE` (embeddings made by any tool; shown on the Embeddings page).")
+        if o.startswith(IMPORTED) else SOURCE_LABELS.get(o, o),
+        help="Sample stamps: 48 photos in 8 classes bundled with the app. Your photos (below) join whichever "
+             "dataset is chosen; 'Only your photos' leaves the rest out. Imported sets come from "
+             "`backbone-lens import FILE` (embeddings made by any tool).")
     if source.startswith(IMPORTED):
         remember_dataset_choice()
         return Dataset(), source
     try:
-        got = _folder_sidebar(pol) if source == "Folder on server" else \
-            _uploads_sidebar(pol) if source == "Uploads" else None
-        return got or (load_data_folder(SAMPLE_STAMPS.resolve(), pol), "sample stamps")
+        mine = session_uploads()
+        if source == "Uploads":
+            if not mine.records:
+                st.sidebar.info("Add your photos below; showing the sample stamps meanwhile.")
+            else:
+                return mine, "uploads"
+        got = _folder_sidebar(pol) if source == "Folder on server" else None
+        base, label = got or (load_data_folder(SAMPLE_STAMPS.resolve(), pol), "sample stamps")
+        return with_uploads(base, mine), label
     finally:
         remember_dataset_choice()
+        uploads_sidebar()
 
 
 def backbone_picker(page_default: str, *, key: str = "backbone") -> str:
@@ -193,5 +189,8 @@ def sidebar(page_default: str) -> Selection:
         with st.sidebar.expander(f"{n} file{'' if n == 1 else 's'} skipped", icon=":material/warning:"):
             for f in ds.failures:
                 st.write(f"**{f.name}**: {f.reason}")
+    accepted_names_note(ds)
+    shown = apply_accepted_names(ds)  # names accepted on the Discover page: every page sees them
     write_link(label, name)
-    return Selection(ds, label, name, size, None if layer == "default" else int(layer))
+    return Selection(shown, label, name, size, None if layer == "default" else int(layer),
+                     base_dataset=ds if shown is not ds else None)

@@ -7,6 +7,7 @@ import streamlit as st
 
 DATASET_KEYS = ("ds_source", "ds_pick", "ds_path")
 SOURCES = ["Sample stamps", "Folder on server", "Uploads"]
+SOURCE_LABELS = {"Uploads": "Only your photos"}  # what the radio shows for a source
 
 
 def restore_dataset_choice() -> None:
