@@ -378,6 +378,61 @@ def test_unlabelled_folder_gives_concepts_and_says_why_there_is_no_table(tiny_cn
     assert fig.width >= 3 * 60
 
 
+def test_cached_atlas_computes_nothing_and_finds_what_concept_atlas_stored(tiny_cnn, small_set, tmp_path):
+    from core.concepts.atlas import cached_atlas
+
+    ds, _ = small_set
+    store = FeatureStore(tmp_path / "features.sqlite")
+    assert cached_atlas(tiny_cnn, ds.records, k=3, size=64, seed=11) is None
+    a = concept_atlas(tiny_cnn, ds.records, k=3, size=64, seed=11, store=store)
+    b = cached_atlas(tiny_cnn, ds.records, k=3, size=64, seed=11)
+    assert b is not None and b.path == a.path and b.stats.from_cache
+    np.testing.assert_array_equal(b.basis.W, a.basis.W)
+    assert cached_atlas(tiny_cnn, ds.records, k=3, size=64, seed=12) is None  # other settings: another atlas
+    assert cached_atlas(tiny_cnn, ds.records[:-1], k=3, size=64, seed=11) is None  # other images
+    (a.path / "arrays.npz").write_bytes(b"garbage")
+    assert cached_atlas(tiny_cnn, ds.records, k=3, size=64, seed=11) is None  # damaged: concept_atlas rebuilds it
+
+
+def test_cancel_stops_the_atlas_and_stores_nothing(tiny_cnn, small_set, tmp_path):
+    from core.concepts.atlas import cached_atlas
+    from core.errors import Cancelled
+    from core.io.paths import cache_dir
+
+    ds, _ = small_set
+    store = FeatureStore(tmp_path / "features.sqlite")
+    seen: list[str] = []
+
+    def after(stage, done):  # stop once ``stage`` has reported ``done``
+        return lambda: (stage, done) in seen
+
+    # 12 images in batches of 4: after the first batch; after the last (before the fit); after the fit
+    for cancel, where in ((after("features", 4), "extraction cancelled after 4 of 12"),
+                          (after("features", 12), "before the fit"), (after("fit", 1), "after encoding")):
+        with pytest.raises(Cancelled, match=where):
+            concept_atlas(tiny_cnn, ds.records, k=3, size=64, seed=21, store=store, batch_size=4,
+                          progress=lambda s, d, n: seen.append((s, d)), cancel=cancel)
+        assert cached_atlas(tiny_cnn, ds.records, k=3, size=64, seed=21) is None
+        seen.clear()
+    assert not list((cache_dir() / "concepts").glob(".*"))  # no half-written folder left
+    a = concept_atlas(tiny_cnn, ds.records, k=3, size=64, seed=21, store=store)  # the features stay cached
+    assert a.stats.n_images == 12
+
+
+def test_estimate_seconds_counts_only_uncached_forwards(tiny_cnn, small_set, tmp_path):
+    from core.concepts.atlas import _RATES, estimate_seconds
+
+    ds, _ = small_set
+    store = FeatureStore(tmp_path / "features.sqlite")
+    before = estimate_seconds(tiny_cnn, ds.records, size=64, store=store)
+    half = estimate_seconds(tiny_cnn, ds.records[:6], size=64, store=store)
+    assert 0 < half < before
+    concept_atlas(tiny_cnn, ds.records, k=3, size=64, seed=31, store=store)  # a seed no other test caches
+    after = estimate_seconds(tiny_cnn, ds.records, size=64, store=store)
+    forward = _RATES[tiny_cnn.spec.family].forward * (64 / 224) ** 2
+    assert before - after == pytest.approx(12 * forward)  # the 12 forwards are now cached
+
+
 def test_bad_k_and_empty_input(tiny_cnn, small_set):
     ds, _ = small_set
     with pytest.raises(ValueError, match="at least 2 concepts"):

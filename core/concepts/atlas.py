@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.cancel import CancelLike, raise_if_cancelled
 from core.concepts.apply import TOP_PATCHES, ConceptCodes, TopPatches, apply_concepts, encode_tokens
 from core.concepts.contributions import ClassTable, class_contributions, label_problem
 from core.concepts.fidelity import DeletionResult, deletion_problem, deletion_test, loo_nmc_correct, variance_explained
 from core.concepts.methods import ConceptBasis, fit_basis
-from core.concepts.tokens import MAX_SAMPLE, StoreTokens, sample_patches
+from core.concepts.tokens import MAX_SAMPLE, StoreTokens, sample_patches, sample_plan, sample_size
 from core.io.images import Failure, ImageRecord
 from core.io.paths import cache_dir
 from core.io.store import FeatureKey, FeatureStore
@@ -231,10 +232,79 @@ def atlas_key(weights_id: str, preprocessing: str, layer: int, method: str, k: i
     return h.hexdigest()[:32]
 
 
+def _where(backbone: Backbone, records: Sequence[ImageRecord], k: int, method: str, layer: int | None,
+           size: int | None, sample: int, seed: int, top: int) -> tuple[int, int, str, str, Path]:
+    """``(size, block, preprocessing id, cache key, cache folder)`` of an atlas (checks ``k`` and ``records``)."""
+    if k < 2:
+        raise ValueError(f"k = {k}: a concept atlas needs at least 2 concepts")
+    if not records:
+        raise ValueError("a concept atlas needs at least one image")
+    spec = backbone.spec
+    size = spec.check_size(size or spec.input_size)
+    L = backbone.resolve_layer(layer, "embedding")
+    prep = preprocessing_id(spec, size)
+    key = atlas_key(spec.weights_id, prep, L, method, k, sample, seed, top, records)
+    return size, L, prep, key, cache_dir() / "concepts" / key
+
+
+def cached_atlas(backbone: Backbone, records: Sequence[ImageRecord], *, k: int = DEFAULT_K, method: str = "auto",
+                 layer: int | None = None, size: int | None = None, sample: int = MAX_SAMPLE, seed: int = 0,
+                 top: int = TOP_PATCHES) -> ConceptAtlas | None:
+    """The atlas :func:`concept_atlas` would return with these arguments if it is in the cache, else None
+    (computes nothing: e.g. for a page that offers to compute it rather than starting a long job).
+
+    Raises:
+        ValueError: ``k < 2`` or no images.
+    """
+    folder = _where(backbone, records, k, method, layer, size, sample, seed, top)[4]
+    if not (folder / "meta.json").is_file():
+        return None
+    try:
+        return _load(folder)
+    except (OSError, KeyError, ValueError, TypeError):  # damaged: concept_atlas warns, moves it aside and rebuilds
+        return None
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """Rough costs on a 2-core machine with its cores free (README "Concept atlas": the scale table, and
+    WEIGHTS.md's forward speeds), for a button's "about N s"; a busy machine takes several times longer."""
+
+    forward: float      # s per image at 224 px (grows with the square of the input side)
+    fit_vector: float   # s per sample vector in the fit
+    encode: float       # s per image at 224 px to encode
+    dim_224: int        # typical token dimension (the sample's byte cap), only for the estimate
+
+
+_FIT_FIXED_S = 3.0  # the fit's start (NNDSVDa SVD) and the stages' fixed costs, seen on the 48 stamps
+_RATES = {"cnn": _Rates(1 / 30, 6.4e-4, 3.2e-3, 1280), "vit": _Rates(1 / 7, 3.3e-4, 1.3e-2, 384),
+          "clip": _Rates(1 / 7, 3.3e-4, 1.3e-2, 768)}
+
+
+def estimate_seconds(backbone: Backbone, records: Sequence[ImageRecord], *, layer: int | None = None,
+                     size: int | None = None, sample: int = MAX_SAMPLE, store: FeatureStore | None = None) -> float:
+    """A rough duration of :func:`concept_atlas` (same arguments): forward passes for the images whose patch
+    tokens are not in ``store`` yet, the fit on the sample, the encoding. For a label such as "about 20 s"; a
+    machine busy with other work takes longer."""
+    spec = backbone.spec
+    size, L, prep, _, _ = _where(backbone, records, DEFAULT_K, "auto", layer, size, sample, 0, TOP_PATCHES)
+    rates = _RATES.get(spec.family, _RATES["vit"])
+    scale = (size / 224) ** 2
+    store = store if store is not None else FeatureStore()  # an empty store is falsy (__len__)
+    prefix = FeatureKey.prefix(spec.weights_id, prep, L, "patch_tokens")
+    missing = len(records) - sum(store.contains([prefix + r.sha256 for r in records]))
+    h, w = spec.grid(size)
+    images, per_image = sample_plan(len(records), h * w, sample_size(rates.dim_224, sample))
+    vectors = len(images) * per_image
+    return (missing * rates.forward * scale + _FIT_FIXED_S + vectors * rates.fit_vector
+            + len(records) * rates.encode * scale)
+
+
 def concept_atlas(backbone: Backbone, records: Sequence[ImageRecord], *, k: int = DEFAULT_K, method: str = "auto",
                   layer: int | None = None, size: int | None = None, sample: int = MAX_SAMPLE, seed: int = 0,
                   top: int = TOP_PATCHES, batch_size: int = 16, store: FeatureStore | None = None,
-                  cache: bool = True, progress: ProgressFn | None = None) -> ConceptAtlas:
+                  cache: bool = True, progress: ProgressFn | None = None,
+                  cancel: CancelLike | None = None) -> ConceptAtlas:
     """The concept atlas of ``records`` (read from the cache when it was made before).
 
     Args:
@@ -251,34 +321,30 @@ def concept_atlas(backbone: Backbone, records: Sequence[ImageRecord], *, k: int 
         store: the feature cache (default: the user's).
         cache: read and write ``<cache>/concepts/``.
         progress: ``progress(stage, done, total)`` with stages ``features``, ``fit``, ``encode``, ``scores``.
+        cancel: a ``threading.Event`` or a callable returning True to stop; asked before each extraction
+            batch, before the fit and after each encoded chunk (the fit itself runs to its end).
 
     Raises:
         ValueError: ``k < 2``, no images, or too few patch vectors for ``k``.
+        Cancelled: ``cancel`` said stop (the extracted features stay in the feature cache; no atlas is stored).
     """
-    if k < 2:
-        raise ValueError(f"k = {k}: a concept atlas needs at least 2 concepts")
-    if not records:
-        raise ValueError("a concept atlas needs at least one image")
     spec = backbone.spec
-    size = spec.check_size(size or spec.input_size)
-    L = backbone.resolve_layer(layer, "embedding")
-    prep = preprocessing_id(spec, size)
-    key = atlas_key(spec.weights_id, prep, L, method, k, sample, seed, top, records)
-    folder = cache_dir() / "concepts" / key
+    size, L, prep, key, folder = _where(backbone, records, k, method, layer, size, sample, seed, top)
     if cache and (folder / "meta.json").is_file():
         try:
             return _load(folder)
         except (OSError, KeyError, ValueError, TypeError) as e:  # damaged or from an older layout: made again
             warnings.warn(f"the cached concept atlas {folder} could not be read ({e}); computing it again", stacklevel=2)
             shutil.rmtree(folder, ignore_errors=True)
-    store = store or FeatureStore()
+    store = store if store is not None else FeatureStore()  # an empty store is falsy (__len__)
 
     def report(stage: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: progress(stage, done, total)) if progress else None
 
     t0 = time.perf_counter()
     fs = extract_features(backbone, records, kinds=("embedding", "patch_tokens"), layer=L, size=size,
-                          batch_size=batch_size, store=store, keep=False, half_tokens=True, progress=report("features"))
+                          batch_size=batch_size, store=store, keep=False, half_tokens=True, progress=report("features"),
+                          cancel=cancel)
     kept = fs.records
     if not kept:
         raise ValueError(f"none of the {len(records)} images could be used: " + "; ".join(f"{f.name}: {f.reason}" for f in fs.failures[:3]))
@@ -288,6 +354,7 @@ def concept_atlas(backbone: Backbone, records: Sequence[ImageRecord], *, k: int 
     source = StoreTokens(store, tok_keys, (h, w), D)
     t1 = time.perf_counter()
 
+    raise_if_cancelled(cancel, "concept atlas cancelled before the fit")
     if progress:
         progress("fit", 0, 1)
     X, n_sample_img = sample_patches(source, sample, seed)
@@ -304,7 +371,12 @@ def concept_atlas(backbone: Backbone, records: Sequence[ImageRecord], *, k: int 
         tmp.mkdir(parents=True)
         maps = np.lib.format.open_memmap(tmp / "maps.npy", mode="w+", dtype=np.float16, shape=(len(kept), h, w, k))
     try:
-        codes = apply_concepts(source, basis, maps=maps, top=top, progress=report("encode"))
+        def encoded(done: int, total: int) -> None:
+            raise_if_cancelled(cancel, f"concept atlas cancelled after encoding {done} of {total} images")
+            if progress:
+                progress("encode", done, total)
+
+        codes = apply_concepts(source, basis, maps=maps, top=top, progress=encoded)
         t3 = time.perf_counter()
         emb_keys = [FeatureKey.prefix(spec.weights_id, prep, L, "embedding") + r.sha256 for r in kept]
         emb, _ = store.read_rows(emb_keys, np.dtype(np.float32))

@@ -71,6 +71,8 @@ with st.expander("What each page shows"):
         "- **Discover**: sort unlabelled images into the known classes or new clusters (category discovery); "
         "name a cluster and it becomes a class on every page.\n"
         "- **Why neighbours**: which patches make two images close, patch to patch.\n"
+        "- **Concepts**: the visual concepts a backbone finds across the dataset, each shown by its typical "
+        "patches and named by you, and which concepts carry each class.\n"
         "- **Compare**: backbones side by side, a metrics table and CKA."
     )
 

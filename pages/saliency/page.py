@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.saliency import tab_attention, tab_faithfulness, tab_gradcam, tab_prototype_maps, tab_report
+from pages.saliency import tab_attention, tab_concepts, tab_faithfulness, tab_gradcam, tab_prototype_maps, tab_report
 from pages.saliency.context import SalContext
 from pages.saliency.targets import far_note
 from pages.shared.picking import pick_image
@@ -19,7 +19,7 @@ from pages.shared.uploads import upload_shas
 
 CMAPS = ["inferno", "viridis", "magma", "turbo", "jet"]
 TABS = {"Attention": tab_attention, "Grad-CAM": tab_gradcam, "Prototype maps": tab_prototype_maps,
-        "Faithfulness": tab_faithfulness, "Report card": tab_report}
+        "Faithfulness": tab_faithfulness, "Report card": tab_report, "Concept map": tab_concepts}
 
 sel = sidebar(CLASS_DEFAULT if upload_shas() else PATCH_DEFAULT)  # your photos: a backbone with a head first
 stop_if_imported(sel, "saliency", "Saliency")

@@ -25,6 +25,7 @@ ROUTES: tuple[Route, ...] = (
     Route("saliency", "Saliency", ":material/local_fire_department:", "Explain"),
     Route("segmentation", "Segmentation", ":material/content_cut:", "Explain"),
     Route("why", "Why neighbours", ":material/help:", "Explain"),
+    Route("concepts", "Concepts", ":material/auto_awesome_mosaic:", "Explain"),
     Route("compare", "Compare", ":material/compare:", "Choose a backbone"),
 )
 

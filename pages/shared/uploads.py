@@ -55,6 +55,16 @@ def upload_shas() -> set[str]:
     return {r.sha256 for r in session_uploads().records}
 
 
+def without_uploads(ds: Dataset) -> Dataset:
+    """``ds`` less the session's photos (the dataset as chosen, so that adding a photo keeps its key), or ``ds``
+    itself when it holds nothing else ("Only your photos")."""
+    mine = upload_shas()
+    if not mine:
+        return ds
+    rest = [r for r in ds.records if r.sha256 not in mine]
+    return Dataset(records=rest, failures=list(ds.failures), root=ds.root) if rest else ds
+
+
 def add_files(files, label: str = "") -> list[ImageRecord]:
     """Keep uploaded files (Streamlit ``UploadedFile``) in the session's store, in the batch ``label``
     (``""``: unlabelled); says in one line what was refused or already held. Returns the records of the
