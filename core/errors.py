@@ -20,6 +20,11 @@ class UnsupportedOperationError(BackboneLensError):
     """The backbone cannot do what was asked (e.g. attention maps from a CNN)."""
 
 
+class Cancelled(BackboneLensError):
+    """A long computation was stopped by its caller (a ``cancel`` callable or event); work finished before
+    the stop is kept where the computation caches it."""
+
+
 class ImageDecodeError(BackboneLensError):
     """A file could not be decoded as an image; the message names the file and the reason."""
 

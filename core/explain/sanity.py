@@ -28,7 +28,7 @@ from scipy.stats import rankdata
 from core.errors import UnsupportedOperationError
 from core.explain.inputs import SaliencyInput
 from core.explain.maps import as_map, normalize01, upsample
-from core.explain.registry import get_saliency_method
+from core.explain.methods import compute_maps
 from core.explain.targets import CamTarget
 from core.models.base import Backbone
 
@@ -227,8 +227,8 @@ def mprt(inputs: Sequence[SaliencyInput], methods: Sequence[str], targets: Seque
 
     def maps_of(backbone: Backbone) -> dict[str, list[np.ndarray]]:
         ins = inputs if backbone is b else [SaliencyInput(backbone, i.x) for i in inputs]
-        return {m: [get_saliency_method(m)(inp, t, **p.get(m, {})) for inp, t, p in zip(ins, targets, per_image)]
-                for m in methods}
+        per = [compute_maps(methods, inp, t, p) for inp, t, p in zip(ins, targets, per_image)]  # CAMs share a pass
+        return {m: [maps[m] for maps in per] for m in methods}
 
     original = maps_of(b)
     n = len(inputs)

@@ -252,7 +252,7 @@ def extract_features(
         for batch, (ok, x, bad) in zip(batches, loaded):
             failures.update(bad)
             if x is not None:
-                out = backbone.extract(x, layer, want=tuple(kinds))
+                out = backbone.extract(x.to(backbone.device), layer, want=tuple(kinds))
                 del x
                 stats.forwards += 1
                 stats.n_computed += len(ok)
