@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from core.errors import Cancelled
 from core.explain.attention import DEFAULT_ROLLOUT
@@ -412,6 +413,11 @@ class _Card:
 
     def score(self, r: ImageRecord) -> dict[str, np.ndarray]:
         """``{method: [len(METRICS)] scores}`` of one picture."""
+        # numpy's BLAS on one thread (small matrices: rollout, SVDs); torch keeps its own threads
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._score(r)
+
+    def _score(self, r: ImageRecord) -> dict[str, np.ndarray]:
         img, inp, target, params = self.prepare(r)
         maps = compute_maps(self.run, inp, target, params)
         fs = FaithfulnessSettings(self.settings.deletion_steps, self.settings.baseline, self.settings.road_percentiles,
