@@ -14,7 +14,7 @@ passes' worth of work one picture costs), with the load average beside each line
 rotation, alpha channels kept) for limits over 48.
 
 Usage: .venv/bin/python bench/report_card.py [--backbones mobilenetv2,vits14_saliency] [--limits 8]
-       [--images sample_data/stamps] [--grow] [--device cpu] [--threads 2]
+       [--images sample_data/stamps] [--grow] [--device cpu] [--threads 2] [--save DIR]
 """
 from __future__ import annotations
 
@@ -103,11 +103,13 @@ def main() -> None:
     ap.add_argument("--grow", action="store_true", help="three views of every photo (for limits over the dataset)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save", default=None, help="folder to write each card's JSON to (<backbone>_<limit>.json)")
     args = ap.parse_args()
     import torch
 
     from core.explain.methods import available_methods
     from core.explain.scoring import FaithfulnessSettings, forwards_per_picture
+    from core.io.paths import cache_dir
     from core.models.registry import create_backbone
 
     torch.set_num_threads(args.threads)
@@ -124,8 +126,15 @@ def main() -> None:
                   f"per picture at most (fewer where maps coincide); {_load()}")
             for limit in (int(v) for v in args.limits.split(",")):
                 cache = Path(tmp) / f"cache_{name}_{limit}"
+                cache.mkdir()
+                weights = cache_dir() / "weights"  # converted weights are made once per install, not per card
+                if weights.is_dir():
+                    (cache / "weights").symlink_to(weights, target_is_directory=True)
                 wall, card, rss = run_card(name, images, limit, cache, args.device, args.threads)
                 n = len(card["images"])
+                if args.save:
+                    Path(args.save).mkdir(parents=True, exist_ok=True)
+                    (Path(args.save) / f"{name}_{limit}.json").write_text(json.dumps(card))
                 per = card["seconds"] / n
                 print(f"  {n:4d} images: {wall:7.1f} s end to end (card {card['seconds']:.1f} s), {per:6.2f} s per image "
                       f"= {per / f1:6.0f} x one forward alone, {per / f32:6.0f} x one batched forward; peak RSS "

@@ -133,15 +133,24 @@ def _is_layer_scale(m: torch.nn.Module) -> bool:
 def reinitialise(model: torch.nn.Module, unit: CascadeUnit, seed: int) -> None:
     """Re-initialise every parameterised submodule of ``unit`` in place (``reset_parameters``, seeded).
 
-    Only ever called on a copy (:func:`copy_backbone`); the model stays in eval mode, frozen.
+    Only ever called on a copy (:func:`copy_backbone`); the model stays in eval mode, frozen. The new
+    values are drawn on the CPU (parts on a GPU are moved there and back), so a seed gives the same
+    randomised model on every device.
     """
-    with torch.random.fork_rng(devices=[]):
+    parts = [model.get_submodule(path) for path in unit.modules]
+    devices = [next((p.device for p in part.parameters()), torch.device("cpu")) for part in parts]
+    for part in parts:
+        part.to("cpu")
+    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # manual_seed seeds them too
+    with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
-        for path in unit.modules:
-            for m in model.get_submodule(path).modules():
+        for part in parts:
+            for m in part.modules():
                 reset = getattr(m, "reset_parameters", None)
                 if callable(reset) and not _is_layer_scale(m):
                     reset()
+    for part, device in zip(parts, devices):
+        part.to(device)
     model.eval().requires_grad_(False)
 
 

@@ -16,7 +16,7 @@ only the batch composition differs, which moves scores by float rounding (about 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,7 +113,8 @@ def faithfulness_many(b: Backbone, picture: np.ndarray, x: torch.Tensor, maps: M
             rl = slice(at, at + len(keeps))
             at += len(keeps)
         layout[name] = (dl, il, rl)
-    scores = tensor_scorer(b, target, s.batch_size)(torch.cat(parts))  # [at]
+    score = tensor_scorer(b, target, s.batch_size)
+    scores = np.concatenate([score(chunk) for chunk in _chunks(parts, s.batch_size)])  # [at]
     base, intact, blank = scores[0], scores[1], scores[2]
 
     out: dict[str, dict[str, float]] = {}
@@ -127,6 +128,24 @@ def faithfulness_many(b: Backbone, picture: np.ndarray, x: torch.Tensor, maps: M
         out[name] = {"deletion_auc": float(di["deletion_auc"]), "insertion_auc": float(di["insertion_auc"]),
                      "road": float(road)}
     return {name: dict(out[first[unique[name]]]) for name in maps}
+
+
+def _chunks(parts: list[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+    """The rows of ``parts`` (concatenated) in batches of ``size``, without concatenating them all at once."""
+    pending: list[torch.Tensor] = []
+    n = 0
+    for part in parts:
+        start = 0
+        while start < part.shape[0]:
+            take = min(size - n, part.shape[0] - start)
+            pending.append(part[start:start + take])
+            n += take
+            start += take
+            if n == size:
+                yield torch.cat(pending) if len(pending) > 1 else pending[0]
+                pending, n = [], 0
+    if pending:
+        yield torch.cat(pending) if len(pending) > 1 else pending[0]
 
 
 def forwards_per_picture(n_maps: int, settings: FaithfulnessSettings) -> int:
