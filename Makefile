@@ -1,5 +1,5 @@
 # Two commands: `make app` starts the app, `make test` runs the tests. Both set up .venv first.
-# `make test` and `make test-fast` run the linter (ruff) and the type checker (mypy on core/) first.
+# `make test` and `make test-fast` run the linter (ruff) and the type checker (mypy on core/, pages/ and app.py) first.
 .PHONY: app serve-team test test-fast lint bench setup
 # Only this machine can connect unless BACKBONE_LENS_ADDRESS names another interface; a non-loopback
 # address switches on the team policy (data roots, no arbitrary models: README "Serving a team").
@@ -13,7 +13,7 @@ serve-team:  ## serve others: every interface unless BACKBONE_LENS_ADDRESS says 
 
 lint:
 	.venv/bin/python -m ruff check .
-	.venv/bin/python -m mypy core
+	.venv/bin/python -m mypy
 
 test:
 	@scripts/setup.sh --test

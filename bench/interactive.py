@@ -104,7 +104,7 @@ def bench_click_page(repeats: int) -> None:
 
     sys.path.insert(0, str(ROOT))  # the page imports pages.common
 
-    at = AppTest.from_file(str(ROOT / "pages" / "segmentation.py"), default_timeout=600)
+    at = AppTest.from_file(str(ROOT / "pages" / "segmentation" / "page.py"), default_timeout=600)
     at.run()
     at.selectbox(key="size_vits14_saliency").set_value(448)
     at.run()

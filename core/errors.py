@@ -20,11 +20,6 @@ class UnsupportedOperationError(BackboneLensError):
     """The backbone cannot do what was asked (e.g. attention maps from a CNN)."""
 
 
-class Cancelled(BackboneLensError):
-    """A long computation was stopped by its caller (a ``cancel`` callable or event); work finished before
-    the stop is kept where the computation caches it."""
-
-
 class ImageDecodeError(BackboneLensError):
     """A file could not be decoded as an image; the message names the file and the reason."""
 
@@ -32,3 +27,18 @@ class ImageDecodeError(BackboneLensError):
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
+
+
+class Cancelled(BackboneLensError):
+    """A long job (extraction, a projection fit, a report) was cancelled by its caller; what it had
+    already written (e.g. the batches in the feature cache) is kept."""
+
+
+class CacheError(BackboneLensError):
+    """A cache file or folder cannot be used and cannot be healed here (a read-only folder, a
+    database locked by another process past the timeout); the message says what to do."""
+
+
+class DiskFullError(CacheError):
+    """The disk (or the file-size limit) holding a file being written is full; what was being
+    written is rolled back or removed, so the cache is as it was before."""

@@ -40,6 +40,15 @@ def fit(image: Image.Image, max_side: int) -> Image.Image:
     return image.convert("RGB").resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
+def placeholder(side: int, text: str = "not readable", colour=(230, 230, 230)) -> Image.Image:
+    """A grey ``side`` x ``side`` square with ``text`` in its middle: what a thumbnail shows when the
+    image file cannot be read here (a path outside the data roots, a file gone)."""
+    img = Image.new("RGB", (side, side), colour)
+    _text(ImageDraw.Draw(img), (side // 2, side // 2), text, max(9, min(14, side // 8)), fill=(110, 110, 110),
+          anchor="mm")
+    return img
+
+
 def png_bytes(image: Image.Image) -> bytes:
     """PNG encoding of a figure (for download buttons)."""
     buf = io.BytesIO()
@@ -303,7 +312,8 @@ def palette(k: int) -> np.ndarray:
 
 
 def hex_colours(k: int) -> list[str]:
-    """:func:`palette` as ``"#rrggbb"`` strings (for plotly figures)."""
+    """:func:`palette` as ``"#rrggbb"`` strings (plotly figures; the large point map's class colours, in
+    class-code order)."""
     return ["#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb)) for rgb in palette(k)]
 
 
@@ -311,6 +321,25 @@ def class_colours(classes: Sequence[str]) -> dict[str, str]:
     """One ``"#rrggbb"`` colour per class, from :func:`palette` in the given (sorted) order, so every
     figure of every page and backbone colours a class the same way."""
     return dict(zip(classes, hex_colours(len(classes))))
+
+
+def discovery_colours(known: Sequence[str], new: Sequence[str]) -> dict[str, str]:
+    """Colours of a category-discovery map: known classes as :func:`class_colours` gives them everywhere
+    else, new clusters (``"new 1"`` ...) from a palette of their own (matplotlib's muted tab20b, then
+    tab20c, then hsv), so a new cluster never looks like a known class. The 20-colour palettes are five
+    hues of four shades each; they are taken hue by hue (the darkest shade of each hue, then the next shade),
+    so the first new clusters differ in hue, not only in shade."""
+    import matplotlib
+
+    def by_hue(name: str) -> list:
+        c = matplotlib.colormaps[name].colors  # type: ignore[attr-defined]
+        return [c[4 * hue + shade] for shade in range(4) for hue in range(5)]
+
+    cols = [*by_hue("tab20b"), *by_hue("tab20c")]
+    if len(new) > len(cols):
+        cols += [matplotlib.colormaps["hsv"](i / len(new))[:3] for i in range(len(new) - len(cols))]
+    hexes = ["#{:02x}{:02x}{:02x}".format(*(round(v * 255) for v in c[:3])) for c in cols]
+    return {**class_colours(known), **dict(zip(new, hexes))}
 
 
 def labels_panel(image: Image.Image, labels: np.ndarray, k: int, *, alpha: float = 0.55, title: str = "",

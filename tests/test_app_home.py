@@ -8,7 +8,7 @@ from tests.conftest import ROOT, SCREENSHOTS, wait_idle
 
 
 def test_home_page_apptest():
-    at = AppTest.from_file(str(ROOT / "pages" / "home.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "pages" / "home" / "page.py"), default_timeout=120).run()
     assert not at.exception
     assert "Backbone Lens" in at.title[0].value
     assert any(m.label == "Images" and m.value == "48" for m in at.metric)
@@ -27,9 +27,10 @@ def test_home_in_browser(page, app_url):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_sidebar_uploads_become_the_dataset(page, app_url, tmp_path):
-    """Uploads in the sidebar, with a class name per batch, become the dataset every page uses;
-    a file that is not an image is reported by name and the rest are kept."""
+def test_sidebar_photos_join_the_dataset_as_a_new_class(page, app_url, tmp_path):
+    """Photos added in the sidebar as a new class join the chosen dataset (48 stamps + 2 = 50 images,
+    9 classes) with a count per batch and a remove button; a file that is not an image is refused by
+    name and the rest are kept; a reload of the link keeps them."""
     from tests.conftest import STAMPS
 
     files = [sorted((STAMPS / c).glob("*.png"))[0] for c in ("birds", "fish")]
@@ -38,18 +39,24 @@ def test_sidebar_uploads_become_the_dataset(page, app_url, tmp_path):
     page.goto(app_url)
     page.get_by_text("See what pretrained vision backbones see").wait_for(timeout=120_000)
     wait_idle(page)
-    page.get_by_test_id("stSidebar").get_by_text("Uploads", exact=True).click()
-    wait_idle(page)
     sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Add your photos").click()
     sidebar.locator("input[type='file']").set_input_files([str(p) for p in files] + [str(bad)])
-    sidebar.get_by_label("Class name for this batch (optional)").fill("mine")
+    sidebar.get_by_text("a new class", exact=True).click()
+    sidebar.get_by_label("Class name (for a new class)").fill("mine")
     page.wait_for_timeout(500)
-    sidebar.get_by_role("button", name="Add to dataset").click()
+    sidebar.get_by_role("button", name="Add", exact=True).click()
     wait_idle(page)
-    sidebar.get_by_text("3 uploaded images").wait_for(timeout=60_000)
-    sidebar.get_by_text("1 file skipped").wait_for(timeout=60_000)
+    sidebar.get_by_text("Cannot use the uploaded file notes.png").wait_for(timeout=60_000)
     metrics = page.get_by_test_id("stMetric")
-    assert metrics.filter(has_text="Images").get_by_test_id("stMetricValue").inner_text() == "2"
-    assert metrics.filter(has_text="Skipped files").get_by_test_id("stMetricValue").inner_text() == "1"
-    sidebar.get_by_text("1 file skipped").click()
-    sidebar.get_by_text("notes.png").wait_for(timeout=10_000)
+    metrics.filter(has_text="Images").get_by_test_id("stMetricValue").filter(has_text="50").wait_for(timeout=60_000)
+    assert metrics.filter(has_text="Classes").get_by_test_id("stMetricValue").inner_text() == "9"
+    assert "s=" in page.url  # the link names the session's photos
+    page.reload()
+    page.get_by_text("See what pretrained vision backbones see").wait_for(timeout=120_000)
+    wait_idle(page)
+    metrics = page.get_by_test_id("stMetric")
+    metrics.filter(has_text="Images").get_by_test_id("stMetricValue").filter(has_text="50").wait_for(timeout=60_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Your photos (2)").click()
+    sidebar.get_by_text("new class mine").wait_for(timeout=10_000)

@@ -1,5 +1,5 @@
 """`backbone-lens evaluate`: the accuracies of the Prototypes page from a shell, computed by the same
-core.classify.prototypes functions (checked against them here on the real offline backbone)."""
+core.classify.evaluation functions (checked against them here on the real offline backbone)."""
 from __future__ import annotations
 
 import json

@@ -140,7 +140,7 @@ def test_lda_mahalanobis_formula() -> None:
     m = ShrunkLDA().fit(X, y)
     P = np.linalg.inv(m.covariance_)
     want = np.stack([np.einsum("ni,ij,nj->n", X - mu, P, X - mu) for mu in m.means_], axis=1)
-    np.testing.assert_allclose(m.mahalanobis(X), want, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(m.mahalanobis_sq(X), want, rtol=1e-8, atol=1e-8)
 
 
 # ---- RanPAC -----------------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def test_fecam_with_more_images_than_dimensions_takes_the_dense_path_and_the_sam
     Xte, _ = _blobs(n_per=6, d=8, seed=4)
     f = make_classifier("fecam").fit(X, y)
     assert all(m.core_inv is None and m.dense_pinv is not None for m in f._models)
-    np.testing.assert_allclose(f.mahalanobis(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(f.mahalanobis_sq(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("positive", [True, False])
@@ -253,10 +253,10 @@ def test_fecam_equals_the_authors_dense_rule(positive: bool) -> None:
     Xte, _ = _blobs(n_per=6, d=20, seed=4, positive=positive)
     f = make_classifier("fecam").fit(X, y)
     assert isinstance(f, FeCAM)
-    np.testing.assert_allclose(f.mahalanobis(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(f.mahalanobis_sq(Xte), _fecam_dense(X, y, Xte), rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(f.predict(Xte), np.unique(y)[np.argmin(_fecam_dense(X, y, Xte), axis=1)])
     one_pass = FeCAM(shrink_passes=1, alpha2=0.0).fit(X, y)  # the authors' ViT script setting
-    np.testing.assert_allclose(one_pass.mahalanobis(Xte), _fecam_dense(X, y, Xte, a2=0.0, passes=1), rtol=1e-6,
+    np.testing.assert_allclose(one_pass.mahalanobis_sq(Xte), _fecam_dense(X, y, Xte, a2=0.0, passes=1), rtol=1e-6,
                                atol=1e-8)
     with pytest.raises(ValueError, match="at least 2 images per class"):
         FeCAM().fit(X[[0, 1, 6]], y[[0, 1, 6]])
@@ -348,8 +348,9 @@ def test_ood_scores_and_auroc_against_definitions_and_sklearn() -> None:
     m = ShrunkLDA().fit(X[y != "c3"], y[y != "c3"])
     s = ood_scores(m, X)
     prior = np.array([np.mean(y[y != "c3"] == c) for c in m.classes_])
-    np.testing.assert_allclose(s.energy, -logsumexp(np.log(prior) - 0.5 * m.mahalanobis(X), axis=1))
-    np.testing.assert_allclose(s.mahalanobis, m.mahalanobis(X).min(axis=1))
+    np.testing.assert_allclose(s.energy, -logsumexp(np.log(prior) - 0.5 * m.mahalanobis_sq(X), axis=1))
+    np.testing.assert_allclose(s.mahalanobis_sq, m.mahalanobis_sq(X).min(axis=1))
+    np.testing.assert_allclose(s.mahalanobis, np.sqrt(m.mahalanobis_sq(X).min(axis=1)))
     is_unk = y == "c3"
     for kind in ("mahalanobis", "energy"):
         assert auroc(s.score(kind), is_unk) == pytest.approx(roc_auc_score(is_unk, s.score(kind)))
@@ -375,29 +376,46 @@ def test_unknown_class_ood_separates_a_far_class() -> None:
 
 
 # ---- the two regimes -----------------------------------------------------------------------------------
-def _rows(nb, lr, shots=(1, 2, 5, 10)):
+def _rows(nb, lr, shots=(1, 2, 5, 10), n_test=10_000):
     from core.classify.evaluation import FewShotRow
-    return ([FewShotRow("nb", k, a, 0.0, 3) for k, a in zip(shots, nb)]
-            + [FewShotRow("linear", k, a, 0.0, 3) for k, a in zip(shots, lr)])
+    n = [n_test] * len(shots) if isinstance(n_test, int) else n_test
+    return ([FewShotRow("nb", k, a, 0.0, 3, t) for k, a, t in zip(shots, nb, n)]
+            + [FewShotRow("linear", k, a, 0.0, 3, t) for k, a, t in zip(shots, lr, n)])
 
 
 def test_two_regimes_finds_the_crossing_on_a_log_scale() -> None:
     from core.classify.tables import PAPER_FINDING, two_regimes
     r = two_regimes(_rows([0.6, 0.7, 0.75, 0.78], [0.4, 0.6, 0.8, 0.9]))
     # NB - LR: +0.2, +0.1, -0.05: crosses between 2 and 5 shots, 2/3 of the way in log(shots)
-    assert r.pattern == "both"
+    assert r.pattern == "both" and list(r.separated) == [1, 1, -1, -1]
     assert r.crossing == pytest.approx(np.exp(np.log(2) + (0.1 / 0.15) * (np.log(5) - np.log(2))))
-    assert r.crossing_accuracy == pytest.approx(0.7 + (0.1 / 0.15) * 0.05)
+    assert r.crossing_accuracy == pytest.approx(0.7 + (0.1 / 0.15) * 0.05) and r.mean_crossing == pytest.approx(r.crossing)
     assert r.sentence.startswith(PAPER_FINDING) and "both regimes show" in r.sentence
-    # level at 1 shot (within a point), NB ahead at 2 and 5, LR ahead at 10: still both regimes
+    # level at 1 shot (intervals overlap), NB ahead at 2 and 5, LR ahead at 10: still both regimes
     tie_first = two_regimes(_rows([0.537, 0.656, 0.702, 0.738], [0.539, 0.620, 0.640, 0.769]))
-    assert tie_first.pattern == "both" and 5 < tie_first.crossing < 10 and "level within 1 point at 1" in tie_first.sentence
+    assert tie_first.pattern == "both" and 5 < tie_first.crossing < 10 and list(tie_first.separated) == [0, 1, 1, -1]
     assert two_regimes(_rows([0.6, 0.7, 0.8, 0.9], [0.4, 0.5, 0.6, 0.7])).pattern == "generative"
     none = two_regimes(_rows([0.3, 0.4, 0.5, 0.605], [0.4, 0.5, 0.6, 0.6]))
     assert none.pattern == "discriminative" and none.crossing is None and "do not show" in none.sentence
     rev = two_regimes(_rows([0.3, 0.8], [0.4, 0.6], shots=(1, 2)))
     assert rev.pattern == "reversed" and 1 < rev.crossing < 2
     assert two_regimes(_rows([0.5], [0.4], shots=(1,))).pattern == "undetermined"
+
+
+def test_two_regimes_marks_no_crossing_inside_the_intervals() -> None:
+    """The issue's case: 48 images in 8 classes, so 40 / 32 / 24 / 8 test images per draw at 1 / 2 / 3 / 5
+    shots; the mean curves cross (near 4.4 shots) but the intervals overlap everywhere."""
+    from core.classify.intervals import wilson_interval
+    from core.classify.tables import NO_CROSSING, two_regimes
+    nb, lr, shots, n = [0.537, 0.656, 0.702, 0.738], [0.539, 0.620, 0.640, 0.769], (1, 2, 3, 5), (40, 32, 24, 8)
+    r = two_regimes(_rows(nb, lr, shots, n))
+    assert r.pattern == "indistinguishable" and r.crossing is None and r.crossing_accuracy is None
+    assert list(r.separated) == [0, 0, 0, 0] and 3 < r.mean_crossing < 5
+    assert NO_CROSSING in r.sentence and "inside the intervals" in r.sentence and "40/32/24/8 test images" in r.sentence
+    np.testing.assert_allclose(r.generative_ci[3], wilson_interval(0.738 * 8, 8))
+    # the same means on a large test set separate: NB ahead at 2 and 3 shots, LR at 5
+    big = two_regimes(_rows(nb, lr, shots, 5000))
+    assert big.pattern == "both" and 3 < big.crossing < 5 and NO_CROSSING not in big.sentence
 
 
 def test_evaluate_methods_reports_what_cannot_run() -> None:

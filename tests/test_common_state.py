@@ -1,4 +1,4 @@
-"""pages.common's shared state: bounded model cache (LRU), bounded feature memo, folder listing
+"""pages.shared state: bounded model cache (LRU), bounded feature memo, folder listing
 keyed on the tree's signature, and the team policy as the app applies it (AppTest)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.conftest import ROOT, STAMPS
 
 
 def test_model_cache_evicts_the_least_recently_used(monkeypatch):
-    import pages.common as common
+    import pages.shared.resources as common
 
     built = []
     monkeypatch.setattr(common, "create_backbone", lambda name: built.append(name) or f"model:{name}")
@@ -25,7 +25,7 @@ def test_model_cache_evicts_the_least_recently_used(monkeypatch):
 
 
 def test_feature_memo_is_bounded():
-    from pages.common import _BoundedMemo
+    from pages.shared.resources import _BoundedMemo
 
     m = _BoundedMemo()
     for i in range(_BoundedMemo.limit + 5):
@@ -52,7 +52,7 @@ def test_folder_signature_sees_new_classes_and_files(tmp_path):
 def _home(monkeypatch, **env) -> AppTest:
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return AppTest.from_file(str(ROOT / "pages" / "home.py"), default_timeout=120)
+    return AppTest.from_file(str(ROOT / "pages" / "home" / "page.py"), default_timeout=120)
 
 
 def test_team_server_refuses_random_models_in_one_line(monkeypatch):
@@ -81,3 +81,28 @@ def test_a_bad_server_setting_is_one_line(monkeypatch, value):
     at = _home(monkeypatch, BACKBONE_LENS_MAX_FILES=value)
     at.run()
     assert not at.exception and any("BACKBONE_LENS_MAX_FILES" in e.value for e in at.error)
+
+
+def test_a_backbone_that_cannot_load_keeps_the_page_with_the_previous_one(monkeypatch):
+    """An unreachable hub name: one line in the sidebar, the page (title, link) stays with the backbone
+    that loaded before, and the name is dropped so later reruns do not try the network again."""
+    import pages.shared.resources as resources
+
+    tried = []
+    real = resources.create_backbone
+    monkeypatch.setattr(resources, "create_backbone", lambda name: tried.append(name) or real(name))
+    at = _home(monkeypatch, BACKBONE_LENS_ALLOW_ANY_MODEL="1")
+    at.run()
+    assert at.sidebar.selectbox[0].value == "mobilenetv2"
+    at.session_state["custom_name"] = "timm/vit_small_patch16_224.augreg_in21k"
+    next(b for b in at.sidebar.button if b.label == "Use it").click()
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Backbone Lens"  # the page kept its content
+    errs = [e.value for e in at.sidebar.error]
+    assert errs and "vit_small_patch16_224" in errs[0] and "Showing **mobilenetv2** instead" in errs[0] and "\n" not in errs[0]
+    assert at.sidebar.selectbox[0].value == "mobilenetv2" and at.query_params["backbone"] == "mobilenetv2"
+    assert "timm/vit_small_patch16_224.augreg_in21k" not in at.sidebar.selectbox[0].options
+    n = tried.count("timm/vit_small_patch16_224.augreg_in21k")
+    at.run()
+    assert tried.count("timm/vit_small_patch16_224.augreg_in21k") == n == 1  # not probed again

@@ -87,7 +87,7 @@ def _fs(name: str, X: np.ndarray, labels, stats: ExtractStats | None = None) -> 
     return FeatureSet(name, 224, {"embedding": -1}, recs, {"embedding": X}, [], stats or ExtractStats())
 
 
-# ---- metrics: one implementation, the one in core.classify.prototypes ------------------------------------------
+# ---- metrics: one implementation, the one in core.classify.evaluation ------------------------------------------
 def test_feature_metrics_equal_prototypes_evaluate_and_few_shot_curve():
     X, y = _clusters()
     fm = CM.feature_metrics(X, y)

@@ -191,3 +191,34 @@ def test_l2_normalize_keeps_a_requested_precision():
     a = l2_normalize(x, dtype=np.float32)
     assert a.dtype == np.float32 and np.array_equal(a, x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
     assert l2_normalize(x).dtype == np.float64
+
+
+def _js_hex_to_rgb(h: str) -> list[int]:
+    """pointmap.js's hexToRgb, written out."""
+    v = int(h.replace("#", ""), 16)
+    return [(v >> 16) & 255, (v >> 8) & 255, v & 255]
+
+
+def test_the_point_map_and_the_figures_share_one_palette():
+    """For 1..40 classes the point map's colours (render.hex_colours, sent to pointmap.js and parsed there)
+    are the colours render.class_colours gives every other figure, and nothing under pages/ defines a
+    palette of its own."""
+    import ast
+    import re
+
+    from tests.conftest import ROOT
+
+    for n in range(1, 41):
+        classes = [f"class {i:02d}" for i in range(n)]
+        sent = render.hex_colours(n)
+        assert sent == list(render.class_colours(classes).values())
+        assert [_js_hex_to_rgb(h) for h in sent] == render.palette(n).tolist()
+        assert len(set(sent)) == n
+    for path in sorted((ROOT / "pages").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        defs = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and re.search("colou?rs?$|palette", f.name)]
+        assert not defs, f"{path.name} defines {defs}: use core.render.class_colours / hex_colours"
+        for seq in (s for s in ast.walk(tree) if isinstance(s, (ast.List, ast.Tuple))):  # a table of colours
+            hexes = [c.value for c in seq.elts if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                     and re.fullmatch("#[0-9a-fA-F]{6}", c.value)]
+            assert len(hexes) < 5, f"{path.name} lists colours {hexes}: the class palette is core.render's"

@@ -22,6 +22,7 @@ from core.io.images import (
     decode_image,
     load_folder,
     load_uploads,
+    relabel,
     thumbnail,
     to_data_uri,
 )
@@ -402,6 +403,37 @@ def test_labelled_override_and_recursive(tmp_path):
 
     flat_only = load_folder(root, labelled=False, recursive=False)
     assert [r.name for r in flat_only.records] == ["top.png"]
+
+
+def test_unlabelled_subfolder_of_a_class_tree(tmp_path):
+    """Known classes plus a pile of unlabelled images: root/_unlabelled/ (any depth) has label ""; a class
+    called "unlabelled" without the underscore stays a class; strays and the forced readings are unchanged."""
+    root = tmp_path / "ds"
+    write(root / "cats" / "a.png", rgb_png())
+    write(root / "unlabelled" / "u.png", rgb_png(color=(3, 3, 3)))
+    write(root / "_unlabelled" / "p.png", rgb_png(color=(4, 4, 4)))
+    write(root / "_unlabelled" / "deep" / "q.png", rgb_png(color=(5, 5, 5)))
+    write(root / "_unlabelled" / "bad.png", b"")
+    write(root / "stray.png", rgb_png(color=(6, 6, 6)))
+    ds = load_folder(root)
+    assert [(r.label, r.name) for r in ds.records] == [
+        ("", "_unlabelled/deep/q.png"), ("", "_unlabelled/p.png"), ("cats", "cats/a.png"), ("unlabelled", "unlabelled/u.png")]
+    assert ds.classes == ["cats", "unlabelled"] and not ds.is_labelled
+    assert {f.name: f.reason for f in ds.failures}.keys() == {"_unlabelled/bad.png", "stray.png"}
+    assert "class folder" in {f.name: f.reason for f in ds.failures}["stray.png"]
+    assert all(r.label == "" for r in load_folder(root, labelled=False).records)
+    write(root / "_unlabeled" / "r.png", rgb_png(color=(7, 7, 7)))  # the other spelling
+    assert ("", "_unlabeled/r.png") in [(r.label, r.name) for r in load_folder(root).records]
+
+
+def test_relabel_makes_a_new_dataset():
+    ds = load_uploads([("a.png", rgb_png()), ("b.png", rgb_png(color=(1, 1, 1)))])
+    out = relabel(ds, ["", "crabs"])
+    assert out.labels == ["", "crabs"] and ds.labels == ["", ""]  # the input is left alone
+    assert out.key != ds.key and out.records[0] is ds.records[0] and out.records[1].sha256 == ds.records[1].sha256
+    assert relabel(ds, ds.labels).key == ds.key
+    with pytest.raises(ValueError, match="1 labels for 2 images"):
+        relabel(ds, ["x"])
 
 
 def test_duplicate_content_kept_with_both_labels(tmp_path):

@@ -26,11 +26,12 @@ def _table(n=50, d=12, seed=0):
     return paths, labels, V
 
 
-def _check_set(s, paths, labels, V):
+def _check_set(s, paths, labels, V, dtype=np.float32):
+    """A small set keeps float32 (precision "auto"); large sets and precision="float16" store float16."""
     assert s.n == len(paths) and s.dim == V.shape[1]
-    assert s.vectors.dtype == np.float16 and isinstance(s.vectors, np.memmap)
-    np.testing.assert_array_equal(s.vectors, V.astype(np.float16))
-    np.testing.assert_allclose(s.norms, np.linalg.norm(V.astype(np.float16).astype(np.float32), axis=1), rtol=1e-6)
+    assert s.dtype == np.dtype(dtype).name and s.vectors.dtype == dtype and isinstance(s.vectors, np.memmap)
+    np.testing.assert_array_equal(s.vectors, V.astype(dtype))
+    np.testing.assert_allclose(s.norms, np.linalg.norm(V.astype(dtype).astype(np.float32), axis=1), rtol=1e-6)
     assert list(s.labels()) == labels
     assert s.paths() == paths
     assert s.path(7) == paths[7] and s.path(len(paths) - 1) == paths[-1]
@@ -70,7 +71,7 @@ def test_import_csv_vector_column_and_vector_i_columns(tmp_path):
     pd = pytest.importorskip("pandas")
     paths, labels, V = _table(n=20, d=5)
     a = tmp_path / "a.csv"
-    vectors = ["[" + ", ".join(f"{x:.8g}" for x in r) + "]" for r in V]
+    vectors = ["[" + ", ".join(f"{x:.9g}" for x in r) + "]" for r in V]  # 9 digits: float32 round-trips
     pd.DataFrame({"path": paths, "label": labels, "vector": vectors}).to_csv(a, index=False)
     _check_set(import_table(a, cache=tmp_path), paths, labels, V.astype(np.float32))
     b = tmp_path / "b.csv"

@@ -208,3 +208,71 @@ def test_indices_computed_together_equal_each_on_its_own(pair):
         alone = I.index_matrix(name, feats, ["x", "y", "z"], **kw)
         for f in ("value", "ci_low", "ci_high", "baseline", "baseline_high", "p_value"):
             np.testing.assert_array_equal(getattr(together[name], f), getattr(alone, f))
+
+
+# ---- the registry and the interface ------------------------------------------------------------------------
+PLAIN = {"cka_unbiased": lambda X, Y: I.cka_unbiased(X, Y), "mutual_knn": lambda X, Y: I.mutual_knn(X, Y, 5),
+         "cknna": lambda X, Y: I.cknna(X, Y, 5), "procrustes": lambda X, Y: I.procrustes_distance(X, Y)}
+
+
+def test_the_registry_lists_the_four_indices_with_their_info():
+    assert I.index_names() == ("cka_unbiased", "mutual_knn", "cknna", "procrustes") == tuple(I.INDICES)
+    for name, cls in I.INDICES.items():
+        assert cls.name == name and cls.label and cls.summary and I.check_index(name) is cls
+    assert [c.higher_is_similar for c in I.INDICES.values()] == [True, True, True, False]
+    assert [c.uses_k for c in I.INDICES.values()] == [False, True, True, False]
+    with pytest.raises(TypeError):
+        I.INDICES["x"] = I.INDICES["cknna"]  # read-only: register_index adds
+
+
+@pytest.mark.parametrize("name", list(PLAIN))
+def test_each_index_value_draw_and_shuffle_agree_with_the_plain_function(name, pair):
+    """The interface's three operations: value() is the index, a draw of all ones is the value, and a
+    shuffle equals the index of X against the shuffled rows of Y."""
+    X, Y = pair
+    cls = I.check_index(name)
+    index = cls(I._PairWork(X, Y), 5 if cls.uses_k else None, np.random.default_rng(0))
+    n = index.n_resample
+    assert index.n_images == n == len(X)
+    assert index.value() == pytest.approx(PLAIN[name](X, Y), abs=1e-10)
+    assert index.draw(np.ones(n)) == pytest.approx(index.value(), abs=1e-10)
+    p = np.random.default_rng(4).permutation(n)
+    assert index.shuffled(p) == pytest.approx(PLAIN[name](X, Y[p]), abs=1e-10)
+
+
+def _cos(a, b) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_a_registered_index_runs_through_estimate_and_duplicates_raise(pair):
+    X, Y = pair
+
+    class MeanCosine(I.SimilarityIndex):  # a new index is one subclass: the cosine of the two mean rows
+        name, label, summary = "test_mean_cosine", "mean cosine", "cosine of the two centroids (test only)"
+        higher_is_similar, uses_k, bounds = True, False, (-1.0, 1.0)
+
+        def __init__(self, work, k, rng):
+            self.A, self.B = work.A[:, :3], work.B[:, :3]
+            self.n_images = self.n_resample = len(work.A)
+
+        def value(self):
+            return _cos(self.A.mean(0), self.B.mean(0))
+
+        def draw(self, w):
+            return _cos(w @ self.A, w @ self.B)
+
+        def shuffled(self, p):
+            return self.value()  # the means do not depend on the pairing
+
+    I.register_index(MeanCosine)
+    try:
+        assert "test_mean_cosine" in I.index_names()
+        e = I.estimate("test_mean_cosine", X, Y, n_boot=30, n_perm=10)
+        assert e.value == pytest.approx(_cos(X[:, :3].mean(0), Y[:, :3].mean(0)))
+        assert e.baseline == pytest.approx(e.value) and e.p_value == 1.0 and e.ci_low <= e.value <= e.ci_high
+        with pytest.raises(ValueError, match="already registered"):
+            I.register_index(MeanCosine)
+    finally:
+        I._REGISTRY.pop("test_mean_cosine", None)
+    with pytest.raises(ValueError, match="choose one of .*cka_unbiased"):
+        I.check_index("test_mean_cosine")

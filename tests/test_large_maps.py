@@ -50,7 +50,32 @@ def test_cached_projection_is_written_once_and_read_back(tmp_path):
     calls = []
     Y = cached_projection(f, X, p, progress=lambda d, t: calls.append((d, t)))
     assert f.is_file() and calls[-1] == (200, 200)
-    np.testing.assert_array_equal(cached_projection(f, X[:10], p), Y)  # from disk, not recomputed
+    again = []
+    np.testing.assert_array_equal(cached_projection(f, X, p, progress=lambda d, t: again.append(d)), Y)
+    assert again == []  # from disk, not recomputed
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other_shape", "folder"])
+def test_a_damaged_cached_projection_is_moved_aside_and_recomputed(tmp_path, damage):
+    from core.io.heal import CacheRecoveredWarning
+
+    X = np.random.default_rng(2).normal(size=(200, 8)).astype(np.float16)
+    p = ProjectionParams("pca", n_components=2)
+    f = tmp_path / "proj" / "pca.npy"
+    Y = cached_projection(f, X, p)
+    if damage == "truncated":
+        f.write_bytes(f.read_bytes()[:500])
+    elif damage == "garbage":
+        f.write_bytes(b"\x93NUMPY garbage" * 100)
+    elif damage == "other_shape":
+        np.save(f, np.zeros((10, 2), np.float32))
+    else:
+        f.unlink()
+        f.mkdir()
+    with pytest.warns(CacheRecoveredWarning, match="cached projection"):
+        out = cached_projection(f, X, p)
+    np.testing.assert_array_equal(out, Y)
+    assert f.is_file() and [q.name for q in f.parent.iterdir() if ".corrupt-" in q.name]
 
 
 def test_neighbour_placement_is_the_weighted_mean_of_the_nearest_sample_positions():

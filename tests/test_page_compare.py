@@ -15,7 +15,7 @@ from core.models.extract import extract_features
 from tests.conftest import ROOT, SCREENSHOTS, STAMPS, wait_idle
 from tests.test_compare import TINY_CNN, TINY_HEADLESS, TINY_VIT, tiny_backbone, tiny_registered
 
-PAGE = str(ROOT / "pages" / "compare.py")
+PAGE = str(ROOT / "pages" / "compare" / "page.py")
 
 
 def _run(at: AppTest) -> AppTest:
@@ -32,7 +32,7 @@ def test_compare_page_apptest_every_section(stamps):
     names = [TINY_VIT, TINY_CNN, TINY_HEADLESS]
     with tiny_registered():
         at = AppTest.from_file(PAGE, default_timeout=300)
-        at.session_state["cmp_backbones"] = names
+        at.query_params["compare"] = ",".join(names)  # the link chooses the backbones
         _run(at)
         assert at.title[0].value == "Compare backbones"
         assert [h.value for h in at.header][:5] == ["Metrics", "Representational similarity (CKA)",
@@ -75,9 +75,9 @@ def test_compare_page_apptest_every_section(stamps):
         _run(at)
         assert not at.error
 
-        at.multiselect(key="cmp_backbones").set_value([TINY_VIT])
+        at.multiselect(key="cmp_sources").set_value([TINY_VIT])
         _run(at)
-        assert any("at least two backbones" in i.value for i in at.info)
+        assert any("at least two sources" in i.value for i in at.info)
 
 
 def test_compare_page_without_labels(tmp_path):
@@ -88,7 +88,7 @@ def test_compare_page_without_labels(tmp_path):
         (flat / p.name).write_bytes(p.read_bytes())
     with tiny_registered():
         at = AppTest.from_file(PAGE, default_timeout=300)
-        at.session_state["cmp_backbones"] = [TINY_VIT, TINY_HEADLESS]
+        at.query_params["compare"] = f"{TINY_VIT},{TINY_HEADLESS}"
         at.session_state["ds_source"] = "Folder on server"
         at.session_state["ds_path"] = str(flat)
         _run(at)
@@ -100,7 +100,7 @@ def test_compare_page_without_labels(tmp_path):
 
 def test_figures_share_class_colours_and_label_their_axes():
     from core.render import class_colours
-    from pages.compare_views import agreement_scatter, cka_heatmap, embedding_scatter
+    from pages.compare.figures import agreement_scatter, cka_heatmap, embedding_scatter
 
     colours = class_colours(["birds", "fish", "tools"])
     rng = np.random.default_rng(0)

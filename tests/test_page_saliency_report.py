@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, SCREENSHOTS, STAMPS, wait_idle
 
-SALIENCY = str(ROOT / "pages" / "saliency.py")
+SALIENCY = str(ROOT / "pages" / "saliency" / "page.py")
 
 
 def _run(at: AppTest) -> AppTest:

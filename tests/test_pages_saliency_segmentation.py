@@ -12,8 +12,8 @@ from core.io.images import decode_alpha
 from core.segment.similarity import pixel_to_patch
 from tests.conftest import ROOT, SCENES, SCREENSHOTS, STAMPS, wait_idle
 
-SALIENCY = str(ROOT / "pages" / "saliency.py")
-SEGMENTATION = str(ROOT / "pages" / "segmentation.py")
+SALIENCY = str(ROOT / "pages" / "saliency" / "page.py")
+SEGMENTATION = str(ROOT / "pages" / "segmentation" / "page.py")
 
 
 def _run(at: AppTest) -> AppTest:

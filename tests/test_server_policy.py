@@ -149,3 +149,40 @@ def test_checkpoint_sniffing(tmp_path):
     for bad in ("garbage.bin", "pipe.pth"):
         with pytest.raises(PolicyError):
             check_checkpoint_file(tmp_path / bad)
+
+
+def test_local_mode_reads_any_folder_the_user_types(tree, tmp_path):
+    root, outside = tree
+    local = ServerPolicy.from_env({}, server_address="127.0.0.1")  # one person, their own machine
+    assert local.any_folder and Path.home().resolve() in local.data_roots  # home still fills the picker
+    assert local.resolve_data_folder(str(outside / "secret")) == (outside / "secret").resolve()
+    assert local.resolve_data_folder(str(root / "escape")) == (outside / "secret").resolve()
+    assert local.is_within_data_roots(outside / "secret")
+    with pytest.raises(PolicyError, match="^No folder .*nope"):
+        local.resolve_data_folder(str(outside / "nope"))
+    with pytest.raises(PolicyError, match="Not a folder"):
+        local.resolve_data_folder(str(root / "file.txt"))
+    assert "BACKBONE_LENS" not in str(pytest.raises(PolicyError, local.resolve_data_folder, str(outside / "nope")).value)
+    # the team policy keeps its roots, and so does a local server whose operator set them
+    for pol in (ServerPolicy.from_env({ENV_DATA_ROOTS: str(root), ENV_TEAM: "1"}), _policy(root)):
+        assert not pol.any_folder
+        with pytest.raises(PolicyError, match="not under the data roots"):
+            pol.resolve_data_folder(str(outside / "secret"))
+    assert not ServerPolicy.from_env({}, server_address="0.0.0.0").any_folder
+
+
+def test_an_empty_folder_is_named(tmp_path):
+    from core.io.images import NoImagesError, load_folder, require_images
+
+    empty = tmp_path / "holiday photos"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no pictures here")
+    with pytest.raises(NoImagesError, match=f"^no images found in {empty} \\(looked for .bmp, .gif"):
+        require_images(load_folder(empty, use_index=False))
+    (empty / "a.png").write_bytes(b"")
+    (empty / "b.jpg").write_text("text")
+    with pytest.raises(NoImagesError, match=r"no usable images in .*: 2 image files could not be read \(first: a.png: "
+                                            r"the file is empty"):
+        require_images(load_folder(empty, use_index=False))
+    stamps = load_folder(SAMPLE_DATA / "stamps")
+    assert require_images(stamps) is stamps

@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import confusion_matrix
 
 from core.classify.classifiers import check_classifier, classifier_info, make_classifier
+from core.classify.intervals import wilson_interval
 from core.classify.prototypes import class_prototypes
 from core.geometry.vectors import as_features, as_labels, distances, l2_normalize
 
@@ -33,6 +34,8 @@ class EvalResult:
         confusion: ``[K, K]`` counts, rows true class, columns predicted class (order ``classes``).
         test_indices: ``[T]`` row of each test item in ``X`` (in ``X_test`` for ``"given"``).
         misclassified: ``[M]`` the subset of ``test_indices`` predicted wrongly (same index space).
+        ci_low / ci_high: the 95 % Wilson interval of ``accuracy`` over the ``n_test`` predictions
+            (properties, :func:`core.classify.intervals.wilson_interval`).
     """
 
     method: str
@@ -46,6 +49,18 @@ class EvalResult:
     confusion: np.ndarray
     test_indices: np.ndarray
     misclassified: np.ndarray
+
+    @property
+    def n_correct(self) -> int:
+        return self.n_test - len(self.misclassified)
+
+    @property
+    def ci_low(self) -> float:
+        return wilson_interval(self.n_correct, self.n_test)[0]
+
+    @property
+    def ci_high(self) -> float:
+        return wilson_interval(self.n_correct, self.n_test)[1]
 
 
 def n_test_of_class(n: int, test_size: float) -> int:
@@ -237,13 +252,32 @@ def evaluate(
 # ---- few-shot curve ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FewShotRow:
-    """One point of the few-shot curve: accuracy of ``method`` with ``shots`` train images per class."""
+    """One point of the few-shot curve: accuracy of ``method`` with ``shots`` train images per class.
+
+    Attributes:
+        mean_acc / std_acc: mean and std of the accuracy over the draws.
+        n_draws: draws.
+        n_test: test images of each draw (every draw scores the same number).
+        ci_low / ci_high: 95 % Wilson interval of ``mean_acc`` taken as a proportion of ONE draw's
+            ``n_test`` images (properties). The draws reuse the same few images of a small dataset as
+            test images, so more draws do not make the accuracy on this data better known than one
+            test set of that size does; the std over draws (training-set luck) is not in it.
+    """
 
     method: str
     shots: int
     mean_acc: float
     std_acc: float
     n_draws: int
+    n_test: int
+
+    @property
+    def ci_low(self) -> float:
+        return wilson_interval(self.mean_acc * self.n_test, self.n_test)[0]
+
+    @property
+    def ci_high(self) -> float:
+        return wilson_interval(self.mean_acc * self.n_test, self.n_test)[1]
 
 
 def few_shot_curve(
@@ -271,7 +305,8 @@ def few_shot_curve(
         seed: base seed.
 
     Returns:
-        rows sorted by (method order, shots); ``std_acc`` is the std over draws.
+        rows sorted by (method order, shots); ``std_acc`` is the std over draws, ``ci_low`` / ``ci_high``
+        a 95 % Wilson interval (see :class:`FewShotRow`).
     """
     X = as_features(X)
     y = as_labels(y, len(X))
@@ -289,6 +324,7 @@ def few_shot_curve(
     smallest = min(len(p) for p in per_class)
 
     accs: dict[tuple[str, int], list[float]] = {}
+    n_test: dict[int, int] = {}
     for k in sorted({int(s) for s in shots}):
         if k >= smallest:
             continue  # some class would have no test image
@@ -296,11 +332,12 @@ def few_shot_curve(
         for _ in range(draws):
             train = np.concatenate([rng.choice(p, k, replace=False) for p in per_class])  # [K * k]
             test = stratified_cap(np.setdiff1d(np.arange(len(y)), train), y_idx, FEW_SHOT_MAX_TEST, rng)
+            n_test[k] = len(test)
             for m in methods:
                 if k < classifier_info(m).min_shots:
                     continue
                 clf = make_classifier(m, n_train=len(train)).fit(X[train], y[train])
                 accs.setdefault((m, k), []).append(float(np.mean(clf.predict(X[test]) == y[test])))
     ks = sorted({k for _, k in accs})
-    return [FewShotRow(m, k, float(np.mean(accs[m, k])), float(np.std(accs[m, k])), len(accs[m, k]))
+    return [FewShotRow(m, k, float(np.mean(accs[m, k])), float(np.std(accs[m, k])), len(accs[m, k]), n_test[k])
             for m in methods for k in ks if (m, k) in accs]

@@ -88,7 +88,7 @@ class FeCAM(IncrementalClassifier):
         alpha1 / alpha2: shrinkage of the variances / covariances (code, ResNet runs: 1 and 1).
         shrink_passes: times the shrinkage is applied (code: 2).
 
-    Scores are negative squared distances; :meth:`mahalanobis` gives the distances.
+    Scores are negative squared distances; :meth:`mahalanobis_sq` gives the squared distances.
     """
 
     min_per_class = 2  # a covariance needs two images
@@ -142,8 +142,8 @@ class FeCAM(IncrementalClassifier):
         """``[N, D]`` the images as FeCAM compares them: ``normalise(t(normalise(x)))``."""
         return l2_normalize(tukey(l2_normalize(X), self.beta))
 
-    def mahalanobis(self, X: np.ndarray) -> np.ndarray:
-        """``[N, K]`` squared Mahalanobis distance of every image to every class. With float32 features
+    def mahalanobis_sq(self, X: np.ndarray) -> np.ndarray:
+        """``[N, K]`` *squared* Mahalanobis distance of every image to every class. With float32 features
         (embeddings as stored) the dense ``[N, D] x [D, D]`` products run in float32, each row's sum in
         float64; float64 features keep float64 throughout."""
         dt = work_dtype(np.asarray(X))
@@ -166,4 +166,4 @@ class FeCAM(IncrementalClassifier):
         return out
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        return -self.mahalanobis(X)
+        return -self.mahalanobis_sq(X)

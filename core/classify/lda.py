@@ -14,6 +14,7 @@ of each class is 0).
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from sklearn.covariance import ledoit_wolf
 
 from core.classify.base import IncrementalClassifier
@@ -74,14 +75,15 @@ class ShrunkLDA(IncrementalClassifier):
         """``Sigma^-1 B`` for ``B [D, m]`` (``Sigma^+ B`` when the covariance is singular)."""
         if self._chol is None:
             return self._pinv @ B
-        z = np.linalg.solve(self._chol, B)
-        return np.linalg.solve(self._chol.T, z)
+        z = solve_triangular(self._chol, B, lower=True)  # O(D^2 m): np.linalg.solve would factor again, O(D^3)
+        return solve_triangular(self._chol.T, z, lower=False)
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         return X @ self.coef_.T + self.intercept_[None, :]
 
-    def mahalanobis(self, X: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of every image to every class mean under the shared covariance.
+    def mahalanobis_sq(self, X: np.ndarray) -> np.ndarray:
+        """*Squared* Mahalanobis distance of every image to every class mean under the shared covariance
+        (``_sq``: the convention of :mod:`core.classify.ood`, where a bare "Mahalanobis" is the distance).
 
         Args:
             X: ``[N, D]``.

@@ -11,6 +11,12 @@ how far an image lies from every class, and how well that separates a held-out "
   drop ``-1/2 x^T Sigma^-1 x``, the same for every class but not for every image.
 
 Both are "higher = more unusual". AUROC treats the unknown class as the positive class.
+
+**One Mahalanobis convention everywhere**: a bare "Mahalanobis" (``distance``, ``mahalanobis``, what a page
+shows) is the *distance* ``sqrt((x - mu)^T Sigma^-1 (x - mu))``, in units of standard deviations along
+the shared covariance; every squared quantity says so in its name (``distance_sq``, ``mahalanobis_sq``,
+``ShrunkLDA.mahalanobis_sq``). Ranks, AUROC and percentiles are the same under either; only the numbers
+shown differ (96 rather than 9,205), so a page never has to take a square root itself.
 """
 from __future__ import annotations
 
@@ -32,37 +38,43 @@ OOD_SCORES: tuple[str, ...] = ("mahalanobis", "energy")
 
 @dataclass(frozen=True)
 class OODScores:
-    """Scores of ``N`` images against a fitted :class:`ShrunkLDA`.
+    """Scores of ``N`` images against a fitted :class:`ShrunkLDA` (Mahalanobis: the distance, not squared).
 
     Attributes:
-        classes: ``[K]`` class order of ``distances``.
-        distances: ``[N, K]`` squared Mahalanobis distance to every class.
-        mahalanobis: ``[N]`` the smallest of them.
+        classes: ``[K]`` class order of ``distance``.
+        distance: ``[N, K]`` Mahalanobis distance (not squared) to every class.
+        distance_sq: ``[N, K]`` its square, ``(x - mu_c)^T Sigma^-1 (x - mu_c)``.
+        mahalanobis: ``[N]`` distance to the nearest class (not squared): the OOD score.
+        mahalanobis_sq: ``[N]`` its square (Lee et al.'s score as written in the paper).
         energy: ``[N]`` ``-T logsumexp(l / T)`` of the class log-joints ``l [N, K]``.
         nearest: ``[N]`` label of the nearest class (Mahalanobis).
     """
 
     classes: np.ndarray
-    distances: np.ndarray
+    distance: np.ndarray
+    distance_sq: np.ndarray
     mahalanobis: np.ndarray
+    mahalanobis_sq: np.ndarray
     energy: np.ndarray
     nearest: np.ndarray
 
     def score(self, kind: str) -> np.ndarray:
-        """``[N]`` the score named ``kind`` (one of :data:`OOD_SCORES`)."""
+        """``[N]`` the score named ``kind`` (one of :data:`OOD_SCORES`; ``"mahalanobis"``: the distance, not squared)."""
         if kind not in OOD_SCORES:
             raise ValueError(f"unknown OOD score {kind!r}; choose one of {list(OOD_SCORES)}")
         return getattr(self, kind)
 
 
 def ood_scores(model: ShrunkLDA, X: ArrayLike, temperature: float = 1.0) -> OODScores:
-    """Mahalanobis and energy scores of ``X [N, D]`` under a fitted :class:`ShrunkLDA`."""
+    """Mahalanobis (distance and squared, both named) and energy scores of ``X [N, D]`` under a fitted
+    :class:`ShrunkLDA`."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    Dm = model.mahalanobis(as_features(X))  # [N, K]
-    logits = np.log(model.class_count_ / model.class_count_.sum())[None, :] - 0.5 * Dm  # [N, K] log-joints + const
+    D2 = model.mahalanobis_sq(as_features(X))  # [N, K] squared
+    logits = np.log(model.class_count_ / model.class_count_.sum())[None, :] - 0.5 * D2  # [N, K] log-joints + const
     energy = -temperature * logsumexp(logits / temperature, axis=1)
-    return OODScores(model.classes_, Dm, Dm.min(axis=1), energy, model.classes_[np.argmin(Dm, axis=1)])
+    D = np.sqrt(D2)  # [N, K]
+    return OODScores(model.classes_, D, D2, D.min(axis=1), D2.min(axis=1), energy, model.classes_[np.argmin(D2, axis=1)])
 
 
 def auroc(scores: ArrayLike, is_positive: ArrayLike) -> float:

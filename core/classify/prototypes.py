@@ -25,14 +25,15 @@ def class_prototypes(X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray
 
     Returns:
         ``(classes [K], P [K, D])``: sorted unique labels and the mean feature of each (float64
-        accumulation, returned in ``X``'s float dtype, float32 for integer input).
+        accumulation, returned in ``X``'s float dtype, at least float32: an imported set's float16
+        rows give float32 means, not means rounded to half precision).
     """
     X = as_features(X)
     y = as_labels(y, len(X))
     classes, y_idx = np.unique(y, return_inverse=True)  # [K], [N]
     counts = np.bincount(y_idx, minlength=len(classes))  # [K]
     sums = class_sums(X, y_idx, len(classes))  # [K, D] float64
-    out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float32
+    out_dtype = np.promote_types(X.dtype, np.float32) if np.issubdtype(X.dtype, np.floating) else np.float32
     return classes, (sums / counts[:, None]).astype(out_dtype)
 
 

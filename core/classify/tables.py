@@ -1,8 +1,9 @@
-"""Evaluation views built on :mod:`core.classify.prototypes`: the numbers the Prototypes page and
+"""Evaluation views built on :mod:`core.classify.evaluation`: the numbers the Prototypes page and
 ``backbone-lens evaluate`` show, computed by the same functions for both.
 
-Thin by design: every accuracy comes from ``core.classify.prototypes`` (``evaluate``, ``few_shot_curve``,
-``teen_experiment``, ``zero_shot`` ...); this module only repeats, summarises and tabulates.
+Thin by design: every accuracy comes from ``core.classify.evaluation`` (``evaluate``, ``few_shot_curve``),
+``core.classify.teen`` (``teen_experiment``) or ``core.classify.zeroshot`` (``zero_shot``); this module
+only repeats, summarises and tabulates.
 Nothing here imports Streamlit.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from numpy.typing import ArrayLike
 
 from core.classify.classifiers import check_classifier, classifier_info, classifier_names
 from core.classify.evaluation import EvalResult, evaluate, few_shot_curve
+from core.classify.intervals import wilson_interval
 from core.classify.prototypes import class_prototypes
 from core.classify.teen import teen_experiment, teen_experiments
 from core.classify.zeroshot import zero_shot
@@ -88,7 +90,9 @@ def eval_summary(res: EvalResult, **extra: Any) -> dict[str, Any]:
         "method": res.method,
         "protocol": res.protocol,
         "accuracy": res.accuracy,
-        "n_correct": int(round(res.accuracy * res.n_test)),
+        "ci_low": res.ci_low,
+        "ci_high": res.ci_high,
+        "n_correct": res.n_correct,
         "n_train": res.n_train,
         "n_test": res.n_test,
         "classes": [str(c) for c in res.classes],
@@ -109,6 +113,8 @@ class ShotEval:
         n_test: test images per draw.
         protocol: ``"few-shot"`` (the rest of the set is the test set, :func:`few_shot_curve`) or
             ``"few-shot/given"`` (an explicit test set).
+        ci_low / ci_high: 95 % Wilson interval of ``accuracy`` as a proportion of one draw's ``n_test``
+            images (properties; the reasoning of :class:`core.classify.evaluation.FewShotRow`).
     """
 
     method: str
@@ -119,6 +125,14 @@ class ShotEval:
     n_train: int
     n_test: int
     protocol: str
+
+    @property
+    def ci_low(self) -> float:
+        return wilson_interval(self.accuracy * self.n_test, self.n_test)[0]
+
+    @property
+    def ci_high(self) -> float:
+        return wilson_interval(self.accuracy * self.n_test, self.n_test)[1]
 
 
 def evaluate_shots(
@@ -228,7 +242,7 @@ def teen_repeated(
     X: ArrayLike, y: ArrayLike, base_classes: Sequence[Any], k_shot: int = 1, alpha: float = 0.5,
     tau: float = 16.0, *, draws: int = 10, seed: int = 0, test_size: float = 0.3,
 ) -> pd.DataFrame:
-    """:func:`core.classify.prototypes.teen_experiment` over ``draws`` seeds (``seed .. seed+draws-1``): every
+    """:func:`core.classify.teen.teen_experiment` over ``draws`` seeds (``seed .. seed+draws-1``): every
     draw has its own split and shots, shared by the plain and the calibrated prototypes.
 
     Returns:
@@ -279,13 +293,13 @@ def zero_shot_mix_curve(
     The split is the one :func:`core.classify.evaluation.evaluate` draws for cosine NMC (same ``test_size``
     and ``seed`` as the Classifiers view); image prototypes are the class means of its training
     part, and every blend ``mix_prototypes(text, image, mix)`` is scored on its test part
-    (:func:`core.classify.prototypes.zero_shot`; ``mix = 0``: text only, the zero-shot classifier;
+    (:func:`core.classify.zeroshot.zero_shot`; ``mix = 0``: text only, the zero-shot classifier;
     ``mix = 1``: image prototypes only, i.e. cosine NMC).
 
     Args:
         image_emb: ``[N, D]`` image embeddings in the text tower's space.
         y: ``[N]`` labels; classes: ``[K]`` the sorted labels, in text-prototype order.
-        text_protos: ``[K, D]`` (e.g. :func:`core.classify.prototypes.prompt_prototypes`).
+        text_protos: ``[K, D]`` (e.g. :func:`core.classify.zeroshot.prompt_prototypes`).
 
     Returns:
         ``(curve, nmc)``: rows ``mix``, ``accuracy``, ``n_test``; and the cosine-NMC evaluation
@@ -314,26 +328,39 @@ def zero_shot_mix_curve(
 
 @dataclass(frozen=True)
 class TwoRegimes:
-    """Where the generative and the discriminative few-shot curves cross (Ng & Jordan 2001; Zheng et al. 2023).
+    """Where the generative and the discriminative few-shot curves cross (Ng & Jordan 2001; Zheng et al. 2023),
+    told apart from noise by the curves' 95 % intervals.
 
     Attributes:
         shots: ``[S]`` shot values both methods have.
         generative / discriminative: ``[S]`` mean accuracies (e.g. ``nb`` and ``linear``).
-        crossing: shots where the curves cross, interpolated linearly in ``log(shots)`` (first
-            crossing), or ``None``.
+        generative_ci / discriminative_ci: ``[S, 2]`` their 95 % intervals (``ci_low``, ``ci_high`` of the rows).
+        separated: ``[S]`` +1 where the generative interval lies wholly above the discriminative one, -1
+            where below, 0 where they overlap (the two cannot be told apart at that shot value).
+        crossing: shots where the curves cross, interpolated linearly in ``log(shots)``, ONLY when one
+            method is ahead beyond the intervals at some shot value and the other at a later one; else
+            ``None`` (draw nothing).
         crossing_accuracy: the accuracy there (``None`` without a crossing).
+        mean_crossing: where the mean curves cross after the first mean lead of more than ``tie`` (linear
+            in ``log(shots)``), whether or not the intervals separate (for the sentence; ``None`` if they
+            do not cross).
         pattern: ``"both"`` (generative ahead first, discriminative later: the two regimes),
-            ``"generative"`` (generative ahead at every shot value), ``"discriminative"`` (the
-            discriminative one ahead or level everywhere), ``"reversed"`` (discriminative first,
-            generative later) or ``"undetermined"`` (fewer than two shared shot values).
+            ``"generative"`` (only the generative one is ever clearly ahead), ``"discriminative"`` (only the
+            discriminative one), ``"reversed"`` (discriminative clearly ahead first, generative later),
+            ``"indistinguishable"`` (the intervals overlap at every shot value) or ``"undetermined"``
+            (fewer than two shared shot values).
         sentence: one sentence: the paper's finding and whether these curves show it.
     """
 
     shots: np.ndarray
     generative: np.ndarray
     discriminative: np.ndarray
+    generative_ci: np.ndarray
+    discriminative_ci: np.ndarray
+    separated: np.ndarray
     crossing: float | None
     crossing_accuracy: float | None
+    mean_crossing: float | None
     pattern: str
     sentence: str
 
@@ -341,66 +368,93 @@ class TwoRegimes:
 PAPER_FINDING = ("Zheng et al. (2023) found that on frozen pre-trained features naive Bayes nears its best accuracy "
                  "with far fewer training images than logistic regression, so it leads with few shots and logistic "
                  "regression catches up or overtakes it as shots grow")
+NO_CROSSING = "no crossing can be told apart at this sample size"
+
+
+def _log_crossing(ks: np.ndarray, diff: np.ndarray, acc: np.ndarray, i: int) -> tuple[float, float]:
+    """Where ``diff`` reaches 0 between shot values ``i`` and ``i + 1``, linear in ``log(shots)``: ``(shots, acc)``."""
+    t = diff[i] / (diff[i] - diff[i + 1])  # in [0, 1]
+    lk = np.log(ks[i]) + t * (np.log(ks[i + 1]) - np.log(ks[i]))
+    return float(np.exp(lk)), float(acc[i] + t * (acc[i + 1] - acc[i]))
+
+
+def _shot_list(ks: np.ndarray) -> str:
+    return f"{', '.join(map(str, ks))} shot{'' if list(ks) == [1] else 's'}"
 
 
 def two_regimes(rows: Sequence[Any], generative: str = "nb", discriminative: str = "linear",
                 tie: float = 0.01) -> TwoRegimes:
     """Compare two few-shot curves (rows of :func:`core.classify.evaluation.few_shot_curve`).
 
+    One method is "ahead" at a shot value only where its 95 % interval lies wholly above the other's
+    (:class:`core.classify.evaluation.FewShotRow`: Wilson intervals over one draw's test images); a
+    crossing is marked only between a shot value where one is ahead so and a later one where the other
+    is. Otherwise the sentence says "no crossing can be told apart at this sample size", and names where
+    the mean curves cross, if they do.
+
     Args:
-        rows: objects with ``method``, ``shots`` and ``mean_acc``.
+        rows: objects with ``method``, ``shots``, ``mean_acc``, ``ci_low`` and ``ci_high``.
         generative / discriminative: the two method names.
-        tie: accuracy gap at or below which the two are called level (default one point).
+        tie: for ``mean_crossing`` only: a mean gap at or below this (one point) counts as level.
 
     Returns:
-        a :class:`TwoRegimes`. The pattern reads the signs of ``generative - discriminative`` over the
-        shot values, gaps within ``tie`` counting as level: ``"both"`` when the generative one leads
-        before the discriminative one does, ``"reversed"`` the other way round. The crossing is where
-        the gap changes sign between two consecutive shot values after the first lead (linear in
-        ``log(shots)``).
+        a :class:`TwoRegimes`.
     """
-    g = {r.shots: r.mean_acc for r in rows if r.method == generative}
-    d = {r.shots: r.mean_acc for r in rows if r.method == discriminative}
+    g = {r.shots: r for r in rows if r.method == generative}
+    d = {r.shots: r for r in rows if r.method == discriminative}
     ks = np.array(sorted(set(g) & set(d)), dtype=np.int64)
-    ga = np.array([g[k] for k in ks])
-    da = np.array([d[k] for k in ks])
+    ga = np.array([g[k].mean_acc for k in ks], dtype=np.float64)
+    da = np.array([d[k].mean_acc for k in ks], dtype=np.float64)
+    gci = np.array([[g[k].ci_low, g[k].ci_high] for k in ks], dtype=np.float64).reshape(-1, 2)  # [S, 2]
+    dci = np.array([[d[k].ci_low, d[k].ci_high] for k in ks], dtype=np.float64).reshape(-1, 2)
     short = {"nb": "naive Bayes", "nb_per_class": "per-class naive Bayes", "linear": "logistic regression",
              "linear_svm": "the linear SVM"}
     gn, dn = short.get(generative, method_label(generative)), short.get(discriminative, method_label(discriminative))
+    sep = np.where(gci[:, 0] > dci[:, 1], 1, np.where(dci[:, 0] > gci[:, 1], -1, 0))  # [S]
     if len(ks) < 2:
-        return TwoRegimes(ks, ga, da, None, None, "undetermined",
+        return TwoRegimes(ks, ga, da, gci, dci, sep, None, None, None, "undetermined",
                           f"{PAPER_FINDING}; pick at least two shot values to see whether this dataset and backbone "
                           "show it.")
-    diff = ga - da  # [S] > 0: generative ahead
-    sign = np.where(diff > tie, 1, np.where(diff < -tie, -1, 0))  # [S] level within ``tie``
-    leads = sign[sign != 0]
+    diff = ga - da  # [S] > 0: generative ahead on average
+    mean_crossing = None  # the mean curves: gaps within ``tie`` are level, the first lead decides the direction
+    mean_sign = np.where(diff > tie, 1, np.where(diff < -tie, -1, 0))
+    if np.any(mean_sign != 0):
+        lead = int(mean_sign[mean_sign != 0][0])
+        start = int(np.flatnonzero(mean_sign == lead)[0])
+        flips = [i for i in range(start, len(ks) - 1) if diff[i] * lead > 0 >= diff[i + 1] * lead]
+        mean_crossing = _log_crossing(ks, diff, ga, flips[0])[0] if flips else None
+    leads = sep[sep != 0]
     first = int(leads[0]) if len(leads) else 0
     crossing = crossing_acc = None
     if first != 0 and np.any(leads == -first):
-        start = int(np.flatnonzero(sign == first)[0])
-        for i in range(start, len(ks) - 1):
-            if diff[i] * first > 0 >= diff[i + 1] * first:
-                t = diff[i] / (diff[i] - diff[i + 1])  # in [0, 1]
-                lk = np.log(ks[i]) + t * (np.log(ks[i + 1]) - np.log(ks[i]))
-                crossing, crossing_acc = float(np.exp(lk)), float(ga[i] + t * (ga[i + 1] - ga[i]))
-                break
-    level = ks[sign == 0]
-    tied = (f" (level within {100 * tie:.0f} point at {', '.join(map(str, level))} "
-            f"shot{'' if list(level) == [1] else 's'})" if len(level) else "")
+        j = int(np.flatnonzero(sep == -first)[0])  # the first clear lead of the other method
+        i = int(np.flatnonzero(sep[:j] == first)[-1])  # the last clear lead of the first one before it
+        m = i + int(np.flatnonzero(diff[i:j] * first > 0)[-1])  # the mean gap changes sign after m
+        crossing, crossing_acc = _log_crossing(ks, diff, ga, m)
+    n_test = list(dict.fromkeys(int(g[k].n_test) for k in ks if hasattr(g[k], "n_test")))
+    size = f" ({'/'.join(map(str, n_test))} test images per draw)" if n_test else ""
+    means = (f"; the mean curves cross near {mean_crossing:.1f} shots, inside the intervals" if mean_crossing is not None
+             else "")
+    ahead = {1: _shot_list(ks[sep == 1]), -1: _shot_list(ks[sep == -1])}
     if first == 1 and crossing is not None:
         pattern = "both"
-        here = (f"here {gn} leads at {', '.join(map(str, ks[sign == 1]))} shots and {dn} overtakes it at about "
-                f"{crossing:.1f} shots{tied}, so both regimes show")
-    elif first == 1:
-        pattern = "generative"
-        here = (f"here {gn} leads or is level at every shot value tried (up to {int(ks[-1])}){tied}: the few-shot "
-                "regime shows, and any crossing lies beyond these shots")
+        here = (f"here {gn} is ahead beyond the 95 % intervals at {ahead[1]} and {dn} at {ahead[-1]}: they cross at about "
+                f"{crossing:.1f} shots, so both regimes show")
     elif first == -1 and crossing is not None:
         pattern = "reversed"
-        here = (f"here {dn} leads first and {gn} only catches up at about {crossing:.1f} shots{tied}, the reverse "
-                "of the paper's pattern")
-    else:
+        here = (f"here {dn} is ahead beyond the 95 % intervals at {ahead[-1]} and {gn} only at {ahead[1]}: they cross at "
+                f"about {crossing:.1f} shots, the reverse of the paper's pattern")
+    elif first == 1:
+        pattern = "generative"
+        here = (f"here {gn} is ahead beyond the 95 % intervals at {ahead[1]} and never clearly behind: the few-shot "
+                f"regime shows, and {NO_CROSSING}{size}{means}")
+    elif first == -1:
         pattern = "discriminative"
-        here = (f"here {dn} is ahead or level at every shot value tried{tied}, so this dataset and backbone do not "
-                f"show the {gn} advantage")
-    return TwoRegimes(ks, ga, da, crossing, crossing_acc, pattern, f"{PAPER_FINDING}; {here}.")
+        here = (f"here {dn} is ahead beyond the 95 % intervals at {ahead[-1]} and never clearly behind, so this dataset "
+                f"and backbone do not show the {gn} advantage; {NO_CROSSING}{size}{means}")
+    else:
+        pattern = "indistinguishable"
+        here = (f"here the 95 % intervals of {gn} and {dn} overlap at every shot value tried, so neither is ahead and "
+                f"{NO_CROSSING}{size}{means}")
+    return TwoRegimes(ks, ga, da, gci, dci, sep, crossing, crossing_acc, mean_crossing, pattern,
+                      f"{PAPER_FINDING}; {here}.")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import sys
 
-from core.cli import compare, data, evaluate, saliency
+from core.cli import compare, concepts, data, discover, evaluate, saliency, why
 from core.cli._common import Parser, validate
 from core.errors import BackboneLensError
+from core.io.heal import DISK_FULL_ERRNOS, disk_full
 from core.io.paths import ENV_VAR
 
-COMMANDS = (data, evaluate, compare, saliency)  # modules with register(sub), in --help order
+COMMANDS = (data, evaluate, compare, saliency, discover, why, concepts)  # modules with register(sub), in --help order
 
 
 def build_parser() -> Parser:
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: out of memory: try a smaller --batch-size or --size", file=sys.stderr)
         return 2
     except (BackboneLensError, OSError, ValueError, sqlite3.DatabaseError) as e:
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:  # one message for ENOSPC / EFBIG / EDQUOT
+            e = disk_full(e.filename or "a file being written", cache=False)
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     finally:

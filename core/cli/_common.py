@@ -111,10 +111,10 @@ def check_backbone_arg(name: str) -> None:
     from core.io.policy import check_checkpoint_file
     from core.models.registry import check_backbone_name
 
-    check_backbone_name(name)
-    if "@" not in name:
+    parsed = check_backbone_name(name)
+    if parsed.file is None:
         return
-    file = Path(name.split("@", 1)[1]).expanduser()
+    file = Path(parsed.file).expanduser()
     if not file.exists():
         raise CliError(f"{name}: checkpoint file not found: {file}")
     check_checkpoint_file(file)

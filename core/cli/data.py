@@ -14,11 +14,13 @@ from core.cli._common import (
     features,
     progress_bar,
 )
+from core.io.heal import DISK_FULL_ERRNOS, disk_full
 
 
 def cmd_backbones(args) -> int:
+    from core.io.names import ONLINE_PATTERNS
     from core.models.builtin import BUILTIN_BACKBONES
-    from core.models.registry import ONLINE_PATTERNS, list_backbones
+    from core.models.registry import list_backbones
 
     requirement = {b.name: b.requirement for b in BUILTIN_BACKBONES}
 
@@ -78,9 +80,13 @@ def cmd_export(args) -> int:
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")  # written whole, then renamed
     try:
         np.savez(tmp, embeddings=fs["embedding"].astype(np.float32),
-                 paths=np.array([str(r.path) if r.path else r.name for r in fs.records]),
-                 labels=np.array(fs.labels))
+                 paths=np.array([os.path.abspath(r.path) if r.path else r.name for r in fs.records]),
+                 labels=np.array(fs.labels), sha256=np.array([r.sha256 for r in fs.records]))
         os.replace(tmp, out)
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise disk_full(out, cache=False) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     print(f"wrote {out}: embeddings {fs['embedding'].shape}, {len(failures)} failed")
@@ -99,7 +105,7 @@ def cmd_import(args) -> int:
                 raise ValueError("--name applies to a table file; shards are merged into the feature cache by key")
             m = imports.merge_shards(src, progress=update)
         else:
-            s = imports.import_table(src, args.name, backbone=args.made_by, progress=update)
+            s = imports.import_table(src, args.name, backbone=args.made_by, progress=update, precision=args.precision)
     finally:
         bar.close()
     if src.is_dir():
@@ -107,8 +113,9 @@ def cmd_import(args) -> int:
         for (w, p, layer, kind), n in sorted(m.groups.items()):
             print(f"  {n:>9}  {w} | {p} | layer {layer} | {kind}")
         return 0
-    print(f"imported {s.n} points ({s.dim}-D, {len(s.classes)} classes) as '{s.name}' in {s.root}; "
-          f"open it from the app's dataset list")
+    print(f"imported {s.n} points ({s.dim}-D {s.dtype}, {len(s.classes)} classes"
+          f"{', with file sha256' if s.has_sha256 else ''}) as '{s.name}' in {s.root}; open it from the app's dataset "
+          f"list, or use it with `evaluate --imported {s.name}` and `compare --sources {s.name},...`")
     return 0
 
 
@@ -132,7 +139,9 @@ def register(sub) -> None:
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="--engine ray: GPUs per model actor")
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("export", help="write embeddings, paths and labels to an .npz")
+    p = sub.add_parser("export", help="write embeddings, paths, labels and file sha256 to an .npz",
+                       description="The .npz holds 'embeddings' [N, D] float32, 'paths' [N] (absolute), 'labels' [N] "
+                                   "and 'sha256' [N] (hex digest of each file); `backbone-lens import` reads it back.")
     add_feature_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
@@ -141,12 +150,17 @@ def register(sub) -> None:
         "import", help="bring your own embeddings: a table becomes a named set; a shard directory fills the cache",
         description="FILE: an .npz from `export`, or a .parquet / .csv of (path, label, vector) from any tool "
                     "(CSV vectors: a 'vector' column of numbers separated by commas or spaces, or columns "
-                    "vector_0 .. vector_(D-1)). It is stored as a named set (float16) that the app lists by name. "
+                    "vector_0 .. vector_(D-1)), optionally with a 'sha256' column (hex digest of each image file: "
+                    "sets are then matched by content in `compare --sources`). It is stored as a named set "
+                    "(float32 when small, else float16; see --precision) that the app lists by name. "
                     "A DIRECTORY of Parquet feature shards (columns sha256, path, label, weights_id, "
                     "preprocessing_id, layer, kind, vector) is merged into the feature cache instead, so those "
                     "images' features need no forward pass.")
     p.add_argument("file", help=".npz / .parquet / .csv table, or a directory of feature shards")
     p.add_argument("--name", default=None, help="set name (default: the file's stem)")
     p.add_argument("--backbone", dest="made_by", default="imported", help="what made the vectors, shown in the app (default: imported)")
+    p.add_argument("--precision", choices=("auto", "float16", "float32"), default="auto",
+                   help="how the vectors are stored: auto = float32 up to 16.8 M numbers (N x D), else float16 "
+                        "(half the bytes, relative error about 5e-4)")
     p.set_defaults(func=cmd_import)
 

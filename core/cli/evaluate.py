@@ -10,6 +10,7 @@ import numpy as np
 from core.cli._common import (
     MAX_SIZE,
     MIN_SIZE,
+    CliError,
     add_layer_arg,
     features,
     fraction,
@@ -19,7 +20,7 @@ from core.cli._common import (
 
 
 def cmd_evaluate(args) -> int:
-    """Accuracy of one classifier on frozen features (core.classify.prototypes, as on the Prototypes page)."""
+    """Accuracy of one classifier on frozen features (core.classify.evaluation, as on the Prototypes page)."""
     from core.classify.evaluation import evaluate
     from core.classify.tables import classifier_kwargs, eval_summary, evaluate_shots, method_label
 
@@ -31,7 +32,13 @@ def cmd_evaluate(args) -> int:
                 f"{folder}: evaluate needs labelled images, one subfolder per class (root/<class>/<image>)")
         return fs["embedding"], y, failures
 
-    X, y, failures = labelled(args.train)
+    if args.imported:
+        X, y, failures, backbone = _imported(args)
+    else:
+        if not (args.backbone and args.train):
+            raise CliError("evaluate needs --backbone NAME --train DIR (images), or --imported NAME (an imported set)")
+        X, y, failures = labelled(args.train)
+        backbone = args.backbone
     Xt = yt = None
     if args.test:
         Xt, yt, test_failures = labelled(args.test)
@@ -40,14 +47,16 @@ def cmd_evaluate(args) -> int:
         if unseen:
             print(f"warning: test classes without training images (always wrong): {', '.join(unseen)}", file=sys.stderr)
     kw = classifier_kwargs(args.method, args.metric)
-    common = {"backbone": args.backbone, "train": args.train, "test": args.test, "seed": args.seed,
+    common = {"backbone": backbone, "train": args.train, "test": args.test, "seed": args.seed,
               "metric": args.metric if kw else None, "n_failed": len(failures)}
+    if args.imported:
+        common["imported"] = args.imported
     if args.shots is not None:
         r = evaluate_shots(X, y, args.method, args.shots, draws=args.draws, seed=args.seed, X_test=Xt, y_test=yt,
                            metric=args.metric)
         out = {**common, "method": r.method, "protocol": r.protocol, "accuracy": r.accuracy,
-               "accuracy_std": r.accuracy_std, "shots": r.shots, "draws": r.draws, "n_train": r.n_train,
-               "n_test": r.n_test, "classes": sorted(set(y.tolist()))}
+               "accuracy_std": r.accuracy_std, "ci_low": r.ci_low, "ci_high": r.ci_high, "shots": r.shots,
+               "draws": r.draws, "n_train": r.n_train, "n_test": r.n_test, "classes": sorted(set(y.tolist()))}
         how = (f"{r.shots} training images per class, mean ± std over {r.draws} draws, "
                + ("tested on --test" if Xt is not None else "tested on the other images"))
         acc = f"{100 * r.accuracy:.1f}% ± {100 * r.accuracy_std:.1f}%"
@@ -62,11 +71,30 @@ def cmd_evaluate(args) -> int:
         first = ("method", "backbone", "accuracy", "n_train", "n_test", "protocol")
         print(json.dumps({**{k: out[k] for k in first}, **out}))
         return 0
-    print(f"{args.backbone} · {method_label(args.method)}{f', {args.metric}' if kw else ''}: accuracy {acc}")
+    what = f"imported set {args.imported} ({backbone})" if args.imported else backbone
+    print(f"{what} · {method_label(args.method)}{f', {args.metric}' if kw else ''}: accuracy {acc}, "
+          f"95% Wilson interval {100 * out['ci_low']:.1f}-{100 * out['ci_high']:.1f}%")
     print(f"protocol: {how}; n_train {out['n_train']}, n_test {out['n_test']}, {len(set(y.tolist()))} classes"
           + (f"; {len(failures)} files skipped" if failures else ""))
     return 0
 
+
+
+def _imported(args) -> tuple[np.ndarray, np.ndarray, list, str]:
+    """An imported set's vectors (its memory map, read block by block) and labels."""
+    from core.io.imports import open_imported
+    from core.models.layers import Layer
+
+    if args.backbone or args.train or args.test:
+        raise CliError("--imported takes its vectors and labels from the imported set: leave out --backbone, --train "
+                       "and --test")
+    if Layer.of(args.layer).index is not None or args.size is not None:
+        raise CliError("--layer and --size apply to a backbone run on images, not to an imported set")
+    s = open_imported(args.imported)
+    if not s.labelled:
+        raise CliError(f"imported set {s.name}: evaluate needs a label for every point (import a table with a 'label' "
+                       f"column); {'no point has one' if not s.classes or s.classes == ('',) else 'some points have none'}")
+    return s.vectors, np.asarray(s.labels(), dtype=str), [], s.backbone
 
 
 def register(sub) -> None:
@@ -76,12 +104,15 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="accuracy of a classifier on frozen features (NMC, k-NN, linear probe, naive Bayes, LDA, "
                          "RanPAC, FeCAM ...)",
-        description="The accuracies of the Prototypes page (core.classify.prototypes). Without --test: a stratified hold-out "
+        description="The accuracies of the Prototypes page (core.classify.evaluation). Without --test: a stratified hold-out "
                     "(--test-size per class), or leave-one-out for tiny sets. --shots K: K random training images "
                     "per class, mean and std over --draws draws. --json prints one object with method, backbone, "
-                    "accuracy, n_train, n_test, protocol, ...")
-    p.add_argument("--backbone", required=True, help="registry name (see `backbone-lens backbones`)")
-    p.add_argument("--train", required=True, help="labelled folder: root/<class>/<image>")
+                    "accuracy, n_train, n_test, protocol, ... --imported NAME evaluates an imported set's vectors "
+                    "and labels instead of a backbone on a folder (its memory map, read block by block).")
+    p.add_argument("--backbone", default=None, help="registry name (see `backbone-lens backbones`)")
+    p.add_argument("--train", default=None, help="labelled folder: root/<class>/<image>")
+    p.add_argument("--imported", default=None, metavar="NAME",
+                   help="an imported set (`backbone-lens import`) instead of --backbone and --train")
     p.add_argument("--test", default=None, help="labelled test folder (default: split --train)")
     p.add_argument("--method", choices=methods, default="nmc",
                    help="; ".join(f"{m}: {classifier_info(m).label}" for m in methods) + " (default nmc)")

@@ -115,3 +115,53 @@ def shared_neighbours(XA: ArrayLike, XB: ArrayLike, i: int, k: int = 10) -> Shar
     a, b = na.indices[0], nb.indices[0]
     return SharedNeighbours(i, a, b, na.similarities[0], nb.similarities[0],
                             frozenset(int(j) for j in np.intersect1d(a, b)))
+
+
+@dataclass(frozen=True)
+class AgreementMap:
+    """What the agreement map draws: per image on the map, the share of its k nearest neighbours that two
+    representations have in common.
+
+    Attributes:
+        rows: ``[n]`` rows of the compared images on the map: all of them up to ``max_images``, else a
+            seeded sample (sorted), the one the mutual k-NN index uses (so ``overlap.mean()`` is that
+            index's value).
+        overlap: ``[n]`` each mapped image's overlap, neighbours searched among the mapped images.
+        k: neighbours.
+        n_total: images compared.
+    """
+
+    rows: np.ndarray
+    overlap: np.ndarray
+    k: int
+    n_total: int
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.rows) < self.n_total
+
+    def neighbours(self, XA: ArrayLike, XB: ArrayLike, j: int) -> SharedNeighbours:
+        """Mapped image ``j``'s neighbours in both spaces, among the mapped images (indices into ``rows``),
+        consistent with ``overlap[j]``."""
+        A, B = np.asarray(XA), np.asarray(XB)
+        return shared_neighbours(A[self.rows], B[self.rows], j, self.k)
+
+
+def agreement_map(XA: ArrayLike, XB: ArrayLike, k: int = 10, max_images: int | None = None,
+                  seed: int = 0) -> AgreementMap:
+    """Each image's mutual k-NN overlap between ``XA [N, DA]`` and ``XB [N, DB]`` (the same images), for
+    the agreement map. Above ``max_images`` (default :data:`core.compare.indices.MAX_KNN_IMAGES`, the
+    mutual k-NN index's own limit) a seeded sample of that many images is mapped and its neighbours are
+    searched among the sample, as the index does: the exact neighbour graphs of 100,000 images cost
+    O(N^2 D) (about an hour here)."""
+    from core.compare.indices import MAX_KNN_IMAGES, mutual_knn_overlap
+
+    A, B = np.asarray(XA), np.asarray(XB)
+    if len(A) != len(B):
+        raise ValueError(f"XA has {len(A)} images but XB has {len(B)}; the agreement map compares the same images")
+    cap = MAX_KNN_IMAGES if max_images is None else max_images
+    n = len(A)
+    rows = np.arange(n) if n <= cap else np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+    kk = min(k, len(rows) - 1)
+    overlap = mutual_knn_overlap(A[rows], B[rows], kk)  # [n] neighbours among the mapped images
+    return AgreementMap(rows, overlap, kk, n)

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from core.geometry.vectors import centred_product
+from core.geometry.vectors import all_finite, centred_product
 
 Kind = Literal["linear", "rbf"]
 _EPS = 1e-12
@@ -48,15 +48,16 @@ def _as_features(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 
 
 def _checked(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    """``x`` as a checked ``[N, D]`` array, float32 kept as it is (no copy), anything else float64."""
+    """``x`` as a checked ``[N, D]`` array, float32 and float16 kept as they are (no copy: an imported
+    set's memory map is read block by block), anything else float64."""
     a = np.asarray(x)
-    if a.dtype != np.float32:
+    if a.dtype not in (np.float32, np.float16):
         a = a.astype(np.float64, copy=False)
     if a.ndim != 2:
         raise ValueError(f"{name} must be [N, D] (pool or flatten tokens first), got shape {a.shape}")
     if a.shape[0] < 2:
         raise ValueError(f"{name} needs at least 2 examples for CKA, got {a.shape[0]}")
-    if not np.all(np.isfinite(a)):
+    if not all_finite(a):
         raise ValueError(f"{name} contains NaN or inf")
     return a
 
@@ -166,7 +167,8 @@ def _grams(feats: Sequence[np.ndarray | torch.Tensor], kind: Kind, sigma_frac: f
 
 
 def cka_matrix(
-    feats: Sequence[np.ndarray | torch.Tensor], kind: Kind = "linear", sigma_frac: float = 0.5
+    feats: Sequence[np.ndarray | torch.Tensor], kind: Kind = "linear", sigma_frac: float = 0.5,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Pairwise CKA between ``B`` representations of the same inputs (e.g. several backbones).
 
@@ -174,6 +176,7 @@ def cka_matrix(
         feats: ``B`` arrays ``[N, D_b]``.
         kind: ``"linear"`` or ``"rbf"``.
         sigma_frac: RBF bandwidth, see :func:`rbf_cka`.
+        progress: ``progress(done, total)`` after each representation's own product / Gram and each pair.
 
     Returns:
         symmetric ``[B, B]`` matrix with ones on the diagonal.
@@ -186,22 +189,34 @@ def cka_matrix(
         if len({a.shape[0] for a in arrs}) != 1:
             raise ValueError(f"all representations in feats must cover the same N inputs, got N in "
                              f"{sorted({a.shape[0] for a in arrs})}")
-        norms = [_self_norm(a) for a in arrs]  # each representation's own product once
-        return _symmetric(len(arrs), lambda i, j: _linear_cka_from(
-            norms[i], norms[j], float(np.sum(centred_product(arrs[j], arrs[i]) ** 2))))
+        b = len(arrs)
+        total = b + b * (b - 1) // 2
+        norms = []
+        for a in arrs:  # each representation's own product once
+            norms.append(_self_norm(a))
+            if progress is not None:
+                progress(len(norms), total)
+        return _symmetric(b, lambda i, j: _linear_cka_from(
+            norms[i], norms[j], float(np.sum(centred_product(arrs[j], arrs[i]) ** 2))), progress, done=b, total=total)
     if kind == "rbf" and len(feats):
         rows = _sample(np.shape(feats[0])[0], RBF_MAX_N)
         feats = [np.asarray(f)[rows] for f in feats]
     grams = _grams(feats, kind, sigma_frac, "feats")
-    return _symmetric(len(grams), lambda i, j: _cka_from_centered_grams(grams[i], grams[j]))
+    return _symmetric(len(grams), lambda i, j: _cka_from_centered_grams(grams[i], grams[j]), progress)
 
 
-def _symmetric(n: int, sim: Callable[[int, int], float]) -> np.ndarray:
-    """``[n, n]`` with ones on the diagonal and ``sim(i, j)`` in both triangles."""
+def _symmetric(n: int, sim: Callable[[int, int], float], progress: Callable[[int, int], None] | None = None,
+               done: int = 0, total: int | None = None) -> np.ndarray:
+    """``[n, n]`` with ones on the diagonal and ``sim(i, j)`` in both triangles; ``progress(done, total)``
+    after each pair (``done`` counts on from the given start)."""
     out = np.eye(n)
+    total = done + n * (n - 1) // 2 if total is None else total
     for i in range(n):
         for j in range(i + 1, n):
             out[i, j] = out[j, i] = sim(i, j)
+            done += 1
+            if progress is not None:
+                progress(done, total)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Several backbones on the same images: one metrics row per backbone (:mod:`core.compare.metrics`),
+"""Several backbones (or any embedding sources, :func:`compare_sources`) on the same images: one metrics
+row per backbone (:mod:`core.compare.metrics`),
 speed (:mod:`core.compare.speed`), CKA between them (:mod:`core.compare.cka`), NMC agreement
 (:mod:`core.compare.agreement`), the whole comparison as JSON, and the saliency method each backbone
 supports. Layer-by-layer CKA is :mod:`core.compare.layers`; nearest neighbours come from
@@ -18,13 +19,24 @@ import numpy as np
 from core.compare.agreement import PairAgreement, agreement
 from core.compare.cka import Kind as CkaKind
 from core.compare.cka import cka_matrix
-from core.compare.indices import INDICES, IndexMatrix, index_matrices
-from core.compare.metrics import DEFAULT_SHOTS, FeatureMetrics, MetricsRow, feature_metrics, metrics_row
+from core.compare.indices import INDICES, IndexMatrix, index_matrices, index_names
+from core.compare.metrics import (
+    DEFAULT_SHOTS,
+    FeatureMetrics,
+    MetricsRow,
+    count_parameters,
+    feature_metrics,
+    metrics_row,
+    source_row,
+)
+from core.compare.sources import MIN_SHARED, AlignedSources, EmbeddingSource, align_sources
 from core.compare.speed import Speed, measure_speed
 from core.io.images import ImageRecord
 from core.io.store import FeatureStore
 from core.models.base import Backbone
 from core.models.extract import FeatureSet, extract_features
+
+StepProgress = Callable[[int, int, str], None]  # (steps done, steps in all, the step now starting)
 
 
 # ---- several backbones on the same images -----------------------------------------------------------
@@ -68,19 +80,23 @@ class Comparison:
     agreement: list[PairAgreement]
     shots: tuple[int, ...] = DEFAULT_SHOTS
     indices: dict[str, IndexMatrix] = field(default_factory=dict)
+    alignment: dict[str, Any] | None = None  # sources: AlignedSources.as_dict() (key, n_shared, images per source)
 
     def to_json(self) -> list[dict[str, Any]]:
         """A list with one object per backbone: the row's fields (:meth:`MetricsRow.as_dict`), plus
         ``cka`` = this backbone's row of the CKA matrix, ``cka_order`` = the backbone each entry of
         ``cka`` refers to (the same list in every object) and ``cka_kind``; then, for every similarity
-        index computed (:mod:`core.compare.indices`: ``cka_unbiased``, ``mutual_knn``, ``cknna``,
-        ``procrustes``), this backbone's row of its matrix under the index's name (same order as
-        ``cka``), and ``index_details[name]`` with the rows of ``ci_low``, ``ci_high``, ``baseline``,
+        index computed (a name of :data:`core.compare.indices.INDICES`), this backbone's row of its matrix
+        under the index's name (same order as ``cka``), and ``index_details[name]`` with the rows of ``ci_low``, ``ci_high``, ``baseline``,
         ``baseline_high``, ``p_value`` and the settings (``k``, ``n_boot``, ``n_perm``, ``level``,
-        ``n_images``). NaN becomes None."""
+        ``n_images``). A comparison of sources (:func:`compare_sources`) adds ``aligned_by``, ``n_shared``
+        and ``n_images_per_source`` to each object. NaN becomes None (``params`` and ``images_per_s`` of an
+        imported set)."""
         out = []
         for i, r in enumerate(self.rows):
             d = {k: _json_value(v) for k, v in r.as_dict().items()}
+            if self.alignment is not None:
+                d.update(self.alignment)
             d.update(cka=[float(v) for v in self.cka[i]], cka_order=list(self.backbones), cka_kind=self.cka_kind)
             details: dict[str, dict[str, Any]] = {}
             for name, m in self.indices.items():
@@ -103,13 +119,14 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def similarity_indices(fsets: Sequence[FeatureSet], names: Sequence[str] = tuple(INDICES),
+def similarity_indices(fsets: Sequence[FeatureSet], names: Sequence[str] | None = None,
                        **index_kw: Any) -> dict[str, IndexMatrix]:
-    """:func:`core.compare.indices.index_matrices` (every index in ``names``, each pair's shared work made
-    once) between the global embeddings of aligned feature sets (``index_kw``: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed``)."""
+    """:func:`core.compare.indices.index_matrices` (every index in ``names``, None = every registered one;
+    each pair's shared work made once) between the global embeddings of aligned feature sets
+    (``index_kw``: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed``)."""
     check_aligned(fsets)
     feats, backbones = [fs["embedding"] for fs in fsets], [fs.backbone for fs in fsets]
-    return index_matrices(names, feats, backbones, **index_kw)
+    return index_matrices(index_names() if names is None else names, feats, backbones, **index_kw)
 
 
 def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet], speeds: Sequence[Speed], *,
@@ -123,7 +140,7 @@ def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet],
             same labelled images (``"embedding"``).
         cka_kind / sigma_frac: see :func:`core.compare.cka.cka_matrix`.
         shots: few-shot columns.
-        indices: similarity indices to add (:data:`core.compare.indices.INDICES` names; none by default).
+        indices: similarity indices to add (:func:`core.compare.indices.index_names`; none by default).
         index_kw: ``k``, ``n_boot``, ``n_perm``, ``level``, ``seed`` for the indices.
         **metric_kw: ``test_size``, ``seed``, ``draws`` for :func:`feature_metrics`.
 
@@ -138,21 +155,82 @@ def build_comparison(backbones: Sequence[Backbone], fsets: Sequence[FeatureSet],
     if len(set(names)) != len(names):
         raise ValueError(f"each backbone may appear once, got {names}")
     check_aligned(fsets)
-    labels = fsets[0].labels
-    if not labels or not all(labels):
-        raise ValueError("the metrics need a labelled image set (every image in a class folder: root/<class>/<image>)")
-    metrics = {n: feature_metrics(fs["embedding"], labels, shots=shots, **metric_kw) for n, fs in zip(names, fsets)}
-    rows = [metrics_row(b, fs, s, metrics[n]) for n, b, fs, s in zip(names, backbones, fsets, speeds)]
-    cka = cka_between(fsets, cka_kind, sigma_frac)
-    agree = agreement({n: metrics[n].evals["nmc"] for n in names}, fsets[0].names)
-    sims = similarity_indices(fsets, indices, **(index_kw or {})) if indices else {}
-    return Comparison(names, rows, metrics, cka, cka_kind, agree, tuple(int(k) for k in shots), sims)
+    return _compare(names, [fs["embedding"] for fs in fsets], fsets[0].labels, fsets[0].names,
+                    lambda i, fm: metrics_row(backbones[i], fsets[i], speeds[i], fm), cka_kind=cka_kind,
+                    sigma_frac=sigma_frac, shots=shots, indices=indices, index_kw=index_kw, **metric_kw)
+
+
+def _compare(names: list[str], feats: Sequence[np.ndarray], labels: Sequence[str] | np.ndarray, image_names: Sequence[str],
+             row: Callable[[int, FeatureMetrics], MetricsRow], *, cka_kind: CkaKind, sigma_frac: float,
+             shots: Sequence[int], indices: Sequence[str], index_kw: dict[str, Any] | None,
+             alignment: dict[str, Any] | None = None, progress: StepProgress | None = None,
+             **metric_kw: Any) -> Comparison:
+    """The comparison of ``B`` representations ``feats`` (each ``[N, D_b]``, the same N labelled images):
+    ``row(b, metrics)`` makes representation b's table row. ``progress(done, total, step)`` before each
+    representation's metrics, before CKA, before the indices and at the end."""
+    labels = list(labels) if not isinstance(labels, np.ndarray) else labels
+    if len(labels) == 0 or not all(str(v) for v in labels):
+        raise ValueError("the metrics need a labelled image set (every image in a class folder: root/<class>/<image>, "
+                         "or an imported set with a label for every point)")
+    steps = len(names) + 1 + (1 if indices else 0)
+
+    def step(done: int, what: str) -> None:
+        if progress is not None:
+            progress(done, steps, what)
+
+    metrics = {}
+    for i, (n, X) in enumerate(zip(names, feats)):
+        step(i, f"metrics of {n}")
+        metrics[n] = feature_metrics(X, labels, shots=shots, **metric_kw)
+    rows = [row(i, metrics[n]) for i, n in enumerate(names)]
+    step(len(names), f"{cka_kind} CKA")
+    cka = cka_matrix(list(feats), kind=cka_kind, sigma_frac=sigma_frac)
+    agree = agreement({n: metrics[n].evals["nmc"] for n in names}, list(image_names))
+    if indices:
+        step(len(names) + 1, "similarity indices")
+    sims = index_matrices(indices, list(feats), names, **(index_kw or {})) if indices else {}
+    step(steps, "done")
+    return Comparison(names, rows, metrics, cka, cka_kind, agree, tuple(int(k) for k in shots), sims, alignment)
+
+
+def compare_sources(sources: Sequence[EmbeddingSource] | AlignedSources, *, cka_kind: CkaKind = "linear",
+                    sigma_frac: float = 0.5, shots: Sequence[int] = DEFAULT_SHOTS,
+                    indices: Sequence[str] = tuple(INDICES), index_kw: dict[str, Any] | None = None,
+                    min_shared: int = MIN_SHARED, progress: StepProgress | None = None,
+                    **metric_kw: Any) -> Comparison:
+    """The comparison of two to four embedding sources (imported sets and / or backbones run on a folder,
+    :mod:`core.compare.sources`) on the images they share: metrics rows (a source without a model has
+    NaN params and speed), CKA, NMC agreement and the similarity indices, every number on the shared
+    images only, in the first source's order.
+
+    Args:
+        sources: the sources, or their :func:`~core.compare.sources.align_sources` result.
+        min_shared: fewest shared images accepted.
+        progress: ``progress(done, total, step)`` before each source's metrics (accuracies, few-shot
+            draws, silhouette: most of the time), before CKA and the indices, and at the end.
+        cka_kind / sigma_frac / shots / indices / index_kw / **metric_kw: as :func:`build_comparison`
+            (but every index by default, as :func:`compare_backbones`).
+
+    Raises:
+        ValueError: fewer than ``min_shared`` shared images, disagreeing or missing labels (one line).
+    """
+    al = sources if isinstance(sources, AlignedSources) else align_sources(sources, min_shared=min_shared)
+    srcs = al.sources
+
+    def row(i: int, fm: FeatureMetrics) -> MetricsRow:
+        s = srcs[i]
+        params = count_parameters(s.backbone) if s.backbone is not None else math.nan
+        return source_row(s.name, al.features[i], al.labels, fm, family=s.family, params=params, speed=s.speed)
+
+    return _compare(al.source_names, al.features, al.labels, al.names, row, cka_kind=cka_kind, sigma_frac=sigma_frac,
+                    shots=shots, indices=indices, index_kw=index_kw, alignment=al.as_dict(), progress=progress,
+                    **metric_kw)
 
 
 def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageRecord], *,
                       store: FeatureStore | None = None, batch_size: int = 16, cka_kind: CkaKind = "linear",
                       sigma_frac: float = 0.5, progress: Callable[[str, int, int], None] | None = None,
-                      indices: Sequence[str] = tuple(INDICES), index_kw: dict[str, Any] | None = None,
+                      indices: Sequence[str] | None = None, index_kw: dict[str, Any] | None = None,
                       **metric_kw: Any) -> tuple[Comparison, list[FeatureSet]]:
     """Extract (or reload) every backbone's embeddings of ``records`` and compare them.
 
@@ -160,7 +238,7 @@ def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageReco
 
     Args:
         progress: called as ``progress(backbone name, done, total)`` during each extraction.
-        indices / index_kw: similarity indices (default: all of :data:`core.compare.indices.INDICES`)
+        indices / index_kw: similarity indices (None: every registered one, :func:`core.compare.indices.index_names`)
             and their settings, see :func:`build_comparison`.
 
     Returns:
@@ -172,6 +250,7 @@ def compare_backbones(backbones: Sequence[Backbone], records: Sequence[ImageReco
         fs = extract_features(b, records, kinds=("embedding",), batch_size=batch_size, store=store, progress=cb)
         fsets.append(fs)
         speeds.append(measure_speed(b, fs))
+    indices = index_names() if indices is None else indices
     return build_comparison(backbones, fsets, speeds, cka_kind=cka_kind, sigma_frac=sigma_frac, indices=indices,
                             index_kw=index_kw, **metric_kw), fsets
 

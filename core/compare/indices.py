@@ -1,6 +1,12 @@
 """Similarity indices between two representations of the same N images, each with a bootstrap
 confidence interval over images and a permutation baseline.
 
+Each index is a :class:`SimilarityIndex` subclass registered by name (:func:`register_index`;
+:data:`INDICES`, :func:`index_names`, :func:`check_index`): its info (label, summary, direction, whether
+it takes k, range) and three operations on one pair, ``value()``, ``draw(w)`` (a bootstrap draw as image
+counts) and ``shuffled(p)`` (Y's rows permuted). :func:`estimate` is the one loop of draws and
+shuffles around them; :func:`index_matrices` shares each pair's work (:class:`_PairWork`) between indices.
+
 Indices (``X [N, D1]`` and ``Y [N, D2]``, row i = image i in both):
 
 * ``cka_unbiased``: linear CKA from the unbiased HSIC estimator (Song et al. 2012, eq. 5;
@@ -45,8 +51,11 @@ similar as the observed value (with the +1 correction).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,10 +81,6 @@ def _pair(X: ArrayLike, Y: ArrayLike, min_n: int) -> tuple[np.ndarray, np.ndarra
     if len(A) < min_n:
         raise ValueError(f"this index needs at least {min_n} images, got {len(A)}")
     return A, B
-
-
-def _weights(n: int, w: np.ndarray | None) -> np.ndarray:
-    return np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
 
 
 def _wsum_outer(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -309,73 +314,7 @@ def cknna(X: ArrayLike, Y: ArrayLike, k: int = DEFAULT_K) -> float:
     return _Cknna(_knn(A, k), _knn(B, k)).value(np.ones(len(A)))
 
 
-# ---- the registry ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SimilarityIndex:
-    """One index: its name, display label, direction and a one-line summary."""
-
-    name: str
-    label: str
-    higher_is_similar: bool
-    uses_k: bool
-    bounds: tuple[float, float]
-    summary: str
-
-
-INDICES: dict[str, SimilarityIndex] = {i.name: i for i in (
-    SimilarityIndex("cka_unbiased", "unbiased linear CKA", True, False, (-1.0, 1.0),
-                    "linear CKA with the unbiased HSIC estimator: global geometry, not inflated by small N or large D"),
-    SimilarityIndex("mutual_knn", "mutual k-NN", True, True, (0.0, 1.0),
-                    "share of each image's k nearest neighbours the two backbones have in common (local)"),
-    SimilarityIndex("cknna", "CKNNA", True, True, (-1.0, 1.0),
-                    "CKA restricted to pairs of mutual nearest neighbours: local kernel alignment"),
-    SimilarityIndex("procrustes", "Procrustes distance", False, False, (0.0, 2.0),
-                    "distance after the best rotation and scaling (0 = same up to rotation, 2 = unrelated); lower = more similar"),
-)}
-
-
-def check_index(name: str) -> SimilarityIndex:
-    try:
-        return INDICES[name]
-    except KeyError:
-        raise ValueError(f"unknown similarity index {name!r}; choose one of {list(INDICES)}") from None
-
-
-# ---- estimates with an interval and a baseline --------------------------------------------------------------
-@dataclass(frozen=True)
-class IndexEstimate:
-    """An index between two representations, its bootstrap interval and permutation baseline.
-
-    Attributes:
-        index: the :data:`INDICES` name.
-        value: on all images (the kNN indices: on at most :data:`MAX_KNN_IMAGES`).
-        ci_low / ci_high: bias-shifted percentile bootstrap interval at ``level`` (see the module docstring).
-        baseline: mean over the permutations (rows of Y shuffled against X).
-        baseline_high: the permutations' 95th percentile (5th for a distance): the value two unrelated
-            representations rarely pass.
-        p_value: share of permutations at least as similar as ``value``, ``(1 + count) / (1 + n_perm)``.
-        n_images: images in the estimate; n_resample: images in each bootstrap / permutation draw.
-        k: neighbours (kNN indices), else None.
-    """
-
-    index: str
-    value: float
-    ci_low: float
-    ci_high: float
-    level: float
-    baseline: float
-    baseline_high: float
-    p_value: float
-    n_images: int
-    n_resample: int
-    n_boot: int
-    n_perm: int
-    k: int | None
-
-    def as_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
-
-
+# ---- what the indices of one pair share ------------------------------------------------------------------
 def _subsample(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
     return np.arange(n) if n <= cap else np.sort(rng.choice(n, cap, replace=False))
 
@@ -414,6 +353,223 @@ class _PairWork:
         return self._graphs[key]
 
 
+# ---- the interface and the registry ----------------------------------------------------------------------
+class SimilarityIndex(ABC):
+    """One similarity index, prepared on one pair of representations (a template: a new index is a
+    subclass that sets the info below, implements the three operations and is decorated with
+    :func:`register_index`).
+
+    Info (class attributes; the CLI, the Compare page and the JSON read them from :data:`INDICES`):
+        name: the registry name (``"cka_unbiased"``).
+        label: display name (``"unbiased linear CKA"``).
+        summary: one line saying what it measures.
+        higher_is_similar: False for a distance.
+        uses_k: takes the neighbour count k.
+        bounds: the index's range (the bootstrap interval is clipped to it).
+
+    An instance is made by :func:`estimate` for one pair (``__init__(work, k, rng)``: ``k`` is None
+    unless ``uses_k``; ``rng`` draws any subsample) and sets ``n_images`` (images behind :meth:`value`)
+    and ``n_resample`` (images ``n`` in each bootstrap draw and shuffle).
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    summary: ClassVar[str]
+    higher_is_similar: ClassVar[bool]
+    uses_k: ClassVar[bool]
+    bounds: ClassVar[tuple[float, float]]
+    n_images: int
+    n_resample: int
+
+    @abstractmethod
+    def __init__(self, work: _PairWork, k: int | None, rng: np.random.Generator): ...
+
+    @abstractmethod
+    def value(self) -> float:
+        """The index on the pair (its subsample, for the kNN indices)."""
+
+    @abstractmethod
+    def draw(self, w: np.ndarray) -> float:
+        """The index for a bootstrap draw: ``w [n]`` how many times each image is in it."""
+
+    @abstractmethod
+    def shuffled(self, p: np.ndarray) -> float:
+        """The index with Y's rows in the order ``p [n]`` (a permutation) against X's."""
+
+
+_REGISTRY: dict[str, type[SimilarityIndex]] = {}
+INDICES: Mapping[str, type[SimilarityIndex]] = MappingProxyType(_REGISTRY)
+"""The registered indices by name, in registration order (read-only; :func:`register_index` adds)."""
+
+
+def register_index(cls: type[SimilarityIndex]) -> type[SimilarityIndex]:
+    """Class decorator registering ``cls`` under ``cls.name``; a duplicate name raises ``ValueError``."""
+    missing = [a for a in ("name", "label", "summary", "higher_is_similar", "uses_k", "bounds") if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"{cls.__name__} does not set {', '.join(missing)}")
+    if cls.name in _REGISTRY:
+        raise ValueError(f"similarity index {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def index_names() -> tuple[str, ...]:
+    """Names of the indices registered now, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def check_index(name: str) -> type[SimilarityIndex]:
+    """The registered index ``name`` (its class: info as attributes); ``ValueError`` naming the registered ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown similarity index {name!r}; choose one of {list(_REGISTRY)}") from None
+
+
+class _ResampledIndex(SimilarityIndex):
+    """An index over every image whose draws and shuffles run on a seeded subsample of at most
+    :data:`MAX_RESAMPLE_IMAGES` images (the pair's centred rows)."""
+
+    def __init__(self, work: _PairWork, k: int | None, rng: np.random.Generator):
+        self._work = work
+        sub = _subsample(len(work.A), MAX_RESAMPLE_IMAGES, rng)
+        self.n_images, self.n_resample = len(work.A), len(sub)
+        self._As, self._Bs = work.resample_set(sub)  # [n, D1], [n, D2]
+
+
+@register_index
+class _CkaUnbiasedIndex(_ResampledIndex):
+    name, label = "cka_unbiased", "unbiased linear CKA"
+    summary = "linear CKA with the unbiased HSIC estimator: global geometry, not inflated by small N or large D"
+    higher_is_similar, uses_k, bounds = True, False, (-1.0, 1.0)
+
+    def __init__(self, work: _PairWork, k: int | None, rng: np.random.Generator):
+        super().__init__(work, k, rng)
+        self._gram = _GramCka(self._As, self._Bs)
+
+    def value(self) -> float:
+        Ac, Bc = self._work.centred()
+        return _cka_unbiased(Ac, Bc, np.ones(len(Ac)))
+
+    def draw(self, w: np.ndarray) -> float:
+        return self._gram.value(w)
+
+    def shuffled(self, p: np.ndarray) -> float:
+        return self._gram.shuffled(p)
+
+
+class _KnnIndex(SimilarityIndex):
+    """An index of the k-NN graphs of a seeded subsample of at most :data:`MAX_KNN_IMAGES` images (value,
+    draws and shuffles all on it; a draw reweights images, it does not change who is whose neighbour)."""
+
+    def __init__(self, work: _PairWork, k: int | None, rng: np.random.Generator):
+        if k is None:
+            raise ValueError(f"{self.name} needs k")
+        keep = _subsample(len(work.A), MAX_KNN_IMAGES, rng)
+        self.n_images = self.n_resample = len(keep)
+        self._ga, self._gb = work.graphs(keep, k)
+
+
+@register_index
+class _MutualKnnIndex(_KnnIndex):
+    name, label = "mutual_knn", "mutual k-NN"
+    summary = "share of each image's k nearest neighbours the two backbones have in common (local)"
+    higher_is_similar, uses_k, bounds = True, True, (0.0, 1.0)
+
+    def __init__(self, work: _PairWork, k: int | None, rng: np.random.Generator):
+        super().__init__(work, k, rng)
+        self._o = _overlap(self._ga.indices, self._gb.indices)  # [n] per-image overlap
+
+    def value(self) -> float:
+        return float(self._o.mean())
+
+    def draw(self, w: np.ndarray) -> float:
+        return float(w @ self._o / w.sum())
+
+    def shuffled(self, p: np.ndarray) -> float:
+        inv = np.argsort(p)
+        return float(_overlap(self._ga.indices, inv[self._gb.indices[p]]).mean())  # i's neighbours in Y[p]
+
+
+@register_index
+class _CknnaIndex(_KnnIndex):
+    name, label = "cknna", "CKNNA"
+    summary = "CKA restricted to pairs of mutual nearest neighbours: local kernel alignment"
+    higher_is_similar, uses_k, bounds = True, True, (-1.0, 1.0)
+
+    def __init__(self, work: _PairWork, k: int | None, rng: np.random.Generator):
+        if k is None or k < 2:
+            raise ValueError(f"CKNNA needs k >= 2, got {k}")
+        super().__init__(work, k, rng)
+        self._c = _Cknna(self._ga, self._gb)
+
+    def value(self) -> float:
+        return self._c.value(np.ones(self.n_images))
+
+    def draw(self, w: np.ndarray) -> float:
+        return self._c.value(w)
+
+    def shuffled(self, p: np.ndarray) -> float:
+        return self._c.shuffled(p)
+
+
+@register_index
+class _ProcrustesIndex(_ResampledIndex):
+    name, label = "procrustes", "Procrustes distance"
+    summary = "distance after the best rotation and scaling (0 = same up to rotation, 2 = unrelated); lower = more similar"
+    higher_is_similar, uses_k, bounds = False, False, (0.0, 2.0)
+
+    def __init__(self, work: _PairWork, k: int | None, rng: np.random.Generator):
+        super().__init__(work, k, rng)
+        self._sq_a, self._sq_b = (np.einsum("ij,ij->i", Z, Z, dtype=np.float64) for Z in (self._As, self._Bs))  # [n]
+
+    def value(self) -> float:
+        Ac, Bc = self._work.centred()
+        return _procrustes(Ac, Bc, np.ones(len(Ac)))
+
+    def draw(self, w: np.ndarray) -> float:  # a draw holds about 63 % of the images: only those rows
+        nz = np.flatnonzero(w)
+        return _procrustes(self._As[nz], self._Bs[nz], w[nz], self._sq_a[nz], self._sq_b[nz])
+
+    def shuffled(self, p: np.ndarray) -> float:
+        return _procrustes(self._As, self._Bs[p], np.ones(len(p)), self._sq_a, self._sq_b[p])
+
+
+# ---- estimates with an interval and a baseline --------------------------------------------------------------
+@dataclass(frozen=True)
+class IndexEstimate:
+    """An index between two representations, its bootstrap interval and permutation baseline.
+
+    Attributes:
+        index: the :data:`INDICES` name.
+        value: on all images (the kNN indices: on at most :data:`MAX_KNN_IMAGES`).
+        ci_low / ci_high: bias-shifted percentile bootstrap interval at ``level`` (see the module docstring).
+        baseline: mean over the permutations (rows of Y shuffled against X).
+        baseline_high: the permutations' 95th percentile (5th for a distance): the value two unrelated
+            representations rarely pass.
+        p_value: share of permutations at least as similar as ``value``, ``(1 + count) / (1 + n_perm)``.
+        n_images: images in the estimate; n_resample: images in each bootstrap / permutation draw.
+        k: neighbours (kNN indices), else None.
+    """
+
+    index: str
+    value: float
+    ci_low: float
+    ci_high: float
+    level: float
+    baseline: float
+    baseline_high: float
+    p_value: float
+    n_images: int
+    n_resample: int
+    n_boot: int
+    n_perm: int
+    k: int | None
+
+    def as_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
 def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boot: int = DEFAULT_BOOT,
              n_perm: int = DEFAULT_PERM, level: float = DEFAULT_LEVEL, seed: int = 0) -> IndexEstimate:
     """The index ``name`` between ``X [N, D1]`` and ``Y [N, D2]`` with its interval and baseline.
@@ -432,68 +588,30 @@ def estimate(name: str, X: ArrayLike, Y: ArrayLike, *, k: int = DEFAULT_K, n_boo
 def _estimate(name: str, work: _PairWork, *, k: int = DEFAULT_K, n_boot: int = DEFAULT_BOOT,
               n_perm: int = DEFAULT_PERM, level: float = DEFAULT_LEVEL, seed: int = 0) -> IndexEstimate:
     """:func:`estimate` on a pair's shared work (the same numbers: every index draws from its own
-    generator seeded ``seed``)."""
-    info = check_index(name)
-    A = work.A
+    generator seeded ``seed``: its subsample first, then the draws, then the shuffles)."""
+    cls = check_index(name)
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     rng = np.random.default_rng(seed)
-    kk = min(k, len(A) - 1) if info.uses_k else None
-    if name in ("mutual_knn", "cknna"):
-        if name == "cknna" and (kk is None or kk < 2):
-            raise ValueError(f"CKNNA needs k >= 2, got {k}")
-        keep = _subsample(len(A), MAX_KNN_IMAGES, rng)
-        n = len(keep)
-        ga, gb = work.graphs(keep, kk)  # type: ignore[arg-type]
-        na, nb = ga.indices, gb.indices
-        if name == "mutual_knn":
-            o = _overlap(na, nb)
-            value = float(o.mean())
-            boot_fn: Callable[[np.ndarray], float] = lambda w: float(w @ o / w.sum())  # noqa: E731
-
-            def perm_fn(p: np.ndarray) -> float:
-                inv = np.argsort(p)
-                return float(_overlap(na, inv[nb[p]]).mean())  # Y's rows shuffled: i's neighbours in Y[p]
-        else:
-            c = _Cknna(ga, gb)
-            value = c.value(np.ones(n))
-            boot_fn = c.value
-
-            perm_fn = c.shuffled
-        boot_n = n
-    else:
-        fn = _cka_unbiased if name == "cka_unbiased" else _procrustes
-        Ac, Bc = work.centred()
-        value = fn(Ac, Bc, np.ones(len(A)))
-        sub = _subsample(len(A), MAX_RESAMPLE_IMAGES, rng)
-        As, Bs = work.resample_set(sub)
-        if name == "cka_unbiased":
-            g = _GramCka(As, Bs)
-            boot_fn, perm_fn = g.value, g.shuffled
-        else:
-            sq_a, sq_b = (np.einsum("ij,ij->i", Z, Z, dtype=np.float64) for Z in (As, Bs))  # [n] each, every draw
-
-            def boot_fn(w: np.ndarray) -> float:  # a draw holds about 63 % of the images: only those rows
-                nz = np.flatnonzero(w)
-                return _procrustes(As[nz], Bs[nz], w[nz], sq_a[nz], sq_b[nz])
-            perm_fn = lambda p: _procrustes(As, Bs[p], np.ones(len(p)), sq_a, sq_b[p])  # noqa: E731
-        n, boot_n = len(A), len(sub)
-    boots = np.array([boot_fn(np.bincount(rng.integers(0, boot_n, boot_n), minlength=boot_n).astype(np.float64))
+    kk = min(k, len(work.A) - 1) if cls.uses_k else None
+    index = cls(work, kk, rng)
+    value, n = index.value(), index.n_resample
+    boots = np.array([index.draw(np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64))
                       for _ in range(n_boot)])
-    perms = np.array([perm_fn(rng.permutation(boot_n)) for _ in range(n_perm)])
+    perms = np.array([index.shuffled(rng.permutation(n)) for _ in range(n_perm)])
     alpha = (1 - level) / 2
     lo, hi = np.nan, np.nan
     if n_boot:  # percentile interval, shifted by the bootstrap estimate of bias (mean of the draws - value)
         bias = float(np.nanmean(boots)) - value
-        lo, hi = (float(np.clip(q - bias, *info.bounds)) for q in np.nanquantile(boots, [alpha, 1 - alpha]))
+        lo, hi = (float(np.clip(q - bias, *cls.bounds)) for q in np.nanquantile(boots, [alpha, 1 - alpha]))
     if n_perm:
-        as_good = perms >= value if info.higher_is_similar else perms <= value
+        as_good = perms >= value if cls.higher_is_similar else perms <= value
         p = float((1 + np.sum(as_good)) / (1 + n_perm))
-        base, base_hi = float(np.nanmean(perms)), float(np.nanquantile(perms, 0.95 if info.higher_is_similar else 0.05))
+        base, base_hi = float(np.nanmean(perms)), float(np.nanquantile(perms, 0.95 if cls.higher_is_similar else 0.05))
     else:
         p, base, base_hi = float("nan"), float("nan"), float("nan")
-    return IndexEstimate(name, float(value), float(lo), float(hi), level, base, base_hi, p, n, boot_n, n_boot, n_perm,
-                         kk)
+    return IndexEstimate(name, float(value), float(lo), float(hi), level, base, base_hi, p, index.n_images, n,
+                         n_boot, n_perm, kk)
 
 
 @dataclass(frozen=True)

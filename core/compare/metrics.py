@@ -8,7 +8,7 @@ Definitions used in the table:
 
 * ``dim``: the global embedding's dimension D (the backbone's default embedding block).
 * ``params``: ``sum(p.numel() for p in backbone.model.parameters())`` -- the whole model object
-  (for CLIP that includes the text tower).
+  (for CLIP that includes the text tower). NaN (null in JSON) for an imported set, as ``images_per_s``.
 * ``images_per_s`` / ``speed_source``: see :mod:`core.compare.speed`.
 * ``nmc/knn/linear_accuracy``: :func:`core.classify.evaluation.evaluate` with its defaults (stratified
   hold-out of 30 % per class with seed 0, or leave-one-out for tiny sets); the same split for every
@@ -61,12 +61,14 @@ def columns(shots: Sequence[int] = DEFAULT_SHOTS) -> list[Column]:
         Column("backbone", "backbone", None, "registry name"),
         Column("family", "family", None, "vit, cnn or clip"),
         Column("dim", "dim", None, "dimension of the global embedding"),
-        Column("params", "params", "lower", "parameters of the whole model (fewest is highlighted)"),
-        Column("images_per_s", "img/s", "higher", "images per second on this machine (see 'speed from')"),
+        Column("params", "params", "lower", "parameters of the whole model (fewest is highlighted; n/a for an "
+                                            "imported set: no model here)"),
+        Column("images_per_s", "img/s", "higher", "images per second on this machine (see 'speed from'; n/a for an "
+                                                  "imported set)"),
         Column("speed_source", "speed from", None,
                "extraction: timed while the features were computed; timed forward: features came from the "
                f"cache, so {TIMED_FORWARD_IMAGES} images were run through preprocessing + forward "
-               f"(fastest of {TIMED_FORWARD_REPEATS} runs)"),
+               f"(fastest of {TIMED_FORWARD_REPEATS} runs); n/a: an imported set, no model to time"),
         Column("nmc_accuracy", "NMC acc.", "higher", "nearest class mean (cosine), core.classify.evaluation.evaluate"),
         Column("knn_accuracy", "k-NN acc.", "higher", "k-nearest neighbours (cosine, k=5), core.classify.evaluation.evaluate"),
         Column("linear_accuracy", "linear acc.", "higher", "logistic regression on L2-normalised features"),
@@ -161,7 +163,7 @@ class MetricsRow:
     backbone: str
     family: str
     dim: int
-    params: int
+    params: float  # an int count for a backbone; NaN without a model
     images_per_s: float
     speed_source: str
     nmc_accuracy: float
@@ -189,14 +191,26 @@ class MetricsRow:
 
 def metrics_row(backbone: Backbone, fs: FeatureSet, speed: Speed, fm: FeatureMetrics) -> MetricsRow:
     """Assemble a :class:`MetricsRow` from a backbone, its features, its speed and its metrics."""
-    X = fs["embedding"]
+    return source_row(backbone.spec.name, fs["embedding"], fs.labels, fm, family=backbone.spec.family,
+                      params=count_parameters(backbone), speed=speed)
+
+
+NO_MODEL = "n/a"  # speed_source of a row without a model (an imported set): params and img/s are NaN
+
+
+def source_row(name: str, X: ArrayLike, labels: ArrayLike, fm: FeatureMetrics, *, family: str = "imported",
+               params: float = math.nan, speed: Speed | None = None) -> MetricsRow:
+    """A :class:`MetricsRow` of any source of embeddings ``X [N, D]`` with ``labels [N]``: a backbone
+    gives its family, parameter count and speed; an imported set has no model, so ``params`` and
+    ``images_per_s`` are NaN (null in JSON, "n/a" in a table) and ``speed_source`` is :data:`NO_MODEL`."""
     nmc = fm.evals["nmc"]
     return MetricsRow(
-        backbone=backbone.spec.name, family=backbone.spec.family, dim=int(X.shape[1]),
-        params=count_parameters(backbone), images_per_s=float(speed.images_per_s), speed_source=speed.source,
+        backbone=name, family=family, dim=int(np.shape(X)[1]), params=params,
+        images_per_s=float(speed.images_per_s) if speed is not None else math.nan,
+        speed_source=speed.source if speed is not None else NO_MODEL,
         nmc_accuracy=nmc.accuracy, knn_accuracy=fm.evals["knn"].accuracy, linear_accuracy=fm.evals["linear"].accuracy,
-        few_shot=dict(fm.few_shot), silhouette=fm.silhouette, protocol=nmc.protocol, n_images=len(fs.records),
-        n_classes=len(np.unique(fs.labels)),
+        few_shot=dict(fm.few_shot), silhouette=fm.silhouette, protocol=nmc.protocol, n_images=int(np.shape(X)[0]),
+        n_classes=len(np.unique(np.asarray(labels))),
     )
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ import numpy as np
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from core.errors import Cancelled
+from core.cancel import CancelLike, raise_if_cancelled
 from core.explain.attention import DEFAULT_ROLLOUT
 from core.explain.faithfulness import Baseline, Solver, model_view
 from core.explain.inputs import SaliencyInput
@@ -62,7 +61,6 @@ CONTROL = "Random map (baseline)"
 REPORT_VERSION = 2  # part of the cache key: bump when a score's computation changes
 
 Progress = Callable[[int, int, str], None]
-Cancel = Callable[[], bool] | threading.Event
 
 
 @dataclass(frozen=True)
@@ -304,19 +302,13 @@ def _object_mask(r: ImageRecord) -> np.ndarray | None:
 
 
 def _embeddings(b: Backbone, records: Sequence[ImageRecord], layer: int | None, size: int,
-                store: FeatureStore | None) -> np.ndarray:
+                store: FeatureStore | None, cancel: CancelLike | None = None) -> np.ndarray:
     from core.models.extract import extract_features
 
-    fs = extract_features(b, records, layer=layer, size=size, store=store)
+    fs = extract_features(b, records, layer=layer, size=size, store=store, cancel=cancel)
     if fs.failures:
         raise ValueError(f"cannot read {', '.join(f.name for f in fs.failures)}: remove them from the folder")
     return fs["embedding"]  # [N, D]
-
-
-def _is_cancelled(cancel: Cancel | None) -> bool:
-    if cancel is None:
-        return False
-    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
 
 
 def _picture_seed(seed: int, r: ImageRecord) -> int:
@@ -329,8 +321,8 @@ class _Card:
     """What every picture of one card shares: targets' prototypes, the randomised copy, the cache key."""
 
     def __init__(self, b: Backbone, records: Sequence[ImageRecord], methods: Sequence[str] | None,
-                 settings: ReportSettings, store: FeatureStore | None):
-        self.b, self.records, self.settings, self.store = b, list(records), settings, store
+                 settings: ReportSettings, store: FeatureStore | None, cancel: CancelLike | None = None):
+        self.b, self.records, self.settings, self.store, self.cancel = b, list(records), settings, store, cancel
         self.size = b.spec.check_size(settings.size or b.spec.input_size)
         if settings.deletion_steps < 1:
             raise ValueError(f"deletion_steps must be >= 1, got {settings.deletion_steps}")
@@ -381,8 +373,8 @@ class _Card:
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """``(final [N, D], default block [N, D'])`` embeddings of every record, read from the store."""
         if self._E is None:
-            self._E = (_embeddings(self.b, self.records, -1, self.size, self.store),
-                       _embeddings(self.b, self.records, None, self.size, self.store))
+            self._E = (_embeddings(self.b, self.records, -1, self.size, self.store, self.cancel),
+                       _embeddings(self.b, self.records, None, self.size, self.store, self.cancel))
         return self._E
 
     def randomised(self) -> Backbone:
@@ -439,7 +431,7 @@ class _Card:
 
 def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Sequence[str] | None = None,
                     settings: ReportSettings = ReportSettings(), store: FeatureStore | None = None,
-                    progress: Progress | None = None, cancel: Cancel | None = None) -> ReportCard:
+                    progress: Progress | None = None, cancel: CancelLike | None = None) -> ReportCard:
     """Score every saliency method (or ``methods``) on a sample of ``records`` (or all of them).
 
     Runs on the backbone's device (``b.model.to("cuda")`` first for a GPU). Pictures already scored with the
@@ -453,7 +445,8 @@ def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Seq
         settings: sample size, input size and metric settings.
         store: feature cache for the embeddings and the per-picture scores (None: nothing cached).
         progress: ``progress(done, total, message)`` after the cache look-up and after each picture.
-        cancel: a callable returning True, or an Event that is set, to stop between pictures.
+        cancel: a ``threading.Event`` or a callable returning True to stop (:mod:`core.cancel`), asked
+            while the embeddings are extracted and before each picture.
 
     Returns:
         The :class:`ReportCard`.
@@ -466,7 +459,7 @@ def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Seq
     if settings.limit is not None and settings.limit > len(records):
         raise ValueError(f"limit {settings.limit} is more than the {len(records)} images in the dataset; "
                          f"use {len(records)} or fewer (or no limit for all of them)")
-    card = _Card(b, records, methods, settings, store)
+    card = _Card(b, records, methods, settings, store, cancel)
     sample = sample_records(records, settings.limit or len(records))
     total = len(sample)
     per_image: dict[str, dict[str, np.ndarray]] = {}
@@ -487,9 +480,8 @@ def saliency_report(b: Backbone, records: Sequence[ImageRecord], *, methods: Seq
         if r.sha256 in per_image:  # a copy of a picture scored a moment ago
             done += 1
             continue
-        if _is_cancelled(cancel):
-            raise Cancelled(f"saliency report cancelled after {done} of {total} images"
-                            + ("; the scored images are cached" if store is not None else ""))
+        raise_if_cancelled(cancel, f"saliency report cancelled after {done} of {total} images"
+                           + ("; the scored images are cached" if store is not None else ""))
         per_image[r.sha256] = card.score(r)
         computed += 1
         if store is not None:

@@ -31,6 +31,8 @@ Nothing here imports Streamlit.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import io
 import os
 import pathlib
@@ -53,11 +55,14 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_FILE_BYTES",
     "TooManyFilesError",
+    "NoImagesError",
+    "require_images",
     "read_regular_file",
     "folder_signature",
     "ImageRecord",
     "Failure",
     "Dataset",
+    "records_key",
     "decode_image",
     "decode_alpha",
     "load_folder",
@@ -81,11 +86,19 @@ DEFAULT_MAX_FILE_BYTES = 256 * 2**20  # no supported image of DEFAULT_MAX_PIXELS
 _ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
 _FORMAT_NAMES = "PNG, JPEG, BMP, GIF, TIFF, WebP, PPM/PGM"
 _SKIP_DIRS = frozenset({"__MACOSX"})  # zip-extraction debris (AppleDouble "._x.jpg" files)
+# In a class tree, a first-level folder of these names holds unlabelled images (label ""): how a folder brings
+# "known classes plus a pile of unlabelled images" (category discovery). The leading underscore keeps a class
+# that is really called "unlabelled" a class.
+UNLABELLED_DIRS = frozenset({"_unlabelled", "_unlabeled"})
 _ALPHA_THRESHOLD = 128  # alpha >= this counts as foreground in decode_alpha
 
 
 class TooManyFilesError(BackboneLensError):
     """A folder or an upload batch holds more image files than the limit."""
+
+
+class NoImagesError(BackboneLensError):
+    """A folder (or upload batch) that yields no usable image; the message names it."""
 
 
 class NotRegularFileError(OSError):
@@ -195,6 +208,17 @@ class Failure:
     reason: str
 
 
+def records_key(records: Iterable[ImageRecord]) -> str:
+    """16 hex digits naming a sequence of records by what every number computed from it depends on: each
+    record's content (``sha256``), label and name, in order (sha256 over ``"<sha256>|<label>|<name>\n"``
+    per record). Equal for two folders with the same files, labels and names wherever they are; another
+    label, name, order or byte changes it. About 0.1 s per 100,000 records."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.sha256}|{r.label}|{r.name}\n".encode())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class Dataset:
     """Validated images plus the files that failed.
@@ -202,11 +226,20 @@ class Dataset:
     Duplicate content (two records with the same ``sha256``) is kept as separate records: the copies
     may carry different labels, and dropping one silently would change class counts. Consumers that
     cache features by ``sha256`` compute them once for both.
+
+    Attributes:
+        key: :func:`records_key` of ``records``, computed once when the dataset is made (so a pickled
+            copy, e.g. one returned by ``st.cache_data``, carries it): the dataset's identity for every
+            cache. The records are not to be changed afterwards (make a new Dataset instead).
     """
 
     records: list[ImageRecord] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     root: Path | None = None
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.key = records_key(self.records)
 
     @property
     def labels(self) -> list[str]:
@@ -228,6 +261,16 @@ class Dataset:
 
     def __iter__(self) -> Iterator[ImageRecord]:
         return iter(self.records)
+
+
+def relabel(ds: Dataset, labels: Iterable[str]) -> Dataset:
+    """The same images with other labels, one per record in order (e.g. names accepted for clusters that
+    category discovery found): a new :class:`Dataset`, hence a new ``key``."""
+    labels = list(labels)
+    if len(labels) != len(ds.records):
+        raise ValueError(f"{len(labels)} labels for {len(ds.records)} images")
+    records = [r if r.label == lab else dataclasses.replace(r, label=str(lab)) for r, lab in zip(ds.records, labels)]
+    return Dataset(records=records, failures=list(ds.failures), root=ds.root)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -574,8 +617,9 @@ def list_image_files(
 
     if labelled:
         for d in class_dirs:
+            label = "" if d.name in UNLABELLED_DIRS else d.name
             for dirpath, fn in _iter_candidate_strings(str(d), recursive):
-                add(d.name, dirpath + os.sep + fn)
+                add(label, dirpath + os.sep + fn)
         for p in _iter_candidates(root, recursive=False):
             failures.append(
                 Failure(
@@ -618,7 +662,9 @@ def load_folder(
 
     Layout: when ``root`` has subfolders holding images it is a folder-per-class tree
     (``root/<class>/.../<image>``; the label is the first-level folder name, also for images nested
-    deeper). Otherwise it is a flat, unlabelled folder. ``labelled`` forces either reading.
+    deeper), except that the images under ``root/_unlabelled/`` (:data:`UNLABELLED_DIRS`) are unlabelled
+    (label ``""``): known classes plus a pile of unlabelled images, as category discovery takes them.
+    Otherwise it is a flat, unlabelled folder. ``labelled`` forces either reading.
     In a class tree, image files lying directly in ``root`` are reported as failures ("not inside a
     class folder") rather than silently dropped. Unlabelled with ``recursive=True`` takes images from
     all subfolders too.
@@ -740,6 +786,29 @@ def load_uploads(
         if progress is not None:
             progress(i + 1, len(items))
     return Dataset(records=records, failures=failures, root=None)
+
+
+def require_images(ds: Dataset, where: str | os.PathLike | None = None) -> Dataset:
+    """``ds`` itself when it holds at least one image, else :class:`NoImagesError` naming the folder.
+
+    The message tells the two empty cases apart: no image file at all ("no images found in PATH
+    (looked for .png, .jpg, ...)") and image files that all failed ("no usable images in PATH: 3
+    image files could not be read (first: a.png: the file is empty (0 bytes))").
+
+    Args:
+        ds: a loaded dataset.
+        where: what to name (default ``ds.root``, else "the uploads").
+    """
+    if ds.records:
+        return ds
+    name = str(where) if where is not None else str(ds.root) if ds.root is not None else "the uploads"
+    if not ds.failures:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise NoImagesError(f"no images found in {name} (looked for {exts}, in the folder and its subfolders).")
+    first = ds.failures[0]
+    n = len(ds.failures)
+    raise NoImagesError(f"no usable images in {name}: {n:,} image file{'' if n == 1 else 's'} could not be read "
+                        f"(first: {first.name}: {first.reason}).")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ the server's rights. This module decides, without Streamlit, what is allowed:
 * **Data roots** (``BACKBONE_LENS_DATA_ROOTS``, folders separated by ``os.pathsep``): image folders
   are read only under them. The bundled ``sample_data`` is always one. A typed path is resolved
   (``~``, ``..`` and every symlink) before the check, and a path outside the roots is refused with
-  the same message whether or not it exists, so the box cannot probe the disk.
+  the same message whether or not it exists, so the box cannot probe the disk. A loopback server
+  without that variable (one person on their own machine, who can read any of their folders anyway)
+  reads **any folder** typed in (``any_folder``); its roots (the home folder) only fill the picker.
 * **Weights folders** (``BACKBONE_LENS_WEIGHTS_DIRS``): ``timm/<arch>@<file>`` and
   ``open_clip/<arch>@<file>`` read checkpoint files only from there, same rules.
 * **Any model** (``BACKBONE_LENS_ALLOW_ANY_MODEL``): hub names and ``open_clip/<arch>/random``
@@ -14,10 +16,10 @@ the server's rights. This module decides, without Streamlit, what is allowed:
 * **Team mode**: the server is reachable by others when it listens on a non-loopback address
   (``server.address``) or ``BACKBONE_LENS_TEAM=1`` says so (a reverse proxy in front of a loopback
   server). Then the defaults are strict: the sample data only, no checkpoint files, no hub or
-  random models. On a loopback server used by one person the defaults are the home folder as a data
-  root and as a weights folder, and any model.
+  random models. On a loopback server used by one person the defaults are any folder (the home
+  folder listed), the home folder as a weights folder, and any model.
 * **Limits** (:class:`Limits`): pixels per image, bytes per file, files per folder or upload batch,
-  models kept loaded.
+  models kept loaded, and the upload store's bounds (bytes per session and in all, days kept).
 
 Every refusal is a :class:`PolicyError` (a :class:`~core.errors.BackboneLensError`) whose message is
 one line and says which setting allows more.
@@ -30,20 +32,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import BackboneLensError
+from core.errors import BackboneLensError, UnknownBackboneError
+from core.io.names import BackboneName
 
 ENV_DATA_ROOTS = "BACKBONE_LENS_DATA_ROOTS"
 ENV_WEIGHTS_DIRS = "BACKBONE_LENS_WEIGHTS_DIRS"
 ENV_TEAM = "BACKBONE_LENS_TEAM"
-ENV_ADDRESS = "BACKBONE_LENS_ADDRESS"
 ENV_ALLOW_ANY_MODEL = "BACKBONE_LENS_ALLOW_ANY_MODEL"
 ENV_MAX_PIXELS = "BACKBONE_LENS_MAX_PIXELS"
 ENV_MAX_FILE_MB = "BACKBONE_LENS_MAX_FILE_MB"
 ENV_MAX_FILES = "BACKBONE_LENS_MAX_FILES"
 ENV_MAX_MODELS = "BACKBONE_LENS_MAX_MODELS"
+ENV_UPLOAD_SESSION_MB = "BACKBONE_LENS_UPLOAD_SESSION_MB"
+ENV_UPLOAD_TOTAL_MB = "BACKBONE_LENS_UPLOAD_TOTAL_MB"
+ENV_UPLOAD_TTL_HOURS = "BACKBONE_LENS_UPLOAD_TTL_HOURS"
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
-_CHECKPOINT_PREFIXES = ("timm/", "open_clip/")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -61,12 +65,18 @@ class Limits:
         max_file_bytes: bytes read from one file or upload.
         max_files: image files in one folder or one session's uploads.
         max_models: backbones kept loaded in the process (least recently used evicted).
+        upload_session_bytes: bytes of uploads kept for one session (:mod:`core.io.uploads`).
+        upload_total_bytes: bytes of uploads kept for all sessions together.
+        upload_ttl_hours: an upload session unused this long is deleted.
     """
 
     max_pixels: int = 40_000_000
     max_file_bytes: int = 100 * 2**20
     max_files: int = 5000
     max_models: int = 4
+    upload_session_bytes: int = 1024 * 2**20
+    upload_total_bytes: int = 8 * 1024 * 2**20
+    upload_ttl_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,8 @@ class ServerPolicy:
         team: True when others can reach the server.
         allow_any_model: hub names and random-init models allowed from the browser.
         limits: resource limits.
+        any_folder: read any folder typed in (a loopback server without ``BACKBONE_LENS_DATA_ROOTS``);
+            ``data_roots`` then only fill the picker.
     """
 
     data_roots: tuple[Path, ...]
@@ -86,6 +98,7 @@ class ServerPolicy:
     team: bool = False
     allow_any_model: bool = True
     limits: Limits = field(default_factory=Limits)
+    any_folder: bool = False
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
@@ -110,25 +123,38 @@ class ServerPolicy:
             max_file_bytes=_int(env, ENV_MAX_FILE_MB, Limits.max_file_bytes // 2**20) * 2**20,
             max_files=_int(env, ENV_MAX_FILES, Limits.max_files),
             max_models=_int(env, ENV_MAX_MODELS, Limits.max_models),
+            upload_session_bytes=_int(env, ENV_UPLOAD_SESSION_MB, Limits.upload_session_bytes // 2**20) * 2**20,
+            upload_total_bytes=_int(env, ENV_UPLOAD_TOTAL_MB, Limits.upload_total_bytes // 2**20) * 2**20,
+            upload_ttl_hours=_int(env, ENV_UPLOAD_TTL_HOURS, Limits.upload_ttl_hours),
         )
         return cls(data_roots=_dedupe([SAMPLE_DATA.resolve(), *roots]), weights_dirs=_dedupe(weights), team=team,
-                   allow_any_model=_flag(env, ENV_ALLOW_ANY_MODEL, default=not team), limits=limits)
+                   allow_any_model=_flag(env, ENV_ALLOW_ANY_MODEL, default=not team), limits=limits,
+                   any_folder=not team and not env.get(ENV_DATA_ROOTS))
 
     # ---- data folders ----------------------------------------------------------------------------
     def resolve_data_folder(self, text: str) -> Path:
-        """The folder ``text`` names, resolved and checked to lie under a data root.
+        """The folder ``text`` names, resolved and checked to lie under a data root (any folder with
+        ``any_folder``).
 
         A relative path is taken relative to each data root in turn (the first that holds it).
 
         Raises:
             PolicyError: outside every root (same message whether or not it exists), or not a
-                folder (said only for paths inside a root).
+                folder (said only for paths inside a root, or anywhere with ``any_folder``).
         """
         text = text.strip()
         if not text:
             raise PolicyError("No folder given: pick one from the list.")
         p = Path(text).expanduser()
         candidates = [p] if p.is_absolute() else [r / p for r in self.data_roots]
+        if self.any_folder:  # the user's own machine: say plainly what is wrong with the path
+            for c in candidates:
+                if c.is_dir():
+                    return Path(os.path.realpath(c))
+            if any(c.exists() for c in candidates):
+                raise PolicyError(f"Not a folder: {text} (pick a folder that holds the images).")
+            where = "" if p.is_absolute() else f" (a relative path is looked up under {', '.join(map(str, self.data_roots))})"
+            raise PolicyError(f"No folder {text}{where}.")
         inside, not_dir = False, False
         for c in candidates:
             real = Path(os.path.realpath(c))
@@ -145,8 +171,27 @@ class ServerPolicy:
                           f"(the server's {ENV_DATA_ROOTS} sets the roots).")
 
     def is_within_data_roots(self, path: str | os.PathLike) -> bool:
-        """True when ``path``, resolved (symlinks included), lies under a data root."""
+        """True when ``path``, resolved (symlinks included), lies under a data root (always with ``any_folder``)."""
+        if self.any_folder:
+            return True
         return self._root_of(Path(os.path.realpath(path)), self.data_roots) is not None
+
+    def readable_file(self, path: str | os.PathLike) -> Path | None:
+        """``path`` resolved (``~``, ``..``, symlinks) when this server may show it: it lies under a data
+        root, is a regular file and can be read; else None, for every reason alike (a path recorded
+        in an imported set is never read outside the roots, and the answer does not tell whether it
+        exists). Relative paths are taken relative to the working directory."""
+        try:
+            real = Path(os.path.realpath(Path(path).expanduser()))
+        except (OSError, ValueError):
+            return None  # e.g. a NUL byte in the path
+        if self._root_of(real, self.data_roots) is None:
+            return None
+        try:
+            ok = real.is_file() and os.access(real, os.R_OK)
+        except OSError:
+            return None
+        return real if ok else None
 
     def data_folders(self, max_depth: int = 2, max_count: int = 500) -> list[Path]:
         """Folders a user may pick: each root and its subfolders down to ``max_depth`` levels
@@ -197,15 +242,15 @@ class ServerPolicy:
                 exists), a file that is not a checkpoint, or a hub / random model not allowed here.
         """
         name = name.strip()
-        if name in registered:
-            return name
-        if not name.startswith(_CHECKPOINT_PREFIXES):
+        try:
+            parsed = BackboneName.parse(name, registered)
+        except UnknownBackboneError as e:
             raise PolicyError(f"Unknown backbone {name!r}: use a built-in name, timm/<arch>@<file> or "
-                              "open_clip/<arch>@<file>.")
-        if "@" in name:
-            arch, file = name.split("@", 1)
-            path = self.resolve_checkpoint(file)
-            return f"{arch}@{path}"
+                              "open_clip/<arch>@<file>.") from e
+        if parsed.is_builtin:
+            return name
+        if parsed.file is not None:
+            return str(parsed.with_file(str(self.resolve_checkpoint(parsed.file))))
         if not self.allow_any_model:
             raise PolicyError(f"{name}: this server loads only its built-in backbones and checkpoint files from its "
                               f"weights folders (the server's {ENV_ALLOW_ANY_MODEL}=1 allows hub and random-init models).")

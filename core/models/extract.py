@@ -3,10 +3,13 @@
 ``extract_features`` looks every (image, output) up in the store first; only images with a
 missing output are decoded and run through the model, in batches. Where a CPU core is free, the
 next batch is decoded on a worker thread while the current one is in the forward pass. A file
-that fails to decode is reported by name and the rest of the batch goes on.
+that fails to decode is reported by name and the rest of the batch goes on. A run can be
+cancelled between batches (``cancel``): it raises :class:`~core.errors.Cancelled` and keeps every
+batch already written to the store, so a rerun starts where it stopped.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import threading
@@ -20,8 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.errors import ImageDecodeError
-from core.io.images import Failure, ImageRecord, decode_image
+from core.cancel import CancelLike, should_stop
+from core.errors import Cancelled, ImageDecodeError
+from core.io.images import Failure, ImageRecord, decode_image, records_key
 from core.io.store import FeatureKey, FeatureStore
 from core.models.base import Backbone
 from core.models.layers import LayerLike, output_layers
@@ -50,12 +54,44 @@ class ExtractStats:
     seconds: float = 0.0
 
 
+def features_key(spec: BackboneSpec, dataset_key: str, *, kinds: Sequence[str] = ("embedding",),
+                 layer: LayerLike = None, size: int | None = None, half_tokens: bool = False) -> str:
+    """The identity of the features :func:`extract_features` returns for these arguments, known before
+    extracting (a memo look-up); equal to the resulting :attr:`FeatureSet.key`.
+
+    16 hex digits over: the weights (``spec.weights_id``: name and weights sha256), the preprocessing
+    (:func:`preprocessing_id`: input size, interpolation, mean / std, pipeline version), each kind with
+    its resolved block (:func:`core.models.layers.output_layers`: ``layer=None`` and the default block
+    give one key), float16 tokens, and the images (``dataset_key``: :attr:`core.io.images.Dataset.key`,
+    or :func:`core.io.images.records_key` of the records).
+
+    Raises:
+        ValueError: a size the backbone does not take, a kind without a block, or a block out of range.
+    """
+    size = spec.check_size(size or spec.input_size)
+    return _features_key(spec.weights_id, preprocessing_id(spec, size), output_layers(spec, list(kinds), layer),
+                         dataset_key, half_tokens)
+
+
+def _features_key(weights_id: str, preprocessing: str, layers: dict[str, int], dataset_key: str,
+                  half_tokens: bool) -> str:
+    outputs = ",".join(f"{k}@{layers[k]}" for k in sorted(layers))  # the kinds as a set: order does not matter
+    half = "tokens-float16" if half_tokens and "patch_tokens" in layers else ""
+    return hashlib.sha256("|".join((weights_id, preprocessing, outputs, half, dataset_key)).encode()).hexdigest()[:16]
+
+
 @dataclass
 class FeatureSet:
     """Features of the images that decoded, in input order.
 
     ``arrays[kind]`` stacks one array per image: embedding ``[N, D]``, patch_tokens
     ``[N, h, w, D]``, attention_cls ``[N, L, H, h*w]``, logits ``[N, C]``.
+
+    Attributes:
+        key: the features' identity for every cache keyed on them: :func:`features_key` of the
+            extraction (weights, preprocessing, kinds and blocks, the input records' key), set by
+            :func:`extract_features`. A FeatureSet made by hand without one gets one from what it holds
+            (the backbone's name as the weights, the size, the layers, :func:`records_key` of ``records``).
     """
 
     backbone: str
@@ -65,6 +101,11 @@ class FeatureSet:
     arrays: dict[str, np.ndarray]
     failures: list[Failure] = field(default_factory=list)
     stats: ExtractStats = field(default_factory=ExtractStats)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = _features_key(self.backbone, f"resize{self.size}", self.layers, records_key(self.records), False)
 
     @property
     def labels(self) -> list[str]:
@@ -76,6 +117,15 @@ class FeatureSet:
 
     def __getitem__(self, kind: str) -> np.ndarray:
         return self.arrays[kind]
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> FeatureSet:
+        """The features of the images at ``rows`` (in that order), with their own identity (``key``: this
+        set's key and the chosen images' :func:`records_key`); failures and stats are not carried over."""
+        idx = np.asarray(rows, dtype=np.int64)
+        records = [self.records[int(i)] for i in idx]
+        key = hashlib.sha256(f"{self.key}|rows|{records_key(records)}".encode()).hexdigest()[:16]
+        return FeatureSet(self.backbone, self.size, dict(self.layers), records,
+                          {k: v[idx] for k, v in self.arrays.items()}, key=key)
 
 
 def _free_cores() -> int:
@@ -128,6 +178,22 @@ def feature_layers(backbone: Backbone, kinds: Sequence[str], layer: LayerLike) -
     return output_layers(backbone.spec, list(kinds), layer)
 
 
+def cached_count(backbone: Backbone, records: Sequence[ImageRecord], store: FeatureStore, *,
+                 kinds: Sequence[str] = ("embedding",), layer: LayerLike = None, size: int | None = None) -> int:
+    """How many of ``records`` have every output of ``kinds`` in ``store`` for these arguments of
+    :func:`extract_features` (an index look-up): what a cancelled extraction kept, so what a rerun
+    will not compute again."""
+    spec = backbone.spec
+    size = spec.check_size(size or spec.input_size)
+    layers = feature_layers(backbone, kinds, layer)
+    prep = preprocessing_id(spec, size)
+    have = [True] * len(records)
+    for k in kinds:
+        prefix = FeatureKey.prefix(spec.weights_id, prep, layers[k], k)
+        have = [h and c for h, c in zip(have, store.contains([prefix + r.sha256 for r in records]))]
+    return sum(have)
+
+
 def extract_features(
     backbone: Backbone,
     records: Sequence[ImageRecord],
@@ -142,6 +208,7 @@ def extract_features(
     keep: bool = True,
     half_tokens: bool = False,
     decode_workers: int | None = None,
+    cancel: CancelLike | None = None,
 ) -> FeatureSet:
     """Features for ``records``, from the store where cached, else computed and stored.
 
@@ -169,6 +236,12 @@ def extract_features(
         keep: return the arrays (False: fill the store only; ``FeatureSet.arrays`` is empty).
         half_tokens: store patch tokens as float16 (half the bytes) and return them as float16.
             Without it, tokens are returned as float32 whatever the stored dtype.
+        cancel: a ``threading.Event`` or a callable returning True to stop; asked before each
+            batch's forward pass (a page passes "the user pressed Cancel or closed the tab").
+
+    Raises:
+        Cancelled: ``cancel`` said stop. The batches already written stay in the store.
+        DiskFullError / CacheError: the store could not be written (that batch is rolled back whole).
     """
     t0 = time.perf_counter()
     spec = backbone.spec
@@ -250,6 +323,9 @@ def extract_features(
                     loaded: Iterator[tuple[list[int], torch.Tensor | None, dict[int, Failure]]]) -> None:
         nonlocal done
         for batch, (ok, x, bad) in zip(batches, loaded):
+            if should_stop(cancel):
+                kept = f"; the {stats.n_computed} images extracted so far are kept in the cache" if store is not None else ""
+                raise Cancelled(f"extraction cancelled after {done} of {n} images{kept}")
             failures.update(bad)
             if x is not None:
                 out = backbone.extract(x.to(backbone.device), layer, want=tuple(kinds))
@@ -296,4 +372,6 @@ def extract_features(
     stats.n_failed = len(failures)
     stats.n_cached = n - stats.n_computed - stats.n_failed
     stats.seconds = time.perf_counter() - t0
-    return FeatureSet(spec.name, size, layers, [records[i] for i in keep_idx], arrays, list(failures.values()), stats)
+    key = _features_key(spec.weights_id, prep, layers, records_key(records), half_tokens)
+    return FeatureSet(spec.name, size, layers, [records[i] for i in keep_idx], arrays, list(failures.values()), stats,
+                      key)

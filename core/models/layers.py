@@ -35,10 +35,6 @@ class Layer:
         if self.index is not None and not isinstance(self.index, int):
             raise TypeError(f"a layer index is an int (negative from the end) or None, got {self.index!r}")
 
-    @property
-    def is_default(self) -> bool:
-        return self.index is None
-
     @classmethod
     def of(cls, layer: LayerLike) -> Layer:
         """A :class:`Layer` from a Layer, a block index, or None (= :attr:`DEFAULT`)."""

@@ -16,12 +16,13 @@ import torch
 
 from core.errors import UnknownBackboneError, WeightsUnavailableError
 from core.io.hashing import file_sha256
+from core.io.names import BackboneName
 from core.io.paths import cache_dir
+from core.models.builtin import BUILTIN_BACKBONES
 from core.models.spec import BackboneSpec
 
 HUB_HOST = ("huggingface.co", 443)
 PROBE_TIMEOUT_S = 3.0
-RANDOM_TAG = "random"
 
 
 def _hub_offline_env() -> bool:
@@ -34,7 +35,7 @@ def ensure_hub_reachable(what: str) -> None:
     hint = (f"Downloading {what} needs a network connection to {HUB_HOST[0]}. To use it offline, download "
             "the checkpoint on a machine with a network and pass it as a file: "
             "'timm/<model>@/path/to/model.safetensors' or 'open_clip/<arch>@/path/to/open_clip_model.safetensors'. "
-            "The built-in offline backbones (vits14_saliency, mobilenetv2, efficientnet_lite0) need no network.")
+            f"The built-in offline backbones ({', '.join(b.name for b in BUILTIN_BACKBONES)}) need no network.")
     if _hub_offline_env():
         raise WeightsUnavailableError(f"Offline mode is set (HF_HUB_OFFLINE / BACKBONE_LENS_OFFLINE). {hint}")
     try:
@@ -43,14 +44,14 @@ def ensure_hub_reachable(what: str) -> None:
         raise WeightsUnavailableError(f"Cannot reach {HUB_HOST[0]} ({e.__class__.__name__}: {e}). {hint}") from e
 
 
-def _split_file(rest: str) -> tuple[str, Path | None]:
-    if "@" not in rest:
-        return rest, None
-    arch, file = rest.split("@", 1)
-    path = Path(file).expanduser()
+def _checkpoint(parsed: BackboneName) -> Path | None:
+    """The name's local checkpoint file, if it names one (WeightsUnavailableError when it is missing)."""
+    if parsed.file is None:
+        return None
+    path = Path(parsed.file).expanduser()
     if not path.is_file():
         raise WeightsUnavailableError(f"Checkpoint file not found: {path}")
-    return arch, path
+    return path
 
 
 def _state_sha256(model: torch.nn.Module) -> str:
@@ -62,13 +63,14 @@ def _state_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def create_timm(name: str, input_size: int | None = None):
+def create_timm(name: str | BackboneName, input_size: int | None = None):
     """``timm/<model>`` (hub weights) or ``timm/<model>@<file>`` (local checkpoint)."""
     import timm
 
     from core.models.timm_backbone import TimmBackbone, timm_spec_fields
 
-    arch, path = _split_file(name[len("timm/"):])
+    parsed = _parse(name, "timm")
+    arch, path = parsed.arch, _checkpoint(parsed)
     base = arch.split(".")[0]
     if not timm.is_model(base):
         raise UnknownBackboneError(f"timm has no model {base!r} (see timm.list_models()).")
@@ -87,9 +89,16 @@ def create_timm(name: str, input_size: int | None = None):
     fields = timm_spec_fields(model, input_size=input_size)
     info = timm.data.ImageNetInfo() if getattr(model, "num_classes", 0) == 1000 else None
     names = [info.index_to_description(i) for i in range(1000)] if info else None
-    spec = BackboneSpec(name=name, source="local" if path else "timm", architecture=arch, weights_name=weights,
+    spec = BackboneSpec(name=str(parsed), source="local" if path else "timm", architecture=arch, weights_name=weights,
                         weights_sha256=sha, description=f"timm model {arch}", **fields)
     return TimmBackbone(model, spec, names)
+
+
+def _parse(name: str | BackboneName, source: str) -> BackboneName:
+    parsed = name if isinstance(name, BackboneName) else BackboneName.parse(name)
+    if parsed.source != source:
+        raise UnknownBackboneError(f"{name!r} is not a {source}/... name")
+    return parsed
 
 
 def _create_timm(timm, arch: str, **kwargs):
@@ -101,27 +110,20 @@ def _create_timm(timm, arch: str, **kwargs):
         return timm.create_model(arch, **kwargs)
 
 
-def create_open_clip(name: str):
+def create_open_clip(name: str | BackboneName):
     """``open_clip/<arch>/<tag>`` (hub), ``open_clip/<arch>@<file>`` or ``open_clip/<arch>/random``."""
     import open_clip
 
     from core.models.clip_backbone import ClipBackbone
 
-    rest = name[len("open_clip/"):]
-    arch, path = _split_file(rest)
-    tag = None
-    if path is None:
-        if "/" not in arch:
-            raise UnknownBackboneError(
-                f"{name!r}: expected open_clip/<arch>/<pretrained tag>, e.g. open_clip/ViT-B-32/laion2b_s34b_b79k; "
-                "tags for an arch: open_clip.list_pretrained_tags_by_model(arch)")
-        arch, tag = arch.split("/", 1)
+    parsed = _parse(name, "open_clip")
+    arch, tag, path = parsed.arch, parsed.tag, _checkpoint(parsed)
     if arch not in open_clip.list_models():
         raise UnknownBackboneError(f"open_clip has no architecture {arch!r} (see open_clip.list_models()).")
     if path is not None:
         model = open_clip.create_model(arch, pretrained=str(path))
         sha, weights = file_sha256(path, cache_dir() / "hashes"), str(path)
-    elif tag == RANDOM_TAG:
+    elif parsed.is_random:
         torch.manual_seed(0)  # an explicit, reproducible random init for testing code paths
         model = open_clip.create_model(arch, pretrained=None)
         sha, weights = _state_sha256(model), "random-init (NOT pretrained: for testing code paths only)"
@@ -136,5 +138,5 @@ def create_open_clip(name: str):
         except (OSError, RuntimeError, ValueError) as e:
             raise WeightsUnavailableError(f"Could not load open_clip weights {arch}/{tag}: {e}") from e
         sha, weights = _state_sha256(model), f"hub:{arch}/{tag}"
-    return ClipBackbone(model, open_clip.get_tokenizer(arch), name=name, arch=arch, weights_name=weights,
+    return ClipBackbone(model, open_clip.get_tokenizer(arch), name=str(parsed), arch=arch, weights_name=weights,
                         weights_sha256=sha, source="local" if path else "open_clip")

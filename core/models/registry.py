@@ -2,14 +2,14 @@
 
 Built-in offline backbones are registered by name. Two name patterns reach any other model:
 ``timm/<model>[@<checkpoint file>]`` and ``open_clip/<arch>/<pretrained tag>`` or
-``open_clip/<arch>@<checkpoint file>``.
+``open_clip/<arch>@<checkpoint file>`` (the grammar: :mod:`core.io.names`).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.errors import UnknownBackboneError
+from core.io.names import BackboneName
 from core.models.base import Backbone
 
 
@@ -23,13 +23,6 @@ class RegistryEntry:
 
 
 _REGISTRY: dict[str, RegistryEntry] = {}
-
-ONLINE_PATTERNS = (
-    "timm/<model name>            e.g. timm/vit_base_patch16_224.augreg_in21k (downloads from the HF hub)",
-    "timm/<model name>@<file>     a local timm checkpoint (.safetensors / .pth)",
-    "open_clip/<arch>/<tag>       e.g. open_clip/ViT-B-32/laion2b_s34b_b79k (downloads)",
-    "open_clip/<arch>@<file>      a local open_clip checkpoint",
-)
 
 
 def register_backbone(name: str, *, summary: str, offline: bool, is_available: Callable[[], bool] = lambda: True):
@@ -56,28 +49,25 @@ def create_backbone(name: str, **kwargs) -> Backbone:
         UnknownBackboneError: the name is neither registered nor an online pattern.
         WeightsUnavailableError: the weights cannot be had (offline, missing package or file).
     """
-    check_backbone_name(name)
-    if name in _REGISTRY:
+    parsed = check_backbone_name(name)
+    if parsed.source == "builtin":
         return _REGISTRY[name].factory(**kwargs)
-    if name.startswith("timm/"):
+    if parsed.source == "timm":
         from core.models.online import create_timm
-        return create_timm(name, **kwargs)
-    if name.startswith("open_clip/"):
-        from core.models.online import create_open_clip
-        return create_open_clip(name, **kwargs)
-    raise AssertionError("unreachable: check_backbone_name accepted the name")
+        return create_timm(parsed, **kwargs)
+    from core.models.online import create_open_clip
+    return create_open_clip(parsed, **kwargs)
 
 
-def check_backbone_name(name: str) -> None:
-    """Raise :class:`UnknownBackboneError` (listing the known names) unless ``name`` is registered or
-    an online pattern; builds nothing, reads nothing."""
+def check_backbone_name(name: str) -> BackboneName:
+    """``name`` parsed against the registered names; builds nothing, reads nothing.
+
+    Raises:
+        UnknownBackboneError: neither registered nor a name of the grammar (the message lists the
+            registered names and the patterns).
+    """
     _ensure_builtins()
-    if name in _REGISTRY or name.startswith(("timm/", "open_clip/")):
-        return
-    known = ", ".join(sorted(_REGISTRY))
-    raise UnknownBackboneError(
-        f"Unknown backbone {name!r}. Known backbones: {known}. Other models:\n  " + "\n  ".join(ONLINE_PATTERNS)
-    )
+    return BackboneName.parse(name, _REGISTRY.keys())
 
 
 def _ensure_builtins() -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cancel import CancelLike, raise_if_cancelled
+from core.io.heal import move_aside, npy_header
 from core.projection.projectors import ProjectionParams, make_projector
 
 SAMPLE = {"pca": 50_000, "umap": 20_000, "tsne": 5_000}  # default fit-sample size per method
@@ -36,14 +38,22 @@ def sample_rows(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def project_sampled(X: np.ndarray, params: ProjectionParams, *, sample: int | None = None, chunk: int = CHUNK,
-                    progress: ProgressFn | None = None, place: str = "transform", k: int = 10) -> np.ndarray:
+                    progress: ProgressFn | None = None, place: str = "transform", k: int = 10,
+                    cancel: CancelLike | None = None) -> np.ndarray:
     """``[N, c]`` map of ``X [N, D]`` (any float dtype, e.g. a float16 memory map).
 
     The projector is fitted on ``sample`` rows (default :data:`SAMPLE` for the method; all rows when
     N is not larger) and the other rows are placed ``chunk`` rows at a time, with the projector's
     ``transform`` (``place="transform"``) or at the weighted mean of their ``k`` nearest sample
     points' positions (``place="neighbours"``, see the module docstring).
+
+    ``cancel`` (:mod:`core.cancel`) is asked before the fit and before each block placed; the fit
+    itself runs to its end (umap-learn and scikit-learn offer no way to stop one mid-call).
+
+    Raises:
+        Cancelled: ``cancel`` said stop.
     """
+    raise_if_cancelled(cancel, f"{params.method} map cancelled before its fit")
     if place not in ("transform", "neighbours"):
         raise ValueError(f"place must be 'transform' or 'neighbours', got {place!r}")
     n = X.shape[0]
@@ -62,6 +72,7 @@ def project_sampled(X: np.ndarray, params: ProjectionParams, *, sample: int | No
     place_fn = proj.transform if place == "transform" else _neighbour_placer(proj, np.asarray(X[idx], np.float32), k,
                                                                              params.seed)
     for s in range(0, n, chunk):
+        raise_if_cancelled(cancel, f"{params.method} map cancelled after placing {done:,} of {n:,} rows")
         rows = np.flatnonzero(rest[s:s + chunk]) + s
         if len(rows):
             out[rows] = place_fn(np.asarray(X[rows], dtype=np.float32))
@@ -98,14 +109,34 @@ def _neighbour_placer(proj, X_sample: np.ndarray, k: int, seed: int):
 
 
 def cached_projection(path: Path, X: np.ndarray, params: ProjectionParams, *, sample: int | None = None,
-                      progress: ProgressFn | None = None, place: str = "transform") -> np.ndarray:
+                      progress: ProgressFn | None = None, place: str = "transform",
+                      cancel: CancelLike | None = None) -> np.ndarray:
     """:func:`project_sampled` read from ``path`` when present, else computed and saved there
-    (written under a temporary name and renamed, so readers never see half a file)."""
-    if path.is_file():
-        return np.load(path)
-    out = project_sampled(X, params, sample=sample, progress=progress, place=place)
+    (written under a temporary name and renamed, so readers never see half a file). A cached file
+    that is not the ``[N, c]`` float32 map of ``X`` (truncated, garbage, another shape, a folder) is
+    moved aside with a warning and computed again. ``cancel``: as for :func:`project_sampled`
+    (nothing is written then)."""
+    if path.exists() or path.is_symlink():
+        why = _map_problem(path, (X.shape[0], params.n_components))
+        if why is None:
+            return np.load(path)
+        move_aside(path, "cached projection", why)
+    out = project_sampled(X, params, sample=sample, progress=progress, place=place, cancel=cancel)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}-{uuid.uuid4().hex[:8]}.npy")
     np.save(tmp, out)
     os.replace(tmp, path)
     return out
+
+
+def _map_problem(path: Path, shape: tuple[int, int]) -> str | None:
+    """Why the cached map at ``path`` is not a ``shape`` float32 ``.npy``, or None."""
+    if not path.is_file():
+        return "not a regular file"
+    try:
+        got, dtype = npy_header(path)
+    except (OSError, ValueError) as e:
+        return f"not a whole .npy file ({e})"
+    if got != shape or dtype != np.float32:
+        return f"{dtype} {got} where the map is float32 {shape}"
+    return None

@@ -15,6 +15,8 @@ a backbone are scored by IoU against it at pixel resolution:
   patch to all patches, thresholded (Otsu's threshold, or a fixed one; :func:`core.segment.click.click_mask`);
 * ``click_border``: the same click, the patches more similar to it than to every border patch, the
   component holding the click (``click_mask(..., rule="border")``);
+* ``recommended``: the automatic mask (of ``pca``, ``cls_attention``, ``ncut``, ``boundary``) that agrees best with
+  the others, as recommended to a user without ground truth (:func:`core.segment.recommend.recommend_foreground`);
 * ``oracle``: the ground truth itself at patch resolution (majority per patch): the ceiling any patch
   mask can reach at that grid;
 * ``full``: the whole picture as the mask (IoU = object area fraction): the floor;
@@ -43,14 +45,14 @@ from core.models.base import Backbone
 from core.segment.click import click_mask
 from core.segment.foreground import attention_foreground, boundary_foreground, ncut_foreground, pca_foreground
 from core.segment.masks import iou, mask_to_image_size
+from core.segment.recommend import ATTENTION_KEEP, recommend_foreground
 from core.segment.refine import refine_mask
 from core.segment.similarity import pixel_to_patch
 
-METHODS = ("pca", "cls_attention", "ncut", "boundary", "click", "click_border", "oracle", "full")
-REFINED = ("pca", "cls_attention", "ncut", "boundary", "click", "click_border", "oracle")  # also as "<method>+gf"
-AUTOMATIC = ("pca", "cls_attention", "ncut", "boundary")  # no click
+METHODS = ("pca", "cls_attention", "ncut", "boundary", "recommended", "click", "click_border", "oracle", "full")
+REFINED = ("pca", "cls_attention", "ncut", "boundary", "recommended", "click", "click_border", "oracle")  # also "+gf"
+AUTOMATIC = ("pca", "cls_attention", "ncut", "boundary", "recommended")  # no click
 GF = "+gf"
-ATTENTION_KEEP = 0.6  # DINO's default mass for attention masks
 
 
 # ---- ground truth helpers -----------------------------------------------------------------------
@@ -245,6 +247,7 @@ def evaluate(b: Backbone, composites: Sequence[Composite], *, size: int | None =
             if "attention_cls" in out:
                 rows = out["attention_cls"][j, -1].float().numpy().mean(0)  # [h*w] head mean, last block
                 masks["cls_attention"] = attention_foreground(cls_rows_to_maps(rows, grid), ATTENTION_KEEP)
+            masks["recommended"] = recommend_foreground(dict(masks)).mask
             q = pixel_to_patch(interior_point(c.mask), img_size, grid)
             masks["click"] = click_mask(toks[j], q, click_threshold).mask
             masks["click_border"] = click_mask(toks[j], q, rule="border").mask

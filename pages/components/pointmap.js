@@ -9,11 +9,19 @@
 //   few (THUMBS_BELOW)   -> the images themselves (thumbnails asked from Python for the points in
 //                           view; a crossed grey square where the file is not readable).
 // Wheel zooms about the cursor, drag pans, hovering a point shows its thumbnail, a click sends
-// the point to Python (trigger "click").
+// the point to Python (trigger "click"). The Box and Lasso tools draw a region instead of panning:
+// its outline in data coordinates goes to Python (trigger "select": {kind, poly}, or {clear: true}),
+// which finds the points inside and shows their thumbnails; the region stays drawn (Python sends
+// it back as "sel") until Clear or Escape.
+// The first view fits the points: the box holding all but the outermost 0.2 % on each side (a few
+// far outliers would otherwise shrink the map to a dot), refitted when the canvas gets its real size
+// unless the user moved the view already.
 //
 // Payload (component data): bytes = [u32 json length][json][pad to 4][f32 x,y * n][u16 code * n],
 // the binary part only when json.has_coords. JSON fields: fid, n, classes, colors, height, pick,
-// nbrs, hover {i, src, name, label}, thumbs {i: src|null}, note.
+// nbrs, hover {i, src, name, label}, thumbs {i: src|null}, note, sel {kind, poly, count}|null. colors: one
+// "#rrggbb" per class code, from Python (core.render.hex_colours, the palette of every figure); this file
+// defines no class colours.
 const POINTS_BELOW = 60000;
 const THUMBS_BELOW = 160;
 const THUMB_PX = 44;
@@ -54,10 +62,34 @@ class PointMap {
     this.status.className = "pm-status";
     this.legend = document.createElement("div");
     this.legend.className = "pm-legend";
+    this.tools = document.createElement("div");
+    this.tools.className = "pm-tools";
+    this.toolButtons = {};
+    for (const [tool, label, title] of [["pan", "Pan", "drag to pan, scroll to zoom"],
+                                        ["box", "Box", "drag a rectangle to select the points in it"],
+                                        ["lasso", "Lasso", "draw around the points to select"]]) {
+      const b = document.createElement("button");
+      b.textContent = label;
+      b.title = title;
+      b.dataset.tool = tool;
+      b.addEventListener("click", () => this._setTool(tool));
+      this.toolButtons[tool] = b;
+      this.tools.append(b);
+    }
     this.reset = document.createElement("button");
     this.reset.className = "pm-reset";
     this.reset.textContent = "Reset view";
-    this.wrap.append(this.canvas, this.legend, this.reset, this.tip, this.status);
+    this.clear = document.createElement("button");
+    this.clear.className = "pm-clear";
+    this.clear.textContent = "Clear selection";
+    this.clear.style.display = "none";
+    this.tools.append(this.reset, this.clear);
+    this.wrap.append(this.canvas, this.legend, this.tools, this.tip, this.status);
+    this.tool = "pan";
+    this.sel = null;     // {kind, poly: [[x, y], ...] data coordinates, count}
+    this.shape = null;   // the region being drawn: {kind, pts: [[px, py], ...] screen coordinates}
+    this.userMoved = false;
+    this._setTool("pan");
     root.appendChild(this.wrap);
     this.ctx = this.canvas.getContext("2d");
     this.fid = null;
@@ -108,6 +140,11 @@ class PointMap {
       if (this.thumbs.size > 4000) this.thumbs.clear();
     }
     this.hoverAnswer = meta.hover || null;
+    if (meta.sel !== undefined && !this.shape) {
+      this.sel = meta.sel;
+      this.clear.style.display = this.sel ? "" : "none";
+      this.wrap.dataset.selected = this.sel ? String(this.sel.count) : "";
+    }
     this._legend();
     this._tipUpdate();
     this.dirty = true;
@@ -126,6 +163,8 @@ class PointMap {
       if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
     }
     this.bounds = [x0, x1, y0, y1];
+    this.fitBox = this._robustBox();
+    this.userMoved = false;
     this._grid();
     this._fit();
     this.api.setStateValue("loaded", meta.fid);
@@ -152,25 +191,129 @@ class PointMap {
     this.grid = { g, sx, sy, start: counts, items };
   }
 
+  // The box holding all but the outermost 0.2 % of the points on each axis (from a sample of at most
+  // 50,000), padded by 4 %, never beyond the points' full extent.
+  _robustBox() {
+    const n = this.n, step = Math.max(1, Math.floor(n / 50000)), m = Math.ceil(n / step);
+    const xs = new Float32Array(m), ys = new Float32Array(m);
+    for (let i = 0, k = 0; i < n && k < m; i += step, k++) { xs[k] = this.xy[2 * i]; ys[k] = this.xy[2 * i + 1]; }
+    xs.sort(); ys.sort();
+    const q = (a, f) => a[Math.min(a.length - 1, Math.max(0, Math.round(f * (a.length - 1))))];
+    const [X0, X1, Y0, Y1] = this.bounds;
+    let x0 = q(xs, 0.002), x1 = q(xs, 0.998), y0 = q(ys, 0.002), y1 = q(ys, 0.998);
+    const px = 0.04 * (x1 - x0), py = 0.04 * (y1 - y0);
+    return [Math.max(X0, x0 - px), Math.min(X1, x1 + px), Math.max(Y0, y0 - py), Math.min(Y1, y1 + py)];
+  }
+
   _fit() {
-    const [x0, x1, y0, y1] = this.bounds;
-    const w = this.canvas.width || 800, h = this.canvas.height || 600;
+    const [x0, x1, y0, y1] = this.fitBox || this.bounds;
+    const w = this.canvas.width, h = this.canvas.height;
     this.cx = (x0 + x1) / 2;
     this.cy = (y0 + y1) / 2;
-    this.scale = 0.92 * Math.min(w / Math.max(x1 - x0, 1e-12), h / Math.max(y1 - y0, 1e-12));
+    this.scale = 0.94 * Math.min(w / Math.max(x1 - x0, 1e-12), h / Math.max(y1 - y0, 1e-12));
+    this.userMoved = false;
     this.dirty = true;
   }
 
   _resize() {
     const w = Math.max(50, Math.floor(this.wrap.clientWidth)), h = Math.max(50, Math.floor(this.wrap.clientHeight));
-    if (w === this.canvas.width && h === this.canvas.height) return;
-    const first = !this.canvas.width;
+    if (w === this.canvas.width && h === this.canvas.height && this.img) return;
     this.canvas.width = w;
     this.canvas.height = h;
     this.img = this.ctx.createImageData(w, h);
     this.acc = new Float32Array(w * h * 4);
-    if (first && this.bounds) this._fit();
+    // the first fit may have seen the canvas' default 300 x 150: fit again unless the user moved the view
+    if (this.bounds && !this.userMoved) this._fit();
     this.dirty = true;
+  }
+
+  _setTool(tool) {
+    this.tool = tool;
+    for (const [t, b] of Object.entries(this.toolButtons)) b.classList.toggle("pm-on", t === tool);
+    this.canvas.style.cursor = tool === "pan" ? "crosshair" : "cell";
+    this.wrap.dataset.tool = tool;
+  }
+
+  // Which points lie in a polygon given in data coordinates (even-odd rule, as Python's selection).
+  _inside(poly) {
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const [x, y] of poly) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+    let count = 0;
+    const m = poly.length, xy = this.xy;
+    for (let i = 0; i < this.n; i++) {
+      const px = xy[2 * i], py = xy[2 * i + 1];
+      if (px < x0 || px > x1 || py < y0 || py > y1) continue;
+      let odd = false;
+      for (let a = 0, b = m - 1; a < m; b = a++) {
+        const [ax, ay] = poly[a], [bx, by] = poly[b];
+        if ((ay > py) !== (by > py) && px < ax + (py - ay) * (bx - ax) / (by - ay)) odd = !odd;
+      }
+      if (odd) count++;
+    }
+    return count;
+  }
+
+  _finishShape() {
+    const sh = this.shape;
+    this.shape = null;
+    let pts = sh.pts;
+    if (sh.kind === "box") {
+      const [a, b] = [pts[0], pts[pts.length - 1]];
+      pts = [[a[0], a[1]], [b[0], a[1]], [b[0], b[1]], [a[0], b[1]]];
+    }
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const [x, y] of pts) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+    if (pts.length < 3 || x1 - x0 < 4 || y1 - y0 < 4) { this.dirty = true; return false; } // a click, not a region
+    const poly = pts.map(([px, py]) => this.toData(px, py));
+    const count = this._inside(poly);
+    this.sel = { kind: sh.kind, poly, count };
+    this.clear.style.display = "";
+    this.wrap.dataset.selected = String(count);
+    this.api.setTriggerValue("select", { kind: sh.kind, poly });
+    this.dirty = true;
+    return true;
+  }
+
+  _clearSelection() {
+    this.sel = null;
+    this.clear.style.display = "none";
+    this.wrap.dataset.selected = "";
+    this.api.setTriggerValue("select", { clear: true });
+    this.dirty = true;
+  }
+
+  _drawSelection() {
+    const ctx = this.ctx;
+    const outline = (pts, closed) => {
+      if (!pts.length) return;
+      ctx.beginPath();
+      ctx.moveTo(pts[0][0], pts[0][1]);
+      for (const [x, y] of pts.slice(1)) ctx.lineTo(x, y);
+      if (closed) ctx.closePath();
+    };
+    ctx.save();
+    if (this.sel) {
+      outline(this.sel.poly.map(([x, y]) => this.toScreen(x, y)), true);
+      ctx.fillStyle = "rgba(31, 119, 180, 0.10)";
+      ctx.fill("evenodd");
+      ctx.strokeStyle = "#1f77b4";
+      ctx.lineWidth = 2;
+      ctx.setLineDash([6, 4]);
+      ctx.stroke();
+    }
+    if (this.shape) {
+      let pts = this.shape.pts;
+      if (this.shape.kind === "box" && pts.length > 1) {
+        const [a, b] = [pts[0], pts[pts.length - 1]];
+        pts = [[a[0], a[1]], [b[0], a[1]], [b[0], b[1]], [a[0], b[1]]];
+      }
+      outline(pts, this.shape.kind === "box");
+      ctx.strokeStyle = "#d62728";
+      ctx.lineWidth = 1.5;
+      ctx.setLineDash([4, 3]);
+      ctx.stroke();
+    }
+    ctx.restore();
   }
 
   toScreen(x, y) {
@@ -284,12 +427,14 @@ class PointMap {
     const ctx = this.ctx;
     ctx.putImageData(this.img, 0, 0);
     if (this.mode === "thumbnails") this._drawThumbs();
+    this._drawSelection();
     this._drawRings();
     this.frameMs = performance.now() - t0;
     this.status.textContent = `${n.toLocaleString()} points · ${inView.toLocaleString()} in view · ` +
       (this.mode === "density" ? "density (zoom in for points, then images)" :
        this.mode === "points" ? `points (zoom in below ${THUMBS_BELOW} for images)` : "images") +
-      ` · ${this.frameMs.toFixed(0)} ms/frame` + (this.note ? " · " + this.note : "");
+      ` · ${this.frameMs.toFixed(0)} ms/frame` + (this.sel ? ` · ${this.sel.count.toLocaleString()} selected` : "") +
+      (this.note ? " · " + this.note : "");
     this.wrap.dataset.mode = this.mode;
     this.wrap.dataset.frames = String((+this.wrap.dataset.frames || 0) + 1);
     this.wrap.dataset.frameMs = this.frameMs.toFixed(1);
@@ -405,29 +550,55 @@ class PointMap {
       const [dx, dy] = this.toData(px, py);
       this.scale *= Math.exp(-e.deltaY * 0.0015);
       this.lastMove = performance.now();
+      this.userMoved = true;
       // keep the data point under the cursor in place
       this.cx = dx - (px - c.width / 2) / this.scale;
       this.cy = dy + (py - c.height / 2) / this.scale;
       this.dirty = true;
     }, { passive: false });
-    c.addEventListener("mousedown", (e) => { drag = { p: pos(e), cx: this.cx, cy: this.cy, moved: false }; });
+    c.addEventListener("mousedown", (e) => {
+      if (this.tool !== "pan") {
+        this.shape = { kind: this.tool, pts: [pos(e)] };
+        return;
+      }
+      drag = { p: pos(e), cx: this.cx, cy: this.cy, moved: false };
+    });
     window.addEventListener("mouseup", (e) => {
-      if (!drag) return;
-      const d = drag;
-      drag = null;
-      if (d.moved) return;
+      if (this.shape) {
+        if (this._finishShape()) return;
+      } else {
+        if (!drag) return;
+        const d = drag;
+        drag = null;
+        if (d.moved) return;
+      }
       const [px, py] = pos(e);
       const i = this.nearest(px, py, 10);
       if (i >= 0) this.api.setTriggerValue("click", i);
     });
+    window.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && this.wrap.isConnected && (this.shape || this.sel)) {
+        this.shape = null;
+        if (this.sel) this._clearSelection();
+        this.dirty = true;
+      }
+    });
     c.addEventListener("mousemove", (e) => {
       const [px, py] = pos(e);
+      if (this.shape) {
+        const last = this.shape.pts[this.shape.pts.length - 1];
+        if (this.shape.kind === "box") this.shape.pts = [this.shape.pts[0], [px, py]];
+        else if (Math.abs(px - last[0]) + Math.abs(py - last[1]) > 3) this.shape.pts.push([px, py]);
+        this.dirty = true;
+        return;
+      }
       if (drag) {
         const ddx = px - drag.p[0], ddy = py - drag.p[1];
         if (Math.abs(ddx) + Math.abs(ddy) > 3) drag.moved = true;
         this.cx = drag.cx - ddx / this.scale;
         this.cy = drag.cy + ddy / this.scale;
         this.lastMove = performance.now();
+        if (drag.moved) this.userMoved = true;
         this.dirty = true;
         return;
       }
@@ -444,6 +615,7 @@ class PointMap {
     });
     c.addEventListener("mouseleave", () => { this.hoverI = -1; this._tipUpdate(); this.dirty = true; });
     this.reset.addEventListener("click", () => this._fit());
+    this.clear.addEventListener("click", () => this._clearSelection());
   }
 }
 

@@ -3,9 +3,10 @@ million points, with hover thumbnails and click-to-open. The drawing lives in ``
 
 Python sends the coordinates once per map as binary (8 bytes per point plus 2 for the class), then
 only small JSON: the thumbnails the map asks for, the hovered point's picture, the opened point and
-its neighbours. The map reports back through its state (``loaded``: the map id it holds, ``hover``:
-the point under the mouse, ``view``: the points in view that need a thumbnail) and one trigger
-(``click``: the point clicked).
+its neighbours, the selected region. The map reports back through its state (``loaded``: the map id it
+holds, ``hover``: the point under the mouse, ``view``: the points in view that need a thumbnail) and
+two triggers (``click``: the point clicked; ``select``: ``{kind, poly}`` a box or lasso drawn, its
+corners in map coordinates, or ``{clear: true}``).
 """
 from __future__ import annotations
 
@@ -28,8 +29,11 @@ _CSS = """
              font: 12px sans-serif; background: rgba(255,255,255,.9); padding: 4px 6px; border-radius: 4px; }
 .pm-key { display: inline-block; margin: 0 8px 2px 0; white-space: nowrap; }
 .pm-key i { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 4px; }
-.pm-reset { position: absolute; left: 6px; top: 6px; font: 12px sans-serif; padding: 2px 8px; cursor: pointer;
-            background: #fff; border: 1px solid #bbb; border-radius: 4px; }
+.pm-tools { position: absolute; left: 6px; top: 6px; display: flex; gap: 4px; }
+.pm-tools button { font: 12px sans-serif; padding: 2px 8px; cursor: pointer; background: #fff; border: 1px solid #bbb;
+                   border-radius: 4px; }
+.pm-tools button.pm-on { background: #1f77b4; border-color: #1f77b4; color: #fff; }
+.pm-tools .pm-reset { margin-left: 6px; }
 .pm-tip { position: absolute; display: none; pointer-events: none; background: #fff; border: 1px solid #999;
           border-radius: 4px; padding: 4px; font: 12px sans-serif; max-width: 170px; word-break: break-all; box-shadow: 0 2px 6px #0003; }
 .pm-tip img { display: block; width: 96px; height: 96px; object-fit: contain; margin-bottom: 3px; }
@@ -37,21 +41,6 @@ _CSS = """
             justify-content: center; text-align: center; margin-bottom: 3px; }
 """
 _component = st.components.v2.component("backbone_lens.pointmap", js=(_HERE / "pointmap.js").read_text(), css=_CSS)
-
-D3 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-
-
-def class_colours(n: int) -> list[str]:
-    """``n`` distinct colours: the D3 ten, then evenly spaced hues (golden-ratio steps)."""
-    if n <= len(D3):
-        return D3[:n]
-    import colorsys
-
-    out = []
-    for j in range(n):
-        r, g, b = colorsys.hls_to_rgb((j * 0.618033988749895) % 1.0, 0.45, 0.75)
-        out.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
-    return out
 
 
 def pack(meta: dict[str, Any], coords: np.ndarray | None = None, codes: np.ndarray | None = None) -> bytes:
@@ -78,11 +67,11 @@ def pack(meta: dict[str, Any], coords: np.ndarray | None = None, codes: np.ndarr
 
 
 def map_state(key: str) -> dict[str, Any]:
-    """The map's last reported state (``loaded``, ``hover``, ``view``) and this run's trigger (``click``),
-    read before the map is drawn in this run, so the answer goes out with it (no second rerun)."""
+    """The map's last reported state (``loaded``, ``hover``, ``view``) and this run's triggers (``click``,
+    ``select``), read before the map is drawn in this run, so the answer goes out with it (no second rerun)."""
     raw = st.session_state.get(key)
     try:
-        return {k: raw[k] for k in ("loaded", "hover", "view", "click") if k in raw} if raw is not None else {}
+        return {k: raw[k] for k in ("loaded", "hover", "view", "click", "select") if k in raw} if raw is not None else {}
     except (TypeError, KeyError):
         return {}
 
@@ -91,4 +80,4 @@ def point_map(payload: bytes, *, key: str, height: int, on_click=None) -> Any:
     """Mount the map; returns the component result (``.click``: the point clicked in this run)."""
     noop = lambda: None  # noqa: E731  (state keys need a callback to be reported)
     return _component(data=payload, key=key, height=height, on_loaded_change=noop, on_hover_change=noop,
-                      on_view_change=noop, on_click_change=on_click or noop)
+                      on_view_change=noop, on_click_change=on_click or noop, on_select_change=noop)
