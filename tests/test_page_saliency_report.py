@@ -3,6 +3,7 @@ in headless Chromium (screenshot under artifacts/screenshots)."""
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -44,16 +45,36 @@ def test_report_card_tab_on_mobilenetv2(two_classes):
     at.button(key="sal_sanity_go").click()
     _run(at)
     assert len(at.get("plotly_chart")) == 2  # Spearman and SSIM against depth
-    at.slider(key="sal_report_n").set_value(1)
+    at.select_slider(key="sal_card_n").set_value(4)  # the whole folder
     _run(at)
-    at.button(key="sal_report_go").click()
+    at.button(key="sal_card_go").click()
     _run(at)
+    for _ in range(600):  # the card runs on the worker thread; the page shows its progress meanwhile
+        if any(c.value.startswith("4 image(s)") for c in at.caption):
+            break
+        assert at.get("progress") or at.get("button"), "neither the card nor its progress"
+        time.sleep(1)
+        _run(at)
     table = at.dataframe[0].value
     assert list(table.columns)[:3] == ["method", "mprt_spearman", "mprt_ssim"]
     assert {"Grad-CAM", "Random map (baseline)", "Prototype map A"} <= set(table["method"])
     random_row = table[table["method"] == "Random map (baseline)"].iloc[0]
-    assert random_row["mprt_spearman"].startswith("1.000")  # the control ignores the model
+    assert random_row["mprt_spearman"].startswith("1.000 [1.000, 1.000]")  # the control ignores the model
     assert any("with an object mask" in c.value for c in at.caption)
+    assert any(c.value.startswith("**") and "explaining" in c.value for c in at.caption)  # the example map
+    # a second visit: the finished card at once (kept by the pool), every picture's scores cached
+    at2 = _run(AppTest.from_file(SALIENCY, default_timeout=900))
+    at2.radio(key="ds_source").set_value("Folder on server")
+    _run(at2)
+    at2.text_input(key="ds_path").set_value(str(two_classes))
+    _run(at2)
+    at2.selectbox(key="_w_backbone_vits14_saliency").set_value("mobilenetv2")
+    _run(at2)
+    at2.session_state["sal_tab"] = "Report card"
+    _run(at2)
+    at2.select_slider(key="sal_card_n").set_value(4)
+    _run(at2)
+    assert at2.dataframe and any(c.value.startswith("4 image(s)") for c in at2.caption)
 
 
 @pytest.mark.slow
@@ -75,8 +96,11 @@ def test_report_card_in_browser(page, app_url):
     page.get_by_role("button", name="Run the cascade on this picture").click()
     page.get_by_text("Spearman rank correlation with the").first.wait_for(timeout=600_000)
     wait_idle(page, timeout=600_000)
-    page.get_by_role("button", name="Compute the report card on 1 image(s)").click()
+    page.get_by_role("button", name="Compute the report card on 8 image(s)").click()
+    page.get_by_text("images:").first.wait_for(timeout=120_000)  # the progress bar, from the worker
     page.get_by_text("with an object mask").first.wait_for(timeout=900_000)
+    page.get_by_text("Can the best method be told apart?").wait_for(timeout=60_000)
+    page.get_by_text("explaining").first.wait_for(timeout=120_000)  # the example map of the best method
     wait_idle(page, timeout=600_000)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "saliency_report.png"), full_page=True)

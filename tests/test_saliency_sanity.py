@@ -182,7 +182,7 @@ def test_report_card_on_a_tiny_vit(tmp_path) -> None:
     want = pointing_game(compute_saliency(ROLLOUT, inp), mask_at(decode_alpha(first.read_bytes(), first.name), inp.size))
     assert card.scores[ROLLOUT]["pointing_game"][0] == want
     assert set(METRICS) <= {k.rsplit("_", 1)[0] for k in rows[ROLLOUT] if k.endswith(("_mean", "_std"))}
-    assert '"method": "Attention rollout"' in card.to_json() and "± " in card.text()
+    assert '"method": "Attention rollout"' in card.to_json() and "] " in card.text() and "best per score" in card.text()
 
 
 def test_report_card_without_labels_on_a_head_less_model_says_why(tmp_path) -> None:

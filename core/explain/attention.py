@@ -223,7 +223,7 @@ def vit_attention(b: Backbone, x: torch.Tensor) -> AttentionMaps:
         raise ValueError(f"x must be one image [1, 3, S, S], got shape {tuple(x.shape)}")
     grid = b.spec.grid(int(x.shape[-1]))
     with b.lock:
-        attn = b.attention(x)[0].float().numpy()  # [L, H, T, T]
+        attn = b.attention(x.to(b.device))[0].float().cpu().numpy()  # [L, H, T, T]
     p = b.spec.num_prefix_tokens
     return AttentionMaps(attn, cls_attention_maps(attn, p, grid), p, grid)
 
@@ -234,5 +234,5 @@ def cls_attention_map(b: Backbone, x: torch.Tensor, block: int = -1) -> np.ndarr
     Reads only the CLS rows (``extract(want=("attention_cls",))``), lighter than :func:`vit_attention`.
     """
     with b.lock:
-        rows = b.extract(x, None, want=("attention_cls",))["attention_cls"]  # [1, L, H, h*w]
-    return cls_rows_to_maps(rows[0, block].float().numpy().mean(0), b.spec.grid(int(x.shape[-1])))  # [h, w]
+        rows = b.extract(x.to(b.device), None, want=("attention_cls",))["attention_cls"]  # [1, L, H, h*w]
+    return cls_rows_to_maps(rows[0, block].float().cpu().numpy().mean(0), b.spec.grid(int(x.shape[-1])))  # [h, w]

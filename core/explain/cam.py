@@ -9,7 +9,7 @@ under ``Backbone.lock`` since the app serves sessions from threads.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from pytorch_grad_cam import (
     XGradCAM,
 )
 from pytorch_grad_cam.base_cam import BaseCAM
+from threadpoolctl import threadpool_limits
 
 from core.explain.inputs import SaliencyInput
 from core.explain.registry import (
@@ -118,21 +119,63 @@ def compute_cam(b: Backbone, x: torch.Tensor, method: str, target: CamTarget) ->
     Returns:
         ``[S, S]`` map in ``[0, 1]`` (pytorch-grad-cam's ReLU, min-max scaling and resize to the input).
     """
+    return compute_cams(b, x, [method], target)[method]
+
+
+def compute_cams(b: Backbone, x: torch.Tensor, methods: Sequence[str], target: CamTarget) -> dict[str, np.ndarray]:
+    """Several Grad-CAM-family maps of one image from ONE forward (and one backward) pass.
+
+    Every member reads the same activations and gradients of the same target layers for the same target;
+    only its weighting differs (grad-cam's ``get_cam_weights`` / ``get_cam_image``). One member drives the
+    pass (grad-cam's own ``BaseCAM.forward``), the others compute their maps from its recorded activations
+    and gradients with grad-cam's own ``compute_cam_per_layer`` and ``aggregate_multi_layers``: the same
+    numbers as one :func:`compute_cam` call each, for the price of one.
+
+    Args:
+        b: the backbone (its shared model is not changed; hooks are released).
+        x: ``[1, 3, S, S]`` from :meth:`Backbone.preprocess` (on any device; moved to the model's).
+        methods: names in :data:`CAM_METHODS`.
+        target: what to explain.
+
+    Returns:
+        ``{method: [S, S] map in [0, 1]}``.
+    """
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"x must be one image [1, 3, S, S], got shape {tuple(x.shape)}")
+    if not methods:
+        return {}
     size = b.spec.check_size(int(x.shape[-1]))
-    cam_class = get_cam_method(method).cam_class
+    members = {m: get_cam_method(m) for m in methods}
+    # the driver records activations (and gradients, when any member needs them) in one pass
+    driver = next((m for m in members.values() if m.uses_gradients), next(iter(members.values())))
     module = model_output(b, target)
-    with b.lock:
-        cam = cam_class(model=module, target_layers=b.cam_target_layers(),
-                        reshape_transform=b.cam_reshape_transform(size))
+    targets = [target.gradcam_target()]
+    out: dict[str, np.ndarray] = {}
+    # numpy's BLAS single-threaded for grad-cam's own maths (EigenCAM's SVD): on 2 shared cores a 2-thread
+    # SVD of a [256, 384] matrix took 0.8-6.7 s instead of 0.02 s; torch's threads are not affected
+    with b.lock, threadpool_limits(limits=1, user_api="blas"):
+        cams = {}
         try:
+            cams[driver.name] = driver.cam_class(model=module, target_layers=b.cam_target_layers(),
+                                                 reshape_transform=b.cam_reshape_transform(size))
             inp = x.detach().clone().requires_grad_(True)  # grads reach the activations; params stay frozen
-            with torch.enable_grad():
-                out = cam(input_tensor=inp, targets=[target.gradcam_target()])  # [1, S, S]
+            with torch.enable_grad() if driver.uses_gradients else torch.no_grad():
+                first = cams[driver.name](input_tensor=inp, targets=targets)  # [1, S, S]
+            out[driver.name] = np.asarray(first[0], dtype=np.float32)
+            recorded = cams[driver.name].activations_and_grads
+            for name, m in members.items():
+                if name in out:
+                    continue
+                cam = cams[name] = m.cam_class(model=module, target_layers=b.cam_target_layers(),
+                                               reshape_transform=b.cam_reshape_transform(size))
+                cam.activations_and_grads.release()  # its own hooks are never used: it reads the driver's record
+                cam.activations_and_grads = recorded
+                maps = cam.aggregate_multi_layers(cam.compute_cam_per_layer(inp, targets, False))  # [1, S, S]
+                out[name] = np.asarray(maps[0], dtype=np.float32)
         finally:
-            cam.activations_and_grads.release()
-    return np.asarray(out[0], dtype=np.float32)
+            for cam in cams.values():
+                cam.activations_and_grads.release()
+    return {m: out[m] for m in methods}
 
 
 def cam_layer_names(b: Backbone) -> list[str]:

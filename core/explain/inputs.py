@@ -21,7 +21,7 @@ def image_tokens(b: Backbone, x: torch.Tensor, layer: int) -> tuple[np.ndarray, 
     """``(patch_tokens [h, w, D], embedding [D])`` of one image ``x [1, 3, S, S]`` at block ``layer``."""
     with b.lock:
         out = b.extract(x, layer, want=("embedding", "patch_tokens"))
-    return out["patch_tokens"][0].float().numpy(), out["embedding"][0].float().numpy()
+    return out["patch_tokens"][0].float().cpu().numpy(), out["embedding"][0].float().cpu().numpy()
 
 
 class SaliencyInput:
@@ -29,7 +29,7 @@ class SaliencyInput:
 
     Attributes:
         backbone: the model (never changed here).
-        x: ``[1, 3, S, S]`` from :meth:`Backbone.preprocess` (a private copy).
+        x: ``[1, 3, S, S]`` from :meth:`Backbone.preprocess` (a private copy, on the model's device).
         size: ``S``.
         grid: the ``(h, w)`` patch grid at ``S``.
     """
@@ -38,7 +38,7 @@ class SaliencyInput:
         if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
             raise ValueError(f"x must be one image [1, 3, S, S], got shape {tuple(x.shape)}")
         self.backbone = backbone
-        self.x = x.detach().clone()
+        self.x = x.detach().clone().to(backbone.device)
         self.size = backbone.spec.check_size(int(x.shape[-1]))
         self.grid = backbone.spec.grid(self.size)
         self._memo: dict[object, object] = {}
@@ -67,4 +67,4 @@ class SaliencyInput:
     @property
     def seed(self) -> int:
         """A seed derived from the input pixels (same picture and size, same seed)."""
-        return zlib.crc32(self.x.numpy().tobytes())
+        return zlib.crc32(self.x.cpu().numpy().tobytes())

@@ -1,18 +1,22 @@
 """The saliency methods: attention, rollout, prototype maps and the random control are registered here,
 the Grad-CAM family in :mod:`core.explain.cam`; importing this module fills the whole table.
 
-Call a method with :func:`compute_saliency` (``name, inp, target, **params``); list those a backbone
+Call a method with :func:`compute_saliency` (``name, inp, target, **params``), several at once with
+:func:`compute_maps` (the Grad-CAM family then shares one forward and backward pass); list those a backbone
 supports with :func:`available_methods`; :func:`default_method` is the one map the Compare page shows.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-import core.explain.cam  # noqa: F401  (registers the Grad-CAM family)
+from core.errors import UnsupportedOperationError
 from core.explain.attention import DEFAULT_ROLLOUT, HeadFusion, RolloutParams
+from core.explain.cam import compute_cams  # importing it registers the Grad-CAM family
 from core.explain.inputs import SaliencyInput
+from core.explain.maps import as_map
 from core.explain.prototype_maps import PrototypeSet, explain_by_prototypes
 from core.explain.registry import (
     SALIENCY_METHODS,
@@ -72,6 +76,37 @@ def _random(inp: SaliencyInput, target: CamTarget | None, *, seed: int | None = 
 def compute_saliency(name: str, inp: SaliencyInput, target: CamTarget | None = None, **params: Any) -> np.ndarray:
     """The map of method ``name`` (see :class:`core.explain.registry.SaliencyMethod`)."""
     return get_saliency_method(name)(inp, target, **params)
+
+
+def compute_maps(names: Sequence[str], inp: SaliencyInput, target: CamTarget | None = None,
+                 params: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, np.ndarray]:
+    """The maps of several methods on one image, sharing what they can: the Grad-CAM family from one
+    forward and backward pass (:func:`core.explain.cam.compute_cams`), attention, rollout and prototype
+    maps from the input's memoised forwards. The same maps as one :func:`compute_saliency` call each.
+
+    Args:
+        names: registry names.
+        inp: the image.
+        target: what the target-needing methods explain.
+        params: per-method keyword parameters, e.g. ``{"Prototype map A": {"prototypes": ...}}``.
+    """
+    per = params or {}
+    cams = [n for n in names if get_saliency_method(n).family == "cam"]  # their fn takes no parameters
+    out: dict[str, np.ndarray] = {}
+    if cams:
+        for n in cams:  # the registry's checks (unsupported backbone, missing target), before the shared pass
+            m = get_saliency_method(n)
+            reason = m.unsupported_reason(inp.backbone.spec)
+            if reason:
+                raise UnsupportedOperationError(reason + "; pick a method from available_methods(spec)")
+        if target is None:
+            raise ValueError(f"{cams[0]} explains a model output: pass a CamTarget "
+                             "(core.explain.targets.default_target builds the usual one)")
+        out.update({n: as_map(m, n) for n, m in compute_cams(inp.backbone, inp.x, cams, target).items()})
+    for n in names:
+        if n not in out:
+            out[n] = get_saliency_method(n)(inp, target, **per.get(n, {}))
+    return {n: out[n] for n in names}
 
 
 def available_methods(spec: BackboneSpec) -> list[SaliencyMethod]:

@@ -28,7 +28,7 @@ from scipy.stats import rankdata
 from core.errors import UnsupportedOperationError
 from core.explain.inputs import SaliencyInput
 from core.explain.maps import as_map, normalize01, upsample
-from core.explain.registry import get_saliency_method
+from core.explain.methods import compute_maps
 from core.explain.targets import CamTarget
 from core.models.base import Backbone
 
@@ -133,15 +133,24 @@ def _is_layer_scale(m: torch.nn.Module) -> bool:
 def reinitialise(model: torch.nn.Module, unit: CascadeUnit, seed: int) -> None:
     """Re-initialise every parameterised submodule of ``unit`` in place (``reset_parameters``, seeded).
 
-    Only ever called on a copy (:func:`copy_backbone`); the model stays in eval mode, frozen.
+    Only ever called on a copy (:func:`copy_backbone`); the model stays in eval mode, frozen. The new
+    values are drawn on the CPU (parts on a GPU are moved there and back), so a seed gives the same
+    randomised model on every device.
     """
-    with torch.random.fork_rng(devices=[]):
+    parts = [model.get_submodule(path) for path in unit.modules]
+    devices = [next((p.device for p in part.parameters()), torch.device("cpu")) for part in parts]
+    for part in parts:
+        part.to("cpu")
+    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # manual_seed seeds them too
+    with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
-        for path in unit.modules:
-            for m in model.get_submodule(path).modules():
+        for part in parts:
+            for m in part.modules():
                 reset = getattr(m, "reset_parameters", None)
                 if callable(reset) and not _is_layer_scale(m):
                     reset()
+    for part, device in zip(parts, devices):
+        part.to(device)
     model.eval().requires_grad_(False)
 
 
@@ -227,8 +236,8 @@ def mprt(inputs: Sequence[SaliencyInput], methods: Sequence[str], targets: Seque
 
     def maps_of(backbone: Backbone) -> dict[str, list[np.ndarray]]:
         ins = inputs if backbone is b else [SaliencyInput(backbone, i.x) for i in inputs]
-        return {m: [get_saliency_method(m)(inp, t, **p.get(m, {})) for inp, t, p in zip(ins, targets, per_image)]
-                for m in methods}
+        per = [compute_maps(methods, inp, t, p) for inp, t, p in zip(ins, targets, per_image)]  # CAMs share a pass
+        return {m: [maps[m] for maps in per] for m in methods}
 
     original = maps_of(b)
     n = len(inputs)

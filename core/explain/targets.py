@@ -119,7 +119,7 @@ class ClassScore:
 def top_classes(b: Backbone, x: torch.Tensor, k: int = 5) -> list[ClassScore]:
     """The head's top-``k`` classes for one image ``x [1, 3, S, S]`` (softmax probabilities)."""
     with b.lock:
-        probs = b.logits(x)[0].float().softmax(-1)  # [C]
+        probs = b.logits(x.to(b.device))[0].float().softmax(-1).cpu()  # [C]
     p, idx = probs.topk(min(k, probs.shape[0]))
     names = b.class_names or []
     return [ClassScore(int(i), names[int(i)] if int(i) < len(names) else f"class {int(i)}", float(v)) for v, i in zip(p, idx)]

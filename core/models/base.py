@@ -66,6 +66,13 @@ class Backbone(abc.ABC):
         sessions from threads, and attention capture changes the model for one forward."""
         return self.__dict__.setdefault("_lock", threading.RLock())
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights live: callers move inputs there (``x.to(b.device)``); a backbone is
+        moved as a whole with ``b.model.to(device)``."""
+        p = next(iter(self.model.parameters()), None)
+        return p.device if p is not None else torch.device("cpu")
+
     # ---- preprocessing -------------------------------------------------------------------
     def preprocess(self, images: Sequence[Image.Image], size: int | None = None) -> torch.Tensor:
         """RGB PIL images -> normalised batch ``[N, 3, S, S]``.

@@ -328,7 +328,7 @@ def extract_features(
                 raise Cancelled(f"extraction cancelled after {done} of {n} images{kept}")
             failures.update(bad)
             if x is not None:
-                out = backbone.extract(x, layer, want=tuple(kinds))
+                out = backbone.extract(x.to(backbone.device), layer, want=tuple(kinds))
                 del x
                 stats.forwards += 1
                 stats.n_computed += len(ok)

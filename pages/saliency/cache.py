@@ -22,12 +22,6 @@ def saliency_input(name: str, sha: str, size: int, _img) -> SaliencyInput:
     return SaliencyInput.from_image(get_backbone(name), _img, size)
 
 
-@st.cache_resource
-def report_memo() -> dict:
-    """Report cards of this process (computed with a progress bar, outside any cached function)."""
-    return {}
-
-
 @st.cache_data(max_entries=16, show_spinner="Attention of every block and head…")
 def cls_maps(name: str, sha: str, size: int, _img) -> np.ndarray:
     return saliency_input(name, sha, size, _img).attention().cls_maps  # [L, H, h, w]

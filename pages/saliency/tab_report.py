@@ -4,18 +4,16 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.errors import UnsupportedOperationError
 from core.explain.methods import RANDOM, ROLLOUT, available_methods
-from core.explain.report import ReportSettings, saliency_report
 from core.explain.sanity import mprt
-from pages.saliency import cache
+from pages.saliency import cache, section_card
 from pages.saliency.context import SalContext
 from pages.saliency.targets import chosen_or_default
 from pages.shared.progress import reporter
 
 
 def draw(ctx: SalContext) -> None:
-    sel, b, spec, pic, size = ctx.sel, ctx.b, ctx.spec, ctx.pic, ctx.size
+    spec, pic, size = ctx.spec, ctx.pic, ctx.size
     st.subheader("Does the map depend on the model? (model-parameter randomisation, this picture)")
     st.caption("The model is re-initialised from the top, one unit at a time (head, last block, …, stem), on a "
                "copy; each map on the randomised copy is compared with the map on the trained model. A map that "
@@ -44,37 +42,4 @@ def draw(ctx: SalContext) -> None:
                               xaxis_title="randomised down to (cumulative, from the top)", margin=dict(t=40, b=40))
             col.plotly_chart(fig, key=f"sanity_{what}")
 
-    st.subheader(f"Report card: {spec.name}")
-    st.caption("Every method of the saliency table on a small sample of the dataset (round robin over the "
-               "classes), each score as mean ± standard deviation over the images. mprt_spearman / mprt_ssim: "
-               "similarity to the map of the fully re-initialised model (lower is better); road (remove and "
-               "debias, higher is better); deletion AUC (lower is better) / insertion AUC (higher is better); "
-               "pointing game and relevance mass against the alpha channel (higher is better; images without "
-               "one are left out of those two). The same numbers as `backbone-lens saliency-report`.")
-    n_sample = st.slider("Images in the sample", 1, 8, 1, key="sal_report_n",
-                         help="About a minute per image on two CPU cores (ROAD's imputation and 22 forward passes "
-                              "per method).")
-    report_key = (spec.name, sel.dataset_key, size, n_sample)
-    memo = cache.report_memo()
-    if report_key not in memo and st.button(f"Compute the report card on {n_sample} image(s)", key="sal_report_go"):
-        bar = st.progress(0.0, text="Scoring every method…")
-        try:
-            memo[report_key] = saliency_report(
-                b, sel.dataset.records, settings=ReportSettings(size=size, limit=n_sample),
-                progress=reporter(bar, lambda d, t, msg: f"{d} / {t}: {msg}"))
-        except (ValueError, UnsupportedOperationError) as e:
-            st.error(f"Cannot compute the report card: {e}")
-            st.stop()
-        bar.empty()
-    card = memo.get(report_key)
-    if card is not None:
-        table = card.table()
-        st.dataframe(table, hide_index=True, key="sal_report_table",
-                     height=36 * (len(table["method"]) + 1) + 4)  # every method without scrolling
-        st.caption(f"{len(card.images)} image(s) ({card.n_masks} with an object mask) at {card.size} px, "
-                   f"{card.seconds:.0f} s: {', '.join(card.images)}. ROAD percentiles "
-                   f"{list(card.settings.road_percentiles)}, deletion / insertion in {card.settings.deletion_steps} "
-                   f"steps to a {card.settings.baseline} baseline."
-                   + "".join(f" Skipped {m}: {why}." for m, why in card.skipped.items()))
-        st.download_button("⬇ JSON", card.to_json(), f"saliency_report_{spec.name}_{size}.json", "application/json",
-                           on_click="ignore", key="dl_report")
+    section_card.draw(ctx)
