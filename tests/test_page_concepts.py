@@ -156,7 +156,7 @@ def test_concepts_page_in_browser(page, app_url):
     page.get_by_role("heading", name="Concepts", exact=True).wait_for(timeout=120_000)
     page.get_by_text("Fidelity.").wait_for(timeout=DONE_S * 1000)  # the progress bar, then the atlas
     wait_idle(page)
-    box = page.get_by_test_id("stForm").nth(1)  # the names form under the atlas
+    box = page.get_by_test_id("stMain").get_by_test_id("stForm").nth(1)  # the names form under the atlas
     box.get_by_label("C11", exact=True).fill("fruit skin")
     box.get_by_role("button", name="Save names").click()
     wait_idle(page)
