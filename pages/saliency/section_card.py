@@ -109,10 +109,10 @@ def _table(card: ReportCard) -> pd.DataFrame:
 def _style(df: pd.DataFrame, card: ReportCard):
     best = card.best()
 
-    def colour(col: pd.Series) -> list[str]:
+    def highlight(col: pd.Series) -> list[str]:
         return [BEST if best.get(col.name) == m else "" for m in df["method"]]
 
-    return df.style.apply(colour, subset=[m for m in METRICS if m in best])
+    return df.style.apply(highlight, subset=[m for m in METRICS if m in best])
 
 
 def _show(ctx: SalContext, card: ReportCard) -> None:
