@@ -76,11 +76,14 @@ class Database:
             self._forget(conn)
             conn = None
         if conn is None:
-            conn = connect(self.path, self.what, self.create_sql)
-            self._local.conn, self._local.generation = conn, self._generation
-            self._local.inode = os.stat(self.path).st_ino
+            # under the lock that healing holds: never opened halfway through moving the file and its
+            # -wal / -shm aside; the inode is the file opened, so damage found through this connection
+            # moves that file aside, never a fresh one
             with self._lock:
+                self._local.inode = _inode(self.path)
+                conn = connect(self.path, self.what, self.create_sql)
                 self._open.append(conn)
+                self._local.conn, self._local.generation = conn, self._generation
         return conn
 
     def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
@@ -112,6 +115,13 @@ class Database:
         for c in conns:
             c.close()
         self._local.conn = None
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None  # moved aside just now: SQLite starts a fresh file
 
 
 def problem(path: Path, tables: Tables) -> str | None:
