@@ -59,7 +59,7 @@ def test_report_card_tab_on_mobilenetv2(two_classes):
     assert list(table.columns)[:3] == ["method", "mprt_spearman", "mprt_ssim"]
     assert {"Grad-CAM", "Random map (baseline)", "Prototype map A"} <= set(table["method"])
     random_row = table[table["method"] == "Random map (baseline)"].iloc[0]
-    assert random_row["mprt_spearman"].startswith("1.000 [1.000, 1.000]")  # the control ignores the model
+    assert random_row["mprt_spearman"].startswith("1.00 [1.00, 1.00]")  # the control ignores the model
     assert any("with an object mask" in c.value for c in at.caption)
     assert any(c.value.startswith("**") and "explaining" in c.value for c in at.caption)  # the example map
     # a second visit: the finished card at once (kept by the pool), every picture's scores cached

@@ -102,8 +102,15 @@ def _follow(key: CardKey, pool) -> None:
     bar()
 
 
+def _cell(mean: float, lo: float, hi: float) -> str:
+    return "n/a" if not math.isfinite(mean) else f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def _table(card: ReportCard) -> pd.DataFrame:
-    return pd.DataFrame(card.table())
+    """Mean [95% interval] per score, two decimals (every column fits the page; the JSON has every digit)."""
+    rows = card.rows()
+    return pd.DataFrame({"method": [r["method"] for r in rows],
+                         **{m: [_cell(r[f"{m}_mean"], r[f"{m}_low"], r[f"{m}_high"]) for r in rows] for m in METRICS}})
 
 
 def _style(df: pd.DataFrame, card: ReportCard):
