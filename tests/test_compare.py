@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -357,6 +358,7 @@ def test_cli_compare_json_and_table(tmp_path):
         for d in data:
             assert d["cka_order"] == [TINY_VIT, TINY_CNN] and d["cka_kind"] == "linear" and len(d["cka"]) == 2
             assert {"dim", "nmc_accuracy", "knn_accuracy", "linear_accuracy", "nmc_1shot_mean", "silhouette"} <= set(d)
+            assert d["nmc_accuracy_low"] <= d["nmc_accuracy"] <= d["nmc_accuracy_high"]  # its 95 % Wilson interval
         assert data[0]["cka"][1] == pytest.approx(data[1]["cka"][0])
         for name in ("cka_unbiased", "mutual_knn", "cknna", "procrustes"):  # rows beside cka, same order
             assert len(data[0][name]) == 2 and data[0][name][1] == pytest.approx(data[1][name][0])
@@ -366,6 +368,7 @@ def test_cli_compare_json_and_table(tmp_path):
                             "--permutations", "10")
         assert rc == 0, err
         assert "NMC acc." in out and TINY_VIT in out and "rbf CKA of the global embeddings" in out
+        assert re.search(r"^NMC: .*McNemar p = ", out, re.M)  # the paired verdict of the two best
         assert "mutual k-NN (higher = more similar, k = 5; 95% bootstrap interval over 10 draws" in out
         assert f"{TINY_VIT} vs {TINY_CNN}:" in out and "Procrustes distance (lower = more similar" in out
         rc, _, err = _cli("--cache", str(tmp_path), "compare", "--backbones", TINY_VIT, "--images", str(STAMPS))

@@ -47,13 +47,16 @@ def test_compare_page_apptest_every_section(stamps):
             for col, m in (("NMC acc.", "nmc"), ("k-NN acc.", "knn"), ("linear acc.", "linear")):
                 assert row[col] == evaluate(fs["embedding"], fs.labels, m).accuracy
             assert row["dim"] == fs["embedding"].shape[1]
-        idx = at.dataframe[1].value  # the similarity indices: every index for every pair, equal to core's
+        ci = at.dataframe[1].value  # each accuracy with its 95 % interval, and a paired verdict per classifier
+        assert list(ci.columns) == ["backbone", "NMC", "k-NN", "linear probe"] and len(ci) == 3
+        assert sum(("cannot be told apart" in c.value or "is more accurate than" in c.value) for c in at.caption) == 3
+        idx = at.dataframe[2].value  # the similarity indices: every index for every pair, equal to core's
         assert len(idx) == 4 * 3 and set(idx["index"]) == {i.label for i in I.INDICES.values()}
         fsets = [extract_features(tiny_backbone(n), stamps.records) for n in names]
         row = idx[(idx["index"] == "mutual k-NN") & (idx["A"] == TINY_VIT) & (idx["B"] == TINY_CNN)].iloc[0]
         assert row["value"] == pytest.approx(I.mutual_knn(fsets[0]["embedding"], fsets[1]["embedding"], I.DEFAULT_K))
         assert row["CI low"] <= row["value"] <= row["CI high"] and row["k"] == I.DEFAULT_K
-        agree = at.dataframe[2].value
+        agree = at.dataframe[3].value
         assert len(agree) == 3 and agree["agree"].between(0, 1).all()
         caps = _captions(at)
         assert "(0.50, 0.50)" in caps  # no click yet: the centre of the picture
@@ -137,6 +140,8 @@ def test_compare_in_browser(page, app_url):
     wait_idle(page, 240_000)
 
     assert page.get_by_test_id("stDataFrame").first.is_visible()  # the metrics table
+    assert page.get_by_text(re.compile(r"^Accuracy with its 95 % interval \(16 test images\)")).is_visible()
+    assert page.get_by_text(re.compile(r"^NMC: .*McNemar p = ")).is_visible()  # the paired verdict under it
     assert page.get_by_role("heading", name="Similarity indices").is_visible()
     assert page.get_by_role("heading", name="Agreement map").is_visible()
     assert page.get_by_text(re.compile(r"^Mean overlap \d+% \(the mutual k-NN index\)")).is_visible()

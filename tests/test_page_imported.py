@@ -18,6 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.classify.evaluation import evaluate
+from core.compare.metrics import accuracy_verdicts
 from core.io.imports import MODEL_ONLY_VIEWS, import_table
 from tests.conftest import ROOT, SCREENSHOTS, STAMPS, wait_idle
 
@@ -150,8 +151,12 @@ def test_compare_two_imported_sets_and_the_link(tmp_path):
     assert list(table["params"]) == list(table["img/s"]) == ["n/a", "n/a"]  # no model: no parameters, no speed
     assert np.allclose(table["NMC acc."], [r.nmc_accuracy for r in ref.rows])
     assert np.allclose(table["linear acc."], [r.linear_accuracy for r in ref.rows])
-    assert len(at.dataframe[1].value) == 4  # every index for the one pair, with interval and baseline
+    ci = at.dataframe[1].value  # each accuracy with its 95 % Wilson interval
+    assert list(ci["NMC"]) == [f"{r.nmc_accuracy:.2f} [{r.accuracy_ci['nmc'][0]:.2f}, {r.accuracy_ci['nmc'][1]:.2f}]"
+                               for r in ref.rows]
+    assert len(at.dataframe[2].value) == 4  # every index for the one pair, with interval and baseline
     caps = _text(at.caption)
+    assert all(v in caps for v in accuracy_verdicts(ref.rows))  # the paired verdicts, one per classifier
     assert MODEL_ONLY_VIEWS["layer_cka"] in caps
     assert [i.value for i in at.info] == [f"cmp_a, cmp_b: imported sets, no column here. {MODEL_ONLY_VIEWS['side_by_side']}"]
 

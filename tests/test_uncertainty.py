@@ -110,3 +110,73 @@ def test_control_verdicts_over_a_report_card_table():
                                                               ("Grad-CAM", "insertion_auc", "indistinguishable")]
     with pytest.raises(KeyError, match="control"):
         control_verdicts(scores, hib, "nope")
+
+
+# ---- paired accuracies: McNemar's exact test, and the Compare table's verdicts ------------------------------
+def _mcnemar_by_formula(b: int, c: int) -> float:
+    """The exact two-sided McNemar p-value written out: 2 * sum_{i <= min(b, c)} C(b + c, i) / 2^(b + c), at most 1."""
+    from math import comb
+
+    n = b + c
+    return 1.0 if n == 0 else min(1.0, 2 * sum(comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n)
+
+
+@pytest.mark.parametrize("b,c", [(0, 0), (3, 0), (0, 7), (5, 5), (12, 3), (40, 61), (600, 520)])
+def test_mcnemar_exact_matches_the_formula_and_scipy(b, c):
+    from core.classify.intervals import mcnemar_exact
+
+    both, neither = 9, 4  # concordant pairs do not enter the test
+    a = np.array([True] * b + [False] * c + [True] * both + [False] * neither)
+    bb = np.array([False] * b + [True] * c + [True] * both + [False] * neither)
+    rng = np.random.default_rng(b * 1000 + c)
+    order = rng.permutation(len(a))
+    got = mcnemar_exact(a[order], bb[order])
+    assert got[:2] == (b, c)
+    assert got[2] == pytest.approx(_mcnemar_by_formula(b, c), rel=1e-9)
+    if b + c:
+        assert got[2] == pytest.approx(binomtest(b, b + c).pvalue, rel=1e-9)
+    with pytest.raises(ValueError):
+        mcnemar_exact(a, bb[:-1])
+
+
+def test_accuracy_verdicts_are_paired_over_the_same_test_images():
+    """Two sources on one split: nearly the same errors tell 0.90 from 0.80 apart (McNemar), though their
+    Wilson intervals overlap; a third source erring on other images at 0.85 cannot be told apart from 0.90."""
+    from core.compare.metrics import FeatureMetrics, accuracy_verdicts, source_row
+
+    rng = np.random.default_rng(0)
+    n_class, per = 4, 100
+    y = np.repeat(np.arange(n_class), per)
+    centres = rng.normal(size=(n_class, 32)) * 3
+    X = centres[y] + rng.normal(size=(len(y), 32)) * 3.2
+    fm = FeatureMetrics({m: evaluate(X, y, m) for m in ("nmc", "knn", "linear")}, {}, 0.0)
+    row = source_row("a", X, y, fm)
+    ev = fm.evals["nmc"]
+    lo, hi = wilson_interval(ev.n_correct, ev.n_test)
+    assert row.accuracy_ci["nmc"] == (lo, hi) and row.as_dict()["nmc_accuracy_low"] == lo
+    T = ev.n_test
+    idx, correct = row.test_correct["nmc"]
+    assert np.array_equal(idx, ev.test_indices) and correct.sum() == ev.n_correct
+    verdicts = accuracy_verdicts([row, source_row("b", X, y, fm)])  # the same source twice: never apart
+    assert len(verdicts) == 3 and all("cannot be told apart" in v and "McNemar p = 1" in v for v in verdicts)
+
+    def fake(name: str, correct: np.ndarray):
+        r = source_row(name, X, y, fm)
+        return r.__class__(**{**r.__dict__, "nmc_accuracy": correct.mean(), "test_correct": {"nmc": (idx, correct)}})
+
+    base = np.zeros(T, dtype=bool)
+    base[: int(0.9 * T)] = True  # 0.90
+    worse = base.copy()
+    worse[: int(0.1 * T)] = False  # 0.80: a subset of base's hits, the same errors and more
+    other = np.roll(base, int(0.15 * T))  # 0.90 shifted: errors elsewhere
+    other[np.flatnonzero(other)[: int(0.05 * T)]] = False  # 0.85
+    a_lo, _ = wilson_interval(base.sum(), T)
+    _, w_hi = wilson_interval(worse.sum(), T)
+    assert w_hi > a_lo  # the intervals overlap ...
+    (v,) = accuracy_verdicts([fake("worse", worse), fake("best", base)])
+    assert v.startswith("NMC: best is more accurate than worse")  # ... but the pairs tell them apart
+    (v,) = accuracy_verdicts([fake("best", base), fake("other", other)])
+    assert v.startswith("NMC: the best two, best and other, cannot be told apart")
+    shifted = fake("shifted", base)
+    shifted = shifted.__class__(**{**shifted.__dict__, "test_correct": {"nmc": (idx[::-1], base)}})
+    assert accuracy_verdicts([fake("best", base), shifted]) == []  # other test images: no pairs, no verdict

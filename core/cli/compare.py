@@ -123,7 +123,7 @@ def _compare_sources(args):
 
 
 def _print_table(cmp) -> None:
-    from core.compare.metrics import columns
+    from core.compare.metrics import accuracy_verdicts, columns
 
     cols = columns(cmp.shots)
     na = lambda f: (lambda v: "n/a" if v != v else f(v))  # noqa: E731  (NaN: a source without a model)
@@ -139,6 +139,8 @@ def _print_table(cmp) -> None:
     r0 = cmp.rows[0]
     print(f"\n{r0.n_images} images, {r0.n_classes} classes, accuracies on a '{r0.protocol}' protocol "
           f"(core.classify.evaluation.evaluate defaults); few-shot: mean and ± std over draws.")
+    for line in accuracy_verdicts(cmp.rows):
+        print(line)
     w = max(len(n) for n in cmp.backbones)
     print(f"\n{cmp.cka_kind} CKA of the global embeddings:")
     print(" " * w + "  " + "  ".join(f"{n:>{max(6, len(n))}}" for n in cmp.backbones))

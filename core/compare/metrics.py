@@ -18,23 +18,32 @@ Definitions used in the table:
   for ``k`` training shots plus one test image.
 * ``silhouette``: :func:`sklearn.metrics.silhouette_score` of the class labels in feature space,
   cosine distance (the NMC metric); in ``[-1, 1]``, higher = tighter, better separated classes.
+* ``{nmc,knn,linear}_accuracy_low / _high`` (after the columns, in JSON too): the 95 % Wilson interval of
+  each accuracy over its test images (:func:`core.classify.intervals.wilson_interval`).
+
+:func:`accuracy_verdicts` says, per classifier, whether the most accurate source can be told apart
+from the runner-up: McNemar's exact test on the test images both were scored on (the split is the
+same for every source, so the pairs are the same images).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from core.classify.evaluation import EvalResult, evaluate, few_shot_curve
+from core.classify.intervals import mcnemar_exact
 from core.compare.speed import TIMED_FORWARD_IMAGES, TIMED_FORWARD_REPEATS, Speed
 from core.models.base import Backbone
 from core.models.extract import FeatureSet
 
 DEFAULT_SHOTS: tuple[int, ...] = (1, 5)
+ACCURACIES: tuple[tuple[str, str], ...] = (("nmc", "NMC"), ("knn", "k-NN"), ("linear", "linear probe"))
+SIGNIFICANCE = 0.05  # a verdict says "better" below this McNemar p-value
 
 
 # ---- the table's columns ----------------------------------------------------------------------------
@@ -174,10 +183,13 @@ class MetricsRow:
     protocol: str
     n_images: int
     n_classes: int
+    accuracy_ci: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # "nmc" -> 95 % Wilson (low, high)
+    # "nmc" -> (test_indices [T], correct [T] bool): what the paired verdicts compare; not in as_dict
+    test_correct: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Flat dict in :func:`columns` order, few-shot as ``nmc_{k}shot_mean`` / ``_std``, then
-        ``protocol``, ``n_images``, ``n_classes``."""
+        ``protocol``, ``n_images``, ``n_classes`` and each accuracy's ``_low`` / ``_high``."""
         d: dict[str, Any] = dict(backbone=self.backbone, family=self.family, dim=self.dim, params=self.params,
                                  images_per_s=self.images_per_s, speed_source=self.speed_source,
                                  nmc_accuracy=self.nmc_accuracy, knn_accuracy=self.knn_accuracy,
@@ -186,6 +198,8 @@ class MetricsRow:
             d[f"nmc_{k}shot_mean"] = mean
             d[f"nmc_{k}shot_std"] = std
         d.update(silhouette=self.silhouette, protocol=self.protocol, n_images=self.n_images, n_classes=self.n_classes)
+        for m, (lo, hi) in self.accuracy_ci.items():
+            d[f"{m}_accuracy_low"], d[f"{m}_accuracy_high"] = lo, hi
         return d
 
 
@@ -211,7 +225,41 @@ def source_row(name: str, X: ArrayLike, labels: ArrayLike, fm: FeatureMetrics, *
         nmc_accuracy=nmc.accuracy, knn_accuracy=fm.evals["knn"].accuracy, linear_accuracy=fm.evals["linear"].accuracy,
         few_shot=dict(fm.few_shot), silhouette=fm.silhouette, protocol=nmc.protocol, n_images=int(np.shape(X)[0]),
         n_classes=len(np.unique(np.asarray(labels))),
+        accuracy_ci={m: (fm.evals[m].ci_low, fm.evals[m].ci_high) for m, _ in ACCURACIES},
+        test_correct={m: (np.asarray(fm.evals[m].test_indices), _correct(fm.evals[m])) for m, _ in ACCURACIES},
     )
+
+
+def _correct(ev: EvalResult) -> np.ndarray:
+    return np.asarray(ev.y_true) == np.asarray(ev.y_pred)
+
+
+def accuracy_verdicts(rows: Sequence[MetricsRow]) -> list[str]:
+    """One sentence per classifier: the most accurate source against the runner-up, paired over the same
+    test images (McNemar's exact test, :func:`core.classify.intervals.mcnemar_exact`); "better" only
+    where p < :data:`SIGNIFICANCE`, else "cannot be told apart". Empty with fewer than two rows, and
+    a classifier is skipped when the rows were not scored on the same test images (or lack them)."""
+    out: list[str] = []
+    if len(rows) < 2:
+        return out
+    for m, name in ACCURACIES:
+        if any(m not in r.test_correct for r in rows):
+            continue
+        order = sorted(range(len(rows)), key=lambda i: -getattr(rows[i], f"{m}_accuracy"))
+        a, b = rows[order[0]], rows[order[1]]
+        (ia, ca), (ib, cb) = a.test_correct[m], b.test_correct[m]
+        if not np.array_equal(ia, ib):
+            continue
+        only_a, only_b, p = mcnemar_exact(ca, cb)
+        acc_a, acc_b = getattr(a, f"{m}_accuracy"), getattr(b, f"{m}_accuracy")
+        detail = (f"{acc_a:.2f} vs {acc_b:.2f} on {len(ca):,} test images; only one of the two is right on "
+                  f"{only_a} and {only_b} of them, McNemar p = {p:.2g}")
+        if p < SIGNIFICANCE and acc_a > acc_b:
+            out.append(f"{name}: {a.backbone} is more accurate than {b.backbone} ({detail}).")
+        else:
+            out.append(f"{name}: the best two, {a.backbone} and {b.backbone}, cannot be told apart at this sample "
+                       f"size ({detail}).")
+    return out
 
 
 def best_per_column(rows: Sequence[Mapping[str, Any]], cols: Sequence[Column]) -> dict[str, set[int]]:

@@ -1,4 +1,5 @@
-"""Metrics section: accuracies, few-shot, silhouette and speed of every source, best per column in green."""
+"""Metrics section: accuracies, few-shot, silhouette and speed of every source, best per column in green;
+each accuracy's 95 % interval and whether the best source can be told apart from the runner-up."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.compare.comparison import Comparison
-from core.compare.metrics import best_per_column, columns, silhouette_sample_size
+from core.compare.metrics import ACCURACIES, accuracy_verdicts, best_per_column, columns, silhouette_sample_size
 from pages.compare import cache, widgets
 from pages.compare.context import CmpContext
 
@@ -57,7 +58,22 @@ def draw(ctx: CmpContext) -> Comparison | None:
                        "Green: best in the column (params: fewest). Click a header to sort."
                        + (f" An imported set has no model here: its params and img/s are n/a ({', '.join(ctx.imported_names)})."
                           if ctx.imported_names else ""))
+            _uncertainty(cmp)
             c1, c2, _ = st.columns([1, 1, 4])
-            c1.download_button("⬇ Table (CSV)", widgets.csv(raw), "compare_metrics.csv", "text/csv", on_click="ignore",
-                               key="dl_cmp_csv")
+            c1.download_button("⬇ Table (CSV)", widgets.csv(pd.DataFrame([r.as_dict() for r in cmp.rows])),
+                               "compare_metrics.csv", "text/csv", on_click="ignore", key="dl_cmp_csv")
     return cmp
+
+
+def _uncertainty(cmp: Comparison) -> None:
+    """Each accuracy with its 95 % Wilson interval, and one verdict per classifier (paired McNemar test)."""
+    n_test = int(cmp.rows[0].test_correct["nmc"][0].size) if "nmc" in cmp.rows[0].test_correct else 0
+    st.markdown(f"**Accuracy with its 95 % interval** ({n_test:,} test images)" if n_test else
+                "**Accuracy with its 95 % interval**")
+    cells = {"backbone": [r.backbone for r in cmp.rows]}
+    for m, name in ACCURACIES:
+        cells[name] = [f"{getattr(r, f'{m}_accuracy'):.2f} [{r.accuracy_ci[m][0]:.2f}, {r.accuracy_ci[m][1]:.2f}]"
+                       if m in r.accuracy_ci else "n/a" for r in cmp.rows]
+    st.dataframe(pd.DataFrame(cells), hide_index=True, key="cmp_acc_ci")
+    for line in accuracy_verdicts(cmp.rows):
+        st.caption(line)
