@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import streamlit as st
 
 from core.compare.sources import MIN_SHARED, EmbeddingSource, feature_source, source_kind
 from core.errors import BackboneLensError
 from core.io.imports import open_imported
+from core.models.extract import FeatureSet
 from pages.compare import (
     cache,
     section_agreement,
@@ -49,7 +51,14 @@ def _source(base: Selection, choice: str) -> EmbeddingSource:
         return cache.imported(s.fid, s)
     b = load_backbone_or_stop(name)
     fs = features(base, ("embedding",), backbone=name, layer=None)
-    return feature_source(b, fs, cache.speed(name, fs))
+    return feature_source(b, _labelled_part(fs), cache.speed(name, fs))
+
+
+def _labelled_part(fs: FeatureSet) -> FeatureSet:
+    """The labelled images when the dataset mixes them with unlabelled ones (your photos, a folder's
+    ``_unlabelled/``): the accuracies need a class for every image compared, as on the Prototypes page."""
+    labelled = np.array([bool(lab) for lab in fs.labels], bool)  # [N]
+    return fs if labelled.all() or not labelled.any() else fs.subset(np.flatnonzero(labelled))
 
 
 sel = sidebar(CLASS_DEFAULT)
@@ -83,6 +92,11 @@ except ValueError as e:  # fewer than 10 shared images, labels that disagree
     st.error(f"Cannot compare these sources: {one_line(e)}")
     st.stop()
 twice = [f"{n}: {d:,}" for n, d in zip(aligned.source_names, aligned.duplicates) if d]
+unlabelled = sum(not lab for lab in sel.dataset.labels) if any(s.backbone is not None for s in sources) else 0
+if unlabelled and unlabelled < len(sel.dataset):
+    st.caption(f"{unlabelled:,} unlabelled image{'s are' if unlabelled > 1 else ' is'} left out (your photos, or a "
+               "folder's `_unlabelled/`): the sources are compared on the labelled images; Prototypes' *Classify an "
+               "upload* classifies yours.")
 st.markdown(aligned.summary() + (f" Images listed more than once count once ({', '.join(twice)} rows left out)."
                                  if twice else ""))
 ctx = CmpContext(sel=base, aligned=aligned, key=key)

@@ -71,7 +71,8 @@ def _vectors(sel: Selection) -> tuple[str, np.ndarray, np.ndarray, Items, str, F
         fs, queries = fs_all, None
     else:
         fs, queries = fs_all.subset(np.flatnonzero(labelled)), fs_all.subset(np.flatnonzero(~labelled))
-        st.caption(f"{len(queries.records):,} unlabelled images are left out of the prototypes and classifiers (your "
+        n_q = len(queries.records)
+        st.caption(f"{n_q:,} unlabelled image{'s are' if n_q > 1 else ' is'} left out of the prototypes and classifiers (your "
                    "photos, or a folder's `_unlabelled/`): the *Classify an upload* tab classifies them, and the "
                    "Discover page can name their clusters as new classes.")
     return fs.key, fs["embedding"], np.asarray(fs.labels), record_items(fs.key, fs.records), sel.backbone, fs, queries
