@@ -1,8 +1,8 @@
 """Load test: N concurrent browser users on one app server (headless Chromium, Playwright).
 
 Each user is its own browser context (its own Streamlit session), starting 1 s after the previous
-one: it opens the app, uploads four stamps of
-its own in the sidebar (one batch), then opens Saliency and then Segmentation. A
+one: it opens the app, adds four stamps of its own in the sidebar's photos box (one batch, as a new
+class), shows only its photos, then opens Saliency and then Segmentation. A
 page counts as done when Streamlit has finished running it and the page's first picture is shown;
 a user succeeds when every step finished without an error or exception box.
 
@@ -172,15 +172,18 @@ async def _user(browser, url: str, user: int, workdir: Path) -> UserResult:
         await _idle(page)
         sidebar = page.get_by_test_id("stSidebar")
         t0 = time.perf_counter()
-        await sidebar.get_by_text("Uploads", exact=True).click()
+        await sidebar.get_by_test_id("stExpander").filter(has_text="Add your photos").locator("summary").click()
         await _idle(page)
         files = [p for fs in _user_files(user, workdir).values() for p in fs]
         await sidebar.locator("input[type='file']").set_input_files([str(p) for p in files])
-        await sidebar.get_by_label("Class name for this batch (optional)").fill(f"user{user}")
+        await sidebar.get_by_text("a new class", exact=True).click()
+        await sidebar.get_by_label("Class name (for a new class)").fill(f"user{user}")
         await page.wait_for_timeout(1000)
-        await sidebar.get_by_role("button", name="Add to dataset").click()
+        await sidebar.get_by_role("button", name="Add", exact=True).click()
         await _idle(page)
-        await sidebar.get_by_text(f"{len(files)} uploaded images").wait_for(timeout=PAGE_TIMEOUT_MS)
+        await sidebar.get_by_text(f"Your photos ({len(files)})").wait_for(timeout=PAGE_TIMEOUT_MS)
+        await sidebar.get_by_text("Only your photos", exact=True).click()  # the pages then work on these alone
+        await _idle(page)
         res.latencies["upload"] = time.perf_counter() - t0
         _say(user, f"uploaded in {res.latencies['upload']:.1f} s")
         await _check_no_error(page, "upload")
