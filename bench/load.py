@@ -176,6 +176,8 @@ async def _user(browser, url: str, user: int, workdir: Path) -> UserResult:
         await _idle(page)
         files = [p for fs in _user_files(user, workdir).values() for p in fs]
         await sidebar.locator("input[type='file']").set_input_files([str(p) for p in files])
+        for f in files:  # as a person does: Add once every photo is listed (sent to the server)
+            await sidebar.get_by_text(f.name, exact=True).wait_for(timeout=PAGE_TIMEOUT_MS)
         await sidebar.get_by_text("a new class", exact=True).click()
         await sidebar.get_by_label("Class name (for a new class)").fill(f"user{user}")
         await page.wait_for_timeout(1000)

@@ -60,3 +60,12 @@ def test_sidebar_photos_join_the_dataset_as_a_new_class(page, app_url, tmp_path)
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_text("Your photos (2)").click()
     sidebar.get_by_text("new class mine").wait_for(timeout=10_000)
+
+
+def test_add_without_photos_says_what_to_do():
+    """Pressing Add in the sidebar's photos box before any photo is listed says so (it used to do nothing)."""
+    at = AppTest.from_file(str(ROOT / "pages" / "home" / "page.py"), default_timeout=120).run()
+    at.button(key="FormSubmitter:upload_form-Add").click().run()
+    assert not at.exception
+    assert [e.value for e in at.sidebar.error] == [
+        "No photos to add: choose them above (wait until each is listed), then press Add."]

@@ -113,9 +113,12 @@ def uploads_sidebar() -> None:
                             help="Unlabelled photos are what the pages explain and classify; a new class joins the "
                                  "dataset's classes (prototypes, classifiers, maps).")
             label = st.text_input("Class name (for a new class)", key="up_label")
-            if st.form_submit_button("Add") and files:
+            if st.form_submit_button("Add"):
                 name = label.strip() if kind == "a new class" else ""
-                if kind == "a new class" and not name:
+                if not files:  # nothing chosen, or pressed before the browser finished sending them
+                    _say("No photos to add: choose them above (wait until each is listed), then press Add.")
+                    st.rerun()
+                elif kind == "a new class" and not name:
                     _say("Give the new class a name.")
                     st.rerun()
                 else:
