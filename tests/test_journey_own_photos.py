@@ -77,7 +77,9 @@ def test_own_photo_journey_in_browser(browser, app_url):
     page.keyboard.type(THREE[2])
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
-    page.get_by_text("Side by side", exact=True).wait_for(timeout=600_000)
+    # the two-source page stays on screen while the three-source run extracts: wait for the new run's own text
+    page.get_by_text(re.compile(r"^48 images shared by the 3 sources")).wait_for(timeout=600_000)
+    page.get_by_role("heading", name=THREE[2], exact=True).wait_for(timeout=600_000)
     wait_idle(page, 600_000)
     chips = choice.inner_text()
     assert all(n in chips for n in THREE), chips
