@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -20,8 +21,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import splu
 
 from core.explain.maps import as_map, normalize01, upsample
-from core.explain.targets import CamTarget, model_output
+from core.explain.targets import CamTarget, ModelOutput, model_output
 from core.models.base import Backbone
+from core.models.fold import folded_model
 
 Baseline = Literal["blur", "zero", "mean"]
 ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # pytorch-grad-cam's default
@@ -168,6 +170,8 @@ def tensor_scorer(b: Backbone, target: CamTarget, batch_size: int = 16) -> Calla
     ``inference_mode`` and brought back, so a large batch of perturbed pictures never sits on the GPU at once.
     """
     module = model_output(b, target)
+    if b.spec.family == "cnn":  # the batch norms folded into the convolutions: a third of MobileNetV2's CPU time
+        module = ModelOutput(b, module.output, folded_model(b))
     if target.kind == "class" and target.class_index is None:
         raise ValueError("a class target needs class_index; build it with CamTarget.imagenet_class")
     cls_idx = int(target.class_index or 0)
@@ -386,8 +390,13 @@ def impute_many(image: torch.Tensor, keeps: Sequence[np.ndarray], noise: float =
     flat = image.detach().reshape(C, -1)  # [C, H*W]
     if solver == "direct":
         host = flat.cpu().numpy()
-        filled = [torch.tensor(_direct_impute(host, m, H, W), dtype=torch.float).t() if (~m).any() else None
-                  for m in masks]  # [C, n] each
+
+        def solve(m: np.ndarray) -> torch.Tensor | None:
+            return torch.tensor(_direct_impute(host, m, H, W), dtype=torch.float).t() if (~m).any() else None
+
+        # SuperLU factorises without the GIL: one system per CPU thread torch may use (the same answer, in order)
+        with ThreadPoolExecutor(max(1, min(len(masks), torch.get_num_threads()))) as pool:
+            filled = list(pool.map(solve, masks))  # [C, n] each
     elif solver == "cg":
         keep_t = torch.from_numpy(np.stack(masks).reshape(-1, H, W)).to(image.device)
         full = _cg_impute(image.detach(), keep_t).reshape(len(masks), C, H * W)

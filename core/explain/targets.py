@@ -85,9 +85,9 @@ class ModelOutput(torch.nn.Module):
     """The differentiable forward a target needs: the head's logits, or the final global embedding
     (the same vector as ``extract(x, layer=-1, want=("embedding",))``)."""
 
-    def __init__(self, b: Backbone, output: Literal["logits", "embedding"]):
+    def __init__(self, b: Backbone, output: Literal["logits", "embedding"], net: torch.nn.Module | None = None):
         super().__init__()
-        self.net = b.model
+        self.net = b.model if net is None else net  # net: an inference copy (core.models.fold.folded_model)
         self.family = b.spec.family
         self.output = output
 
