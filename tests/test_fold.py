@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from core.explain.sanity import cascade_units, copy_backbone, reinitialise
 from core.models.fold import fold_batchnorm, folded_model
-from tests.conftest import scene
+from tests.conftest import scene, tiny_timm_backbone
 
 
 def _norms(m: nn.Module) -> int:
@@ -62,7 +63,7 @@ def test_a_conv_output_read_twice_is_left_unfolded() -> None:
     m = _with_statistics(_Shortcut())
     x = torch.randn(1, 4, 8, 8)
     folded, n = fold_batchnorm(m, x)
-    assert n == 0 and _norms(folded) == 1
+    assert n == 0 and folded is m  # nothing folded: the model itself, no copy kept
     torch.testing.assert_close(folded(x), m(x))
 
 
@@ -85,3 +86,19 @@ def test_builtin_cnns_fold_every_norm_and_keep_their_outputs(get_backbone, name)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(got.softmax(-1), want.softmax(-1), rtol=0, atol=1e-5)
     assert all(torch.equal(v, before[k]) for k, v in b.model.state_dict().items())  # the shared model untouched
+
+
+def test_a_copy_of_the_backbone_or_new_weights_get_their_own_fold() -> None:
+    """The randomisation test deep-copies a backbone and re-initialises the copy in place: its scorer must
+    run the copy's weights, never the fold made from the original's."""
+    b = tiny_timm_backbone("mobilenetv2_035", "tiny_mnv2")
+    _with_statistics(b.model)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    trained = folded_model(b)
+    rand = copy_backbone(b)
+    reinitialise(rand.model, cascade_units(rand)[0], seed=3)
+    folded = folded_model(rand)
+    assert folded is not trained and folded_model(b) is trained
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), rand.model(x), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(rand.model(x), b.model(x))  # the re-initialisation changed the output

@@ -18,10 +18,11 @@ maps use class means of the spec's default embedding block, the image left out.
 Work per picture (why it is fast): the Grad-CAM family shares one forward and backward pass
 (:func:`core.explain.cam.compute_cams`); every perturbed input of every map goes through the model in one
 batched stream (:func:`core.explain.scoring.faithfulness_many`), a CNN's with its batch norms folded
-(:mod:`core.models.fold`); ROAD's sparse systems are factorised on every torch thread at once; the randomised copy of the model is made
-once per card and serves every method and picture; embeddings come from the feature store. Each
-picture's scores are cached in the feature store under (backbone weights, method, settings, picture
-sha256), so a second run, or a larger ``limit``, computes only the pictures it has not seen.
+(:mod:`core.models.fold`); ROAD's sparse systems are factorised on every torch thread at once; the
+randomised copy of the model is made once per card and serves every method and picture; embeddings come
+from the feature store. Each picture's scores are cached in the feature store under (backbone weights,
+method, settings, picture sha256), so a second run, or a larger ``limit``, computes only the pictures it
+has not seen.
 """
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ class ModelOutput(torch.nn.Module):
 
     def __init__(self, b: Backbone, output: Literal["logits", "embedding"], net: torch.nn.Module | None = None):
         super().__init__()
-        self.net = b.model if net is None else net  # net: an inference copy (core.models.fold.folded_model)
+        self.net = b.model if net is None else net
         self.family = b.spec.family
         self.output = output
 
@@ -102,11 +102,12 @@ class ModelOutput(torch.nn.Module):
         return m.forward_head(m.forward_features(x), pre_logits=True)
 
 
-def model_output(b: Backbone, target: CamTarget) -> ModelOutput:
-    """The output module ``target`` is read from (raises for a class target on a head-less backbone)."""
+def model_output(b: Backbone, target: CamTarget, net: torch.nn.Module | None = None) -> ModelOutput:
+    """The output module ``target`` is read from (raises for a class target on a head-less backbone);
+    ``net``: an inference copy of ``b.model`` to run instead (:func:`core.models.fold.folded_model`)."""
     if target.kind == "class" and not b.spec.has_classifier:
         raise UnsupportedOperationError(f"{b.spec.name} has no classifier head; target a prototype or text instead")
-    return ModelOutput(b, "logits" if target.kind == "class" else "embedding")
+    return ModelOutput(b, "logits" if target.kind == "class" else "embedding", net)
 
 
 @dataclass(frozen=True)

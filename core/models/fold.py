@@ -12,12 +12,14 @@ Which convolution feeds which norm is read from one traced forward pass (forward
 module names, so it works on any timm or torchvision CNN: a norm is folded when its input is exactly the
 output of one ``Conv2d``. A convolution output that something else reads too (a functional residual add)
 would change that reader, so the copy's output is checked against the model's on the traced input, and
-the unfolded copy is used (with a warning in the log) when they differ.
+the model itself is used (with a warning in the log) when they differ.
 """
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
+import weakref
 from typing import Any
 
 import torch
@@ -108,7 +110,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, 
         example: ``[1, 3, S, S]`` an input on the model's device, for the one traced forward pass.
 
     Returns:
-        ``(copy, number of norms folded)``; 0 when none could be (the copy is then the model as it is).
+        ``(copy, number of norms folded)``; ``(model, 0)`` when none could be folded (no copy is kept then).
     """
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode (a training-mode norm uses batch statistics)")
@@ -131,21 +133,28 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, 
     if count and not torch.allclose(got, want, rtol=1e-3, atol=1e-4 * float(want.abs().max())):
         log.warning("folding the batch norms of %s changed its output (max difference %.3g): left unfolded",
                     type(model).__name__, float((got - want).abs().max()))
-        return copy.deepcopy(model).eval(), 0
+        return model, 0
     log.debug("folded %d batch norms of %s", count, type(model).__name__)
-    return folded, count
+    return (folded, count) if count else (model, 0)
+
+
+# model -> (its device and weights' in-place version when folded, the folded copy); keyed by the model object,
+# so a deep copy of a backbone (the randomisation test's) never finds the original's fold
+_FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, int], nn.Module]] = weakref.WeakKeyDictionary()
 
 
 def folded_model(b: Backbone) -> nn.Module:
-    """``b.model`` with its batch norms folded, made once per backbone and device (under ``b.lock``).
+    """``b.model`` with its batch norms folded, made once per model, device and weights (under ``b.lock``):
+    an in-place change of any weight or statistic (a re-initialisation) makes a new fold.
 
     Checked on one seeded random picture at the backbone's input size (see :func:`fold_batchnorm`)."""
     with b.lock:
-        device = b.device
-        held = b.__dict__.get("_folded")
-        if held is None or held[0] != device:
+        model = b.model
+        stamp = (b.device, sum(t._version for t in itertools.chain(model.parameters(), model.buffers())))
+        held = _FOLDED.get(model)
+        if held is None or held[0] != stamp:
             S = int(b.spec.input_size)
-            example = torch.randn(1, 3, S, S, generator=torch.Generator().manual_seed(0)).to(device)
-            held = (device, fold_batchnorm(b.model, example)[0])
-            b.__dict__["_folded"] = held
+            example = torch.randn(1, 3, S, S, generator=torch.Generator().manual_seed(0)).to(b.device)
+            held = (stamp, fold_batchnorm(model, example)[0])
+            _FOLDED[model] = held
         return held[1]
