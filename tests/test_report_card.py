@@ -22,6 +22,7 @@ from core.explain.localisation import mask_at, pointing_game, relevance_mass
 from core.explain.methods import RANDOM, ROLLOUT, available_methods, compute_saliency
 from core.explain.prototype_maps import PrototypeSet
 from core.explain.report import (
+    CPU_BATCH,
     METRICS,
     ReportSettings,
     _Card,
@@ -379,6 +380,16 @@ def test_card_with_the_gpu_solver_on_the_cpu_matches_the_direct_one(tmp_path, cn
     inp = SaliencyInput(cnn, cnn.preprocess([recs[0].decode()]))
     assert inp.x.device == cnn.device  # inputs follow the model
 
+
+
+def test_default_batch_is_the_cpu_one_and_the_batch_size_does_not_change_scores(tmp_path, cnn) -> None:
+    recs = _records(tmp_path / "d")
+    s = ReportSettings(limit=2, deletion_steps=3, road_percentiles=(30, 70))
+    assert s.batch_size is None and _Card(cnn, recs, ["Grad-CAM"], s, None).batch_size == CPU_BATCH
+    assert _Card(cnn, recs, ["Grad-CAM"], ReportSettings(batch_size=5), None).batch_size == 5
+    small = saliency_report(cnn, recs, methods=["Grad-CAM", RANDOM], settings=s)
+    large = saliency_report(cnn, recs, methods=["Grad-CAM", RANDOM], settings=ReportSettings(**{**s.__dict__, "batch_size": 32}))
+    _assert_same_scores(small.scores, large.scores, BATCH_TOL)
 
 # ---- real weights ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
