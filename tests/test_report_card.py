@@ -381,7 +381,6 @@ def test_card_with_the_gpu_solver_on_the_cpu_matches_the_direct_one(tmp_path, cn
     assert inp.x.device == cnn.device  # inputs follow the model
 
 
-
 def test_default_batch_is_the_cpu_one_and_the_batch_size_does_not_change_scores(tmp_path, cnn) -> None:
     recs = _records(tmp_path / "d")
     s = ReportSettings(limit=2, deletion_steps=3, road_percentiles=(30, 70))
@@ -390,6 +389,7 @@ def test_default_batch_is_the_cpu_one_and_the_batch_size_does_not_change_scores(
     small = saliency_report(cnn, recs, methods=["Grad-CAM", RANDOM], settings=s)
     large = saliency_report(cnn, recs, methods=["Grad-CAM", RANDOM], settings=ReportSettings(**{**s.__dict__, "batch_size": 32}))
     _assert_same_scores(small.scores, large.scores, BATCH_TOL)
+
 
 # ---- real weights ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
