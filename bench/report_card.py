@@ -2,7 +2,8 @@
 
 For each backbone and each limit, in one run:
 1. one plain forward pass of one 224 px picture through the backbone (the model output the scores read,
-   under ``inference_mode``; median of 5 after a warm-up), and the per-picture cost of a batch of 32;
+   under ``inference_mode``; median of 5 after a warm-up), and the per-picture cost in a batch of the card's
+   size (8 on the CPU, 32 on a GPU);
 2. the card end to end as a user runs it: ``backbone-lens saliency-report --limit N --json`` in a fresh
    process with an empty cache (Python start, imports, weights, embeddings of the dataset, every method
    scored), wall time and peak memory of that process;
@@ -50,10 +51,12 @@ def grow(src: Path, dest: Path) -> Path:
     return dest
 
 
-def plain_forward(name: str, device: str) -> tuple[float, float]:
-    """``(seconds for one picture alone, seconds per picture in a batch of 32)`` through the scored output."""
+def plain_forward(name: str, device: str) -> tuple[float, float, int]:
+    """``(seconds for one picture alone, seconds per picture in a batch, that batch)`` through the scored
+    output; the batch is the card's (:func:`core.explain.faithfulness.scoring_batch`: 8 on the CPU)."""
     import torch
 
+    from core.explain.faithfulness import scoring_batch
     from core.explain.targets import ModelOutput
     from core.models.registry import create_backbone
 
@@ -61,8 +64,9 @@ def plain_forward(name: str, device: str) -> tuple[float, float]:
     b.model.to(device)
     out = ModelOutput(b, "logits" if b.spec.has_classifier else "embedding")
     s = b.spec.input_size
-    one, many = torch.randn(1, 3, s, s, device=device), torch.randn(32, 3, s, s, device=device)
-    times: dict[int, list[float]] = {1: [], 32: []}
+    B = scoring_batch(b.device)
+    one, many = torch.randn(1, 3, s, s, device=device), torch.randn(B, 3, s, s, device=device)
+    times: dict[int, list[float]] = {1: [], B: []}
     with torch.inference_mode():
         for x in (one, many):
             out(x)  # warm-up
@@ -74,7 +78,7 @@ def plain_forward(name: str, device: str) -> tuple[float, float]:
                 if device == "cuda":
                     torch.cuda.synchronize()
                 times[x.shape[0]].append((time.perf_counter() - t) / x.shape[0])
-    return statistics.median(times[1]), statistics.median(times[32])
+    return statistics.median(times[1]), statistics.median(times[B]), B
 
 
 def run_card(name: str, images: Path, limit: int, cache: Path, device: str, threads: int) -> tuple[float, dict, float]:
@@ -118,10 +122,10 @@ def main() -> None:
         print(f"device {args.device}, {args.threads} threads, images {images}"
               f"{' (grown x3)' if args.grow else ''}; {_load()}")
         for name in args.backbones.split(","):
-            f1, f32 = plain_forward(name, args.device)
+            f1, fb, batch = plain_forward(name, args.device)
             spec = create_backbone(name).spec
             n_methods = len(available_methods(spec))
-            print(f"{name}: one plain forward {f1 * 1000:.1f} ms alone, {f32 * 1000:.1f} ms per picture in a batch of 32; "
+            print(f"{name}: one plain forward {f1 * 1000:.1f} ms alone, {fb * 1000:.1f} ms per picture in a batch of {batch}; "
                   f"{n_methods} methods, {forwards_per_picture(n_methods, FaithfulnessSettings())} perturbed inputs "
                   f"per picture at most (fewer where maps coincide); {_load()}")
             for limit in (int(v) for v in args.limits.split(",")):
@@ -137,7 +141,7 @@ def main() -> None:
                     (Path(args.save) / f"{name}_{limit}.json").write_text(json.dumps(card))
                 per = card["seconds"] / n
                 print(f"  {n:4d} images: {wall:7.1f} s end to end (card {card['seconds']:.1f} s), {per:6.2f} s per image "
-                      f"= {per / f1:6.0f} x one forward alone, {per / f32:6.0f} x one batched forward; peak RSS "
+                      f"= {per / f1:6.0f} x one forward alone, {per / fb:6.0f} x one batched forward; peak RSS "
                       f"{rss:,.0f} MiB; {_load()}")
                 wall2, card2, _ = run_card(name, images, limit, cache, args.device, args.threads)
                 print(f"  {n:4d} images again (cached): {wall2:7.1f} s end to end, {card2['n_computed']} scored; {_load()}")

@@ -16,13 +16,22 @@ from scipy.sparse.linalg import spsolve
 
 from core.errors import Cancelled
 from core.explain.cam import CAM_METHODS, compute_cams
-from core.explain.faithfulness import _NEIGHBOURS, faithfulness, impute_many, model_view, noisy_linear_impute, road_score
+from core.explain.faithfulness import (
+    _NEIGHBOURS,
+    CPU_BATCH,
+    GPU_BATCH,
+    faithfulness,
+    impute_many,
+    model_view,
+    noisy_linear_impute,
+    road_score,
+    scoring_batch,
+)
 from core.explain.inputs import SaliencyInput
 from core.explain.localisation import mask_at, pointing_game, relevance_mass
 from core.explain.methods import RANDOM, ROLLOUT, available_methods, compute_saliency
 from core.explain.prototype_maps import PrototypeSet
 from core.explain.report import (
-    CPU_BATCH,
     METRICS,
     ReportSettings,
     _Card,
@@ -386,6 +395,7 @@ def test_default_batch_is_the_cpu_one_and_the_batch_size_does_not_change_scores(
     s = ReportSettings(limit=2, deletion_steps=3, road_percentiles=(30, 70))
     assert s.batch_size is None and _Card(cnn, recs, ["Grad-CAM"], s, None).batch_size == CPU_BATCH
     assert _Card(cnn, recs, ["Grad-CAM"], ReportSettings(batch_size=5), None).batch_size == 5
+    assert (scoring_batch(torch.device("cpu")), scoring_batch(torch.device("cuda"))) == (CPU_BATCH, GPU_BATCH) == (8, 32)
     small = saliency_report(cnn, recs, methods=["Grad-CAM", RANDOM], settings=s)
     large = saliency_report(cnn, recs, methods=["Grad-CAM", RANDOM], settings=ReportSettings(**{**s.__dict__, "batch_size": 32}))
     _assert_same_scores(small.scores, large.scores, BATCH_TOL)

@@ -27,6 +27,15 @@ from core.models.fold import folded_model
 
 Baseline = Literal["blur", "zero", "mean"]
 ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # pytorch-grad-cam's default
+# Perturbed pictures per forward pass. On the CPU small batches are faster per picture: a batch of 32
+# spills the caches (MobileNetV2's 112 x 112 x 96 activations are 150 MB at 32), and the report card's
+# forwards took 40% (MobileNetV2) and 14% (the ViT) less time at 8 than at 32 on 2 cores; a GPU wants more.
+CPU_BATCH, GPU_BATCH = 8, 32
+
+
+def scoring_batch(device: torch.device) -> int:
+    """Perturbed pictures per forward pass on ``device``: :data:`CPU_BATCH` on the CPU, else :data:`GPU_BATCH`."""
+    return CPU_BATCH if device.type == "cpu" else GPU_BATCH
 
 
 # ---- deletion / insertion -------------------------------------------------------------------------
@@ -162,12 +171,13 @@ def deletion_insertion_curves(del_raw: np.ndarray, ins_raw: np.ndarray, fraction
 
 
 # ---- scoring through a backbone ---------------------------------------------------------------------
-def tensor_scorer(b: Backbone, target: CamTarget, batch_size: int = 16) -> Callable[[torch.Tensor], np.ndarray]:
+def tensor_scorer(b: Backbone, target: CamTarget, batch_size: int | None = None) -> Callable[[torch.Tensor], np.ndarray]:
     """``score(x [B, 3, S, S] normalised) -> [B]``: the softmax probability of the target class, or the
     cosine similarity of the final embedding to the target reference.
 
-    ``x`` may live on any device: each chunk of ``batch_size`` is moved to the model's device, scored under
-    ``inference_mode`` and brought back, so a large batch of perturbed pictures never sits on the GPU at once.
+    ``x`` may live on any device: each chunk of ``batch_size`` (None: :func:`scoring_batch` of the model's
+    device) is moved to the model's device, scored under ``inference_mode`` and brought back, so a large
+    batch of perturbed pictures never sits on the GPU at once.
     """
     # a CNN runs with its batch norms folded into the convolutions (a third of MobileNetV2's CPU time)
     module = model_output(b, target, folded_model(b) if b.spec.family == "cnn" else None)
@@ -175,6 +185,7 @@ def tensor_scorer(b: Backbone, target: CamTarget, batch_size: int = 16) -> Calla
         raise ValueError("a class target needs class_index; build it with CamTarget.imagenet_class")
     cls_idx = int(target.class_index or 0)
     device = b.device
+    batch_size = batch_size or scoring_batch(device)
     # CNNs read the batch in channels-last layout: oneDNN's NHWC convolutions took 40% less CPU here for
     # MobileNetV2 (scores move by ~3e-7); the shared model itself is left as it is
     layout = torch.channels_last if b.spec.family == "cnn" else torch.contiguous_format
@@ -200,7 +211,7 @@ def normalise_pictures(b: Backbone, images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(chunk).permute(0, 3, 1, 2).contiguous()
 
 
-def target_scorer(b: Backbone, target: CamTarget, batch_size: int = 16) -> Callable[[np.ndarray], np.ndarray]:
+def target_scorer(b: Backbone, target: CamTarget, batch_size: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """``score([B, S, S, 3] floats in 0..1) -> [B]``: :func:`tensor_scorer` on pictures."""
     score = tensor_scorer(b, target, batch_size)
     return lambda images: score(normalise_pictures(b, images))

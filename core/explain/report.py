@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from core.cancel import CancelLike, raise_if_cancelled
 from core.explain.attention import DEFAULT_ROLLOUT
-from core.explain.faithfulness import Baseline, Solver, model_view
+from core.explain.faithfulness import Baseline, Solver, model_view, scoring_batch
 from core.explain.inputs import SaliencyInput
 from core.explain.localisation import mask_at, pointing_game, relevance_mass
 from core.explain.maps import upsample
@@ -61,10 +61,6 @@ HIGHER_IS_BETTER = {"mprt_spearman": False, "mprt_ssim": False, "road": True, "d
                     "insertion_auc": True, "pointing_game": True, "relevance_mass": True}
 CONTROL = "Random map (baseline)"
 REPORT_VERSION = 2  # part of the cache key: bump when a score's computation changes
-# Perturbed pictures per forward pass. On the CPU small batches are faster per picture: a batch of 32
-# spills the caches (MobileNetV2's 112 x 112 x 96 activations are 150 MB at 32), and the card's forwards
-# took 40% (MobileNetV2) and 14% (the ViT) less time at 8 than at 32 on 2 cores; a GPU wants larger ones.
-CPU_BATCH, GPU_BATCH = 8, 32
 
 Progress = Callable[[int, int, str], None]
 
@@ -84,7 +80,7 @@ class ReportSettings:
             model's device, all masks of a picture at once; agrees with direct to about 1e-7) or ``"auto"``
             (cg on a GPU, direct on the CPU). Not part of the cache key.
         batch_size: inputs per forward pass when scoring perturbed pictures (not part of the cache key; None:
-            :data:`CPU_BATCH` on the CPU, :data:`GPU_BATCH` on a GPU).
+            :func:`core.explain.faithfulness.scoring_batch`: 8 on the CPU, 32 on a GPU).
     """
 
     size: int | None = None
@@ -357,7 +353,7 @@ class _Card:
             raise ValueError("none of the methods runs here: " + "; ".join(f"{k}: {v}" for k, v in self.skipped.items()))
         self.solver: Solver = (("cg" if b.device.type == "cuda" else "direct") if settings.solver == "auto"
                                else settings.solver)
-        self.batch_size = settings.batch_size or (CPU_BATCH if b.device.type == "cpu" else GPU_BATCH)
+        self.batch_size = settings.batch_size or scoring_batch(b.device)
         self.prefix = self._cache_prefix()
         self._E: tuple[np.ndarray, np.ndarray] | None = None
         self._rand: Backbone | None = None
