@@ -41,7 +41,7 @@ from core.explain.report import (
     saliency_report,
     sample_records,
 )
-from core.explain.report_stats import MIN_PAIRED, bootstrap_mean_ci, paired_comparison
+from core.explain.report_stats import MIN_PAIRED, bootstrap_mean_ci, paired_comparison, resampled_means
 from core.explain.sanity import CascadeUnit, cascade_units, mprt
 from core.explain.scoring import FaithfulnessSettings, faithfulness_many
 from core.explain.targets import CamTarget, default_target, model_output
@@ -276,6 +276,19 @@ def test_bootstrap_interval_is_the_percentile_interval_of_resampled_means() -> N
     assert lo < mean < hi
     assert bootstrap_mean_ci(np.array([0.3])) == (0.3, 0.3, 0.3)
     assert all(math.isnan(x) for x in bootstrap_mean_ci(np.array([np.nan])))
+
+
+def test_bootstrap_of_a_whole_dataset_draws_in_blocks_and_matches_the_standard_error() -> None:
+    # 100,000 images x 2,000 resamples would be a 1.6 GB index array in one draw; the blocks hold 4 M indices
+    v = np.random.default_rng(5).exponential(0.2, size=100_000)
+    means = resampled_means(v, 2000, seed=1)  # [2000]
+    assert means.shape == (2000,) and means.mean() == pytest.approx(v.mean(), abs=1e-4)
+    assert means.std() == pytest.approx(v.std() / np.sqrt(v.size), rel=0.1)  # the standard error of a mean
+    mean, lo, hi = bootstrap_mean_ci(v, seed=1)
+    assert (lo, hi) == pytest.approx((v.mean() - 1.96 * v.std() / 316.2, v.mean() + 1.96 * v.std() / 316.2), abs=2e-4)
+    small = np.array([0.2, 0.5, 0.1])  # a small set is one block: the draws of one call of the generator
+    g = np.random.default_rng(9)
+    np.testing.assert_array_equal(resampled_means(small, 50, seed=9), small[g.integers(0, 3, size=(50, 3))].mean(1))
 
 
 def test_paired_comparison_names_the_winner_only_when_the_interval_excludes_zero() -> None:

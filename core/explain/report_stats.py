@@ -20,6 +20,21 @@ LEVEL = 0.95
 MIN_PAIRED = 5  # fewer images give no verdict: a bootstrap of 2-4 values spans little more than their range
 
 
+def resampled_means(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """``[n_boot]`` means of ``values [n]`` resampled with replacement (seeded), drawn in blocks of at most about
+    4 million indices (32 MB), so a whole-dataset card of 100,000 images needs no 1.6 GB index array."""
+    v = np.asarray(values, dtype=np.float64)
+    if n_boot < 1 or v.ndim != 1 or v.size == 0:
+        raise ValueError(f"need n_boot >= 1 and a non-empty 1-D array, got {n_boot} and shape {v.shape}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    step = max(1, 4_000_000 // v.size)  # resamples per block
+    for s in range(0, n_boot, step):
+        idx = rng.integers(0, v.size, size=(min(step, n_boot - s), v.size))  # [B, n]
+        means[s:s + len(idx)] = v[idx].mean(axis=1)
+    return means
+
+
 def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, level: float = LEVEL,
                       seed: int = 0) -> tuple[float, float, float]:
     """``(mean, low, high)`` of the finite ``values [n]``: the percentile bootstrap interval of the mean.
@@ -35,9 +50,7 @@ def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, level: float = L
     mean = float(v.mean())
     if v.size == 1:
         return mean, mean, mean
-    rng = np.random.default_rng(seed)
-    draws = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)  # [n_boot]
-    lo, hi = np.percentile(draws, [50 * (1 - level), 50 * (1 + level)])
+    lo, hi = np.quantile(resampled_means(v, n_boot, seed), [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
     return mean, float(lo), float(hi)
 
 

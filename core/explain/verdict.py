@@ -20,6 +20,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.explain.report_stats import bootstrap_mean_ci
+
 __all__ = ["MIN_PAIRS", "Outcome", "ControlVerdict", "paired_bootstrap", "against_control", "control_verdicts"]
 
 MIN_PAIRS = 3  # fewer finite pairs than this: no verdict but "cannot be told apart"
@@ -63,7 +65,8 @@ class ControlVerdict:
 def paired_bootstrap(a: ArrayLike, b: ArrayLike, *, n_boot: int = 2000, confidence: float = 0.95,
                      seed: int = 0) -> tuple[float, float, float]:
     """``(mean difference, low, high)``: the mean of ``a - b`` over pairs ``[n]`` and its percentile bootstrap
-    interval (pairs resampled with replacement ``n_boot`` times, ``numpy.quantile`` of the resampled means).
+    interval (:func:`core.explain.report_stats.bootstrap_mean_ci` of the differences: pairs resampled with
+    replacement ``n_boot`` times, ``numpy.quantile`` of the resampled means).
 
     Raises:
         ValueError: shapes differ, no pair, a non-finite value, or bad ``n_boot`` / ``confidence``.
@@ -75,15 +78,7 @@ def paired_bootstrap(a: ArrayLike, b: ArrayLike, *, n_boot: int = 2000, confiden
         raise ValueError("paired_bootstrap needs at least one pair of finite scores")
     if n_boot < 1 or not 0.0 < confidence < 1.0:
         raise ValueError(f"need n_boot >= 1 and confidence in (0, 1), got {n_boot} and {confidence}")
-    d = a - b  # [n]
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    step = max(1, 4_000_000 // len(d))  # resamples per block: at most about 32 MB of indices
-    for s in range(0, n_boot, step):
-        idx = rng.integers(0, len(d), size=(min(step, n_boot - s), len(d)))  # [B, n]
-        means[s:s + len(idx)] = d[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
-    return float(d.mean()), float(lo), float(hi)
+    return bootstrap_mean_ci(a - b, n_boot, confidence, seed)
 
 
 def against_control(scores: ArrayLike, control: ArrayLike, *, method: str, metric: str, higher_is_better: bool,
