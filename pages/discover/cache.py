@@ -1,22 +1,20 @@
 """The Discover page's runs, on a worker thread and memoised by (features key, settings): a second visit
 with the same settings shows the finished result at once; a run in progress reports its stage and steps
-(:class:`Progress`) and can be cancelled between steps (``core.cancel``). Thumbnails are cached by content."""
+(:class:`Progress`) and can be cancelled between steps (``core.cancel``)."""
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 
 from core.discover import discover, evaluate_discovery
 from core.discover.api import STAGE_K, STAGE_KMEANS, STAGE_SSK, K
-from core.io.images import ImageRecord, thumbnail
 from core.projection.jobs import JobPool
+from pages.shared.resources import BoundedMemo
 
 THUMB = 96  # px, the central images of a cluster
 
@@ -49,16 +47,6 @@ class Progress:
             return (f"Step {i} of {len(self.stages)}, {self.stage}{steps} · {time.time() - self.t0:.0f} s so far")
 
 
-class _Bounded(OrderedDict):
-    limit = 32
-
-    def __setitem__(self, key, value) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
-
-
 @st.cache_resource
 def jobs() -> JobPool:
     """One worker per server process for discovery runs (SS-k-means keeps both cores of a small machine busy)."""
@@ -66,8 +54,8 @@ def jobs() -> JobPool:
 
 
 @st.cache_resource
-def _progress() -> _Bounded:
-    return _Bounded()
+def _progress() -> BoundedMemo:
+    return BoundedMemo()
 
 
 def progress(key: Hashable) -> Progress | None:
@@ -107,11 +95,3 @@ def start_evaluate(fid: str, X: np.ndarray, y: np.ndarray, hidden: tuple[str, ..
     return _start(evaluate_key(fid, hidden, k, share, seed), evaluate_discovery, stages, X, y, list(hidden), k,
                   labelled_share=share, seed=seed)
 
-
-@st.cache_data(max_entries=2048, show_spinner=False)
-def thumb(sha: str, name: str, side: int, _rec: ImageRecord) -> Image.Image:
-    """The picture shrunk into a white ``side`` x ``side`` square, so a strip lines up."""
-    t = thumbnail(_rec.decode(), side)
-    square = Image.new("RGB", (side, side), "white")
-    square.paste(t, ((side - t.width) // 2, (side - t.height) // 2))
-    return square

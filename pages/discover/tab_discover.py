@@ -15,6 +15,7 @@ from pages.discover import cache, widgets
 from pages.discover.context import DiscContext
 from pages.discover.figures import CRITERION, growth_figure, k_curve_figure
 from pages.shared import labels
+from pages.shared.items import record_thumb
 from pages.shared.server import one_line
 
 INPUTS = ("**Known classes + unlabelled images:** in a folder with one subfolder per class, put the unlabelled "
@@ -124,7 +125,7 @@ def _card(ctx: DiscContext, d: Discovery, c: NewCluster, colour: str, named: Cou
                       unsafe_allow_html=True)
         if c.size:
             recs = [ctx.fs.records[i] for i in c.central]
-            pics.image([cache.thumb(r.sha256, r.name, cache.THUMB, r) for r in recs], width=cache.THUMB,
+            pics.image([record_thumb(r.sha256, r.name, cache.THUMB, r) for r in recs], width=cache.THUMB,
                        caption=[_short(r.name) for r in recs])
             pics.caption(f"{'its most central images' if len(recs) > 1 else 'its image'} (nearest its centre first)"
                          + ("" if len(recs) == c.size else f"; {len(recs)} of {c.size:,}"))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 
 from core import render
 from core.errors import ImageDecodeError
-from core.io.images import ImageRecord, thumbnail
+from core.io.images import ImageRecord
 from core.projection.jobs import JobPool
 from core.projection.projectors import ProjectionParams, Projector, make_projector
 
@@ -35,15 +34,6 @@ def fit_inline(fid: str, pkey: str, _X: np.ndarray, _params: ProjectionParams) -
 @st.cache_data(max_entries=64, show_spinner="Placing your images in the map…")
 def place(fid: str, pkey: str, shas: tuple[str, ...], _proj: Projector, _E: np.ndarray) -> np.ndarray:
     return _proj.transform(_E)  # [M, c], the fitted map is not refitted
-
-
-@st.cache_data(max_entries=2048, show_spinner=False)
-def thumb(sha: str, name: str, side: int, _rec: ImageRecord) -> Image.Image:
-    """The picture shrunk into a white ``side`` x ``side`` square, so grids line up."""
-    t = thumbnail(_rec.decode(), side)
-    square = Image.new("RGB", (side, side), "white")
-    square.paste(t, ((side - t.width) // 2, (side - t.height) // 2))
-    return square
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

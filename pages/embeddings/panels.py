@@ -7,8 +7,9 @@ import streamlit as st
 
 from core.geometry.neighbours import projection_table
 from core.projection.projectors import method_label
-from pages.embeddings.cache import THUMB, big, image_or_warning, short, thumb
+from pages.embeddings.cache import THUMB, big, image_or_warning, short
 from pages.embeddings.view import UPLOAD, VOTE_K, MapView
+from pages.shared.items import record_thumb
 from pages.shared.why import why_button
 
 MAX_GRID = 48       # thumbnails shown for a box / lasso selection
@@ -48,7 +49,7 @@ def opened_image(v: MapView) -> None:
     cols = st.columns(4)
     for j, (i, s) in enumerate(zip(idx, sims)):
         col = cols[j % 4]
-        image_or_warning(col, thumb, v.records[i], THUMB, caption=short(v.records[i].name))
+        image_or_warning(col, record_thumb, v.records[i], THUMB, caption=short(v.records[i].name))
         colour = "green" if (not is_up and v.labels[i] == v.labels[pick]) else ("red" if not is_up else "blue")
         col.markdown(f":{colour}[{v.labels[i]}]  \ncos **{s:.3f}**")
         if not is_up:  # an upload is not a row of the dataset the Why page shows
@@ -65,7 +66,7 @@ def selection_grid(v: MapView) -> None:
                + (f" (first {MAX_GRID} shown)" if len(v.multi) > MAX_GRID else ""))
     cols = st.columns(8)
     for j, i in enumerate(v.multi[:MAX_GRID]):
-        image_or_warning(cols[j % 8], thumb, v.records[i], THUMB,
+        image_or_warning(cols[j % 8], record_thumb, v.records[i], THUMB,
                          caption=f"{v.labels[i] if i < v.n else 'upload'} · {short(v.records[i].name, 10)}")
 
 

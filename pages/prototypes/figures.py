@@ -8,21 +8,17 @@ import streamlit as st
 
 from core.classify.tables import method_label
 from core.errors import ImageDecodeError
-from core.io.images import ImageRecord, thumbnail
+from core.io.images import ImageRecord
+from pages.shared.items import record_thumb
 
 THUMB = 120
 DIST_LABEL = {"cosine": "cosine distance (1 − cos)", "euclidean": "Euclidean distance"}
 
 
-@st.cache_data(max_entries=1024, show_spinner=False)
-def _thumb(sha: str, name: str, side: int, _rec: ImageRecord):
-    return thumbnail(_rec.decode(), side)
-
-
 def show(where, rec: ImageRecord, side: int = THUMB, caption: str | None = None) -> None:
     """A thumbnail of ``rec`` in ``where``, or a warning when the file changed or went away."""
     try:
-        where.image(_thumb(rec.sha256, rec.name, side, rec), caption=caption)
+        where.image(record_thumb(rec.sha256, rec.name, side, rec), caption=caption)
     except (ImageDecodeError, OSError) as e:  # changed or removed since the dataset was listed
         where.warning(f"Cannot show **{rec.name}**: {getattr(e, 'reason', e)}")
 

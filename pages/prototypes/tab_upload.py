@@ -68,9 +68,12 @@ def draw(ctx: ProtoContext) -> None:
                 c1.caption(f"Mahalanobis distance (shared covariance, not squared): nearest **{up_ood.nearest[j]}** "
                            f"at {d.min():.1f}; further than {pct(beyond)} of the held-out dataset images are from "
                            f"their nearest class (statistics of the training split); energy {up_ood.energy[j]:.1f}.")
-                c1.dataframe(pd.DataFrame({"class": gauss.classes_, "Mahalanobis distance": d}).sort_values("Mahalanobis distance"),
+                # a narrow column: both columns "small" so the distances are in view, not scrolled off
+                c1.dataframe(pd.DataFrame({"class": gauss.classes_, "distance": d}).sort_values("distance"),
                              hide_index=True, height=min(36 * K + 40, 320),
-                             column_config={"Mahalanobis distance": st.column_config.NumberColumn(format="%.1f")})
+                             column_config={"class": st.column_config.TextColumn(width="small"),
+                                            "distance": st.column_config.NumberColumn(
+                                                format="%.1f", width="small", help="Mahalanobis distance to the class")})
             fig = go.Figure(go.Bar(x=Dm[j, order], y=classes[order], orientation="h",
                                    marker_color=["#d62728" if i == 0 else "#9ecae1" for i in range(K)],
                                    text=[f"{v:.3f}" for v in Dm[j, order]], textposition="auto"))

@@ -64,6 +64,16 @@ def _thumb(key: str, i: int, side: int, _items: Items) -> Image.Image | None:
     return None if pic is None else thumbnail(pic, side)
 
 
+@st.cache_data(max_entries=4096, show_spinner=False)
+def record_thumb(sha: str, name: str, side: int, _rec: ImageRecord) -> Image.Image:
+    """A dataset picture shrunk into a white ``side`` x ``side`` square, so grids and captions line up (cached by
+    content and name; raises :class:`~core.errors.ImageDecodeError` / ``OSError`` when the file changed or went)."""
+    t = thumbnail(_rec.decode(), side)
+    square = Image.new("RGB", (side, side), "white")
+    square.paste(t, ((side - t.width) // 2, (side - t.height) // 2))
+    return square
+
+
 def show_thumb(where, items: Items, i: int, side: int = 120, caption: str | None = None) -> None:
     """Row ``i``'s thumbnail in ``where``, centred on a white ``side`` x ``side`` square so that captions side by
     side line up (a grey "not readable" square when there is no picture)."""

@@ -93,7 +93,7 @@ def get_store() -> FeatureStore:
     return FeatureStore()
 
 
-class _BoundedMemo(OrderedDict):
+class BoundedMemo(OrderedDict):
     """A dict that keeps its ``limit`` most recently set entries."""
 
     limit = 32
@@ -106,11 +106,11 @@ class _BoundedMemo(OrderedDict):
 
 
 @st.cache_resource
-def _feature_memo() -> _BoundedMemo:
+def _feature_memo() -> BoundedMemo:
     """Feature sets already assembled in this process (the FeatureStore is the durable cache);
     keyed by the dataset's identity (content, labels *and* names), so no session sees another's
     file names."""
-    return _BoundedMemo()
+    return BoundedMemo()
 
 
 def features(sel: Selection, kinds: tuple[str, ...] = ("embedding",), backbone: str | None = None,
