@@ -18,7 +18,7 @@ from core.errors import UnsupportedOperationError
 from core.explain.attention import vit_attention
 from core.explain.cam import CAM_METHODS, CamMethod, compute_cam, register_cam_method
 from core.explain.faithfulness import faithfulness
-from core.explain.prototype_maps import PrototypeSet, explain_by_prototypes
+from core.explain.prototype_maps import ClassSums, PrototypeSet, explain_by_prototypes
 from core.explain.targets import CamTarget, EmbeddingSimilarityTarget, top_classes
 from core.models.spec import BackboneSpec
 from core.models.timm_backbone import TimmBackbone, timm_spec_fields
@@ -135,6 +135,26 @@ def test_class_prototypes_leave_one_out() -> None:
     np.testing.assert_allclose(loo.vectors[0], E[1] / np.linalg.norm(E[1]), rtol=1e-6)
     with pytest.raises(ValueError, match="at least 2 classes"):
         PrototypeSet.from_embeddings(E, ["a", "a", "", ""])
+
+
+def test_class_sums_leave_out_equals_the_means_of_the_kept_rows() -> None:
+    rng = np.random.default_rng(4)
+    E = rng.normal(size=(300, 16)).astype(np.float32)
+    labels = [["", "a", "b", "c", "d"][i % 5] for i in range(300)]
+    labels[7] = "e"  # a class of one image: left out with it
+    sums = ClassSums.of(E, labels)  # once; then each picture subtracts its own rows
+    for out in ([], [0], [7, 11, 12, 300 + 5], list(range(0, 300, 3))):
+        got = sums.without(out)
+        keep = np.array([bool(lab) and i not in out for i, lab in enumerate(labels)])
+        lab = np.array(labels)
+        classes = sorted(set(lab[keep]))
+        assert got.classes == classes and got.counts == [int((lab[keep] == c).sum()) for c in classes]
+        ref = np.stack([E[keep & (lab == c)].astype(np.float64).mean(0) for c in classes])  # the means written out
+        np.testing.assert_allclose(got.vectors, ref / np.linalg.norm(ref, axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
+        same = PrototypeSet.from_embeddings(E, labels, out)
+        assert same.classes == got.classes and np.array_equal(same.vectors, got.vectors)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        sums.without([i for i, lab in enumerate(labels) if lab not in ("", "a")])
 
 
 def overlay_formula(image, heat: np.ndarray, alpha: float, cmap: str, vmin: float, vmax: float) -> np.ndarray:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.classify.prototypes import class_prototypes
-from core.geometry.vectors import l2_normalize
+from core.geometry.vectors import class_sums, l2_normalize
 
 
 @dataclass(frozen=True)
@@ -45,18 +44,7 @@ class PrototypeSet:
         Raises:
             ValueError: fewer than two classes.
         """
-        E = np.asarray(embeddings, dtype=np.float32)
-        if E.ndim != 2 or E.shape[0] != len(labels):
-            raise ValueError(f"embeddings must be [N, D] with one label per row, got {E.shape} and {len(labels)} labels")
-        out = set(int(i) for i in exclude)
-        keep = np.array([bool(lab) and i not in out for i, lab in enumerate(labels)], dtype=bool)  # [N]
-        lab = np.asarray([str(v) for v in labels])
-        if len(set(lab[keep])) < 2:
-            raise ValueError(f"prototype maps need a labelled dataset with at least 2 classes (got {len(set(lab[keep]))}); "
-                             "pick a folder-per-class dataset or give uploads class names")
-        classes, means = class_prototypes(E[keep], lab[keep])  # [K], [K, D]
-        counts = [int((lab[keep] == c).sum()) for c in classes]
-        return cls([str(c) for c in classes], l2_normalize(means).astype(np.float32), counts)
+        return ClassSums.of(embeddings, labels).without(exclude)
 
     def index(self, name: str) -> int:
         """Row of class ``name`` (unknown names raise with the known ones)."""
@@ -77,6 +65,59 @@ class PrototypeSet:
         """``(class, cosine)`` from the nearest prototype to the farthest (ties in class order)."""
         sims = self.similarities(embedding)
         return [(self.classes[i], float(sims[i])) for i in np.argsort(-sims, kind="stable")]
+
+
+@dataclass(frozen=True, eq=False)
+class ClassSums:
+    """Per-class float64 sums of a labelled set's embeddings, made once: the prototypes without a few rows
+    (the explained picture and its copies, one picture after another on a report card) then cost
+    ``O(K D + m D)`` each instead of a pass over all ``N`` rows (2 s per picture at 100,000 x 1280).
+
+    Attributes:
+        embeddings: ``[N, D]`` float32, the rows.
+        codes: ``[N]`` class code of each row, -1 where it has no label.
+        classes: ``[K]`` sorted labels; sums ``[K, D]`` float64; counts ``[K]``.
+    """
+
+    embeddings: np.ndarray
+    codes: np.ndarray
+    classes: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, embeddings: np.ndarray, labels: Sequence[str]) -> ClassSums:
+        E = np.asarray(embeddings, dtype=np.float32)
+        if E.ndim != 2 or E.shape[0] != len(labels):
+            raise ValueError(f"embeddings must be [N, D] with one label per row, got {E.shape} and {len(labels)} labels")
+        lab = np.asarray([str(v) if v else "" for v in labels])  # [N]
+        labelled = lab != ""
+        classes, inverse = np.unique(lab[labelled], return_inverse=True)  # [K], [n]
+        codes = np.full(len(lab), -1, dtype=np.int64)
+        codes[labelled] = inverse
+        sums = class_sums(E[labelled], inverse, len(classes)) if len(classes) else np.zeros((0, E.shape[1]))
+        return cls(E, codes, classes, sums, np.bincount(inverse, minlength=len(classes)))
+
+    def without(self, exclude: Collection[int] = ()) -> PrototypeSet:
+        """The :class:`PrototypeSet` of the rows not in ``exclude`` (a class left empty has no prototype).
+
+        Raises:
+            ValueError: fewer than two classes keep an image.
+        """
+        rows = np.unique(np.asarray(list(exclude), dtype=np.int64))
+        rows = rows[(rows >= 0) & (rows < len(self.codes))]
+        rows = rows[self.codes[rows] >= 0]  # unlabelled rows are in no mean
+        sums, counts = self.sums.copy(), self.counts.copy()
+        if rows.size:
+            sums -= class_sums(self.embeddings[rows], self.codes[rows], len(self.classes))
+            counts -= np.bincount(self.codes[rows], minlength=len(self.classes))
+        kept = counts > 0
+        if int(kept.sum()) < 2:
+            raise ValueError(f"prototype maps need a labelled dataset with at least 2 classes (got {int(kept.sum())}); "
+                             "pick a folder-per-class dataset or give uploads class names")
+        means = (sums[kept] / counts[kept, None]).astype(np.float32)  # [K', D], as class_prototypes rounds them
+        return PrototypeSet([str(c) for c in self.classes[kept]], l2_normalize(means).astype(np.float32),
+                            [int(c) for c in counts[kept]])
 
 
 def _cosine_to(tokens: np.ndarray, vec: np.ndarray, eps: float = 1e-8) -> np.ndarray:

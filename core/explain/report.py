@@ -45,7 +45,7 @@ from core.explain.inputs import SaliencyInput
 from core.explain.localisation import mask_at, pointing_game, relevance_mass
 from core.explain.maps import upsample
 from core.explain.methods import available_methods, compute_maps
-from core.explain.prototype_maps import PrototypeSet
+from core.explain.prototype_maps import ClassSums
 from core.explain.registry import get_saliency_method
 from core.explain.report_stats import PairedComparison, bootstrap_mean_ci, paired_comparison
 from core.explain.sanity import CascadeUnit, cascade, cascade_units, spearman, ssim
@@ -358,6 +358,10 @@ class _Card:
         self._E: tuple[np.ndarray, np.ndarray] | None = None
         self._rand: Backbone | None = None
         self.index = {r.sha256: i for i, r in enumerate(self.records)}
+        self.rows: dict[str, list[int]] = {}  # sha256 -> the rows of that picture (copies included)
+        for i, r in enumerate(self.records):
+            self.rows.setdefault(r.sha256, []).append(i)
+        self._sums: tuple[ClassSums, ClassSums] | None = None
 
     def _cache_prefix(self) -> str:
         """The settings part of every cache key: what changes any score of a picture, nothing else."""
@@ -381,6 +385,15 @@ class _Card:
                        _embeddings(self.b, self.records, None, self.size, self.store, self.cancel))
         return self._E
 
+    def class_sums(self) -> tuple[ClassSums, ClassSums]:
+        """Per-class sums of both embeddings (final, default block), made once: each picture's leave-one-out
+        prototypes subtract its own rows instead of re-reading all ``N``."""
+        if self._sums is None:
+            labels = [q.label for q in self.records]
+            E_final, E_map = self.embeddings()
+            self._sums = ClassSums.of(E_final, labels), ClassSums.of(E_map, labels)
+        return self._sums
+
     def randomised(self) -> Backbone:
         """The model with every unit re-initialised (the end of the cascade), made once per card."""
         if self._rand is None:
@@ -395,15 +408,15 @@ class _Card:
         params: dict[str, dict[str, Any]] = {}
         if not self.labelled:
             return img, inp, default_target(inp), params
-        E_final, E_map = self.embeddings()
-        labels = [q.label for q in self.records]
-        same = [j for j, q in enumerate(self.records) if q.sha256 == r.sha256]  # the image and its copies, left out
-        protos_map = PrototypeSet.from_embeddings(E_map, labels, same)
+        sums_final, sums_map = self.class_sums()
+        same = self.rows[r.sha256]  # the image and its copies, left out
+        protos_map = sums_map.without(same)
         params = {n: {"prototypes": protos_map, "layer": self.b.spec.embed_layer} for n in self.run
                   if get_saliency_method(n).family == "prototype"}
         if self.b.spec.has_classifier:
             return img, inp, default_target(inp), params
-        protos_final = PrototypeSet.from_embeddings(E_final, labels, same)
+        protos_final = sums_final.without(same)
+        E_final = self.embeddings()[0]
         # the nearest prototype of the picture's own final embedding, read from the store (no forward)
         return img, inp, nearest_prototype_target(protos_final, E_final[self.index[r.sha256]]), params
 
