@@ -18,9 +18,9 @@ from pages.shared.trust import judge
 def prototypes(ctx: SalContext, layer: int) -> PrototypeSet | None:
     """Class means of the dataset's embeddings of block ``layer``, the explained picture left out."""
     fs = features(ctx.sel, kinds=("embedding",), layer=layer)
+    sums, rows = cache.class_sums(fs.key, fs)
     try:
-        return PrototypeSet.from_embeddings(fs["embedding"], fs.labels,
-                                            exclude=[i for i, r in enumerate(fs.records) if r.sha256 == ctx.pic.sha256])
+        return sums.without(rows.get(ctx.pic.sha256, []))
     except ValueError as e:
         st.info(f"Prototype targets and maps need class labels: {e}")
         return None
