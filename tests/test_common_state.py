@@ -25,12 +25,12 @@ def test_model_cache_evicts_the_least_recently_used(monkeypatch):
 
 
 def test_feature_memo_is_bounded():
-    from pages.shared.resources import _BoundedMemo
+    from pages.shared.resources import BoundedMemo
 
-    m = _BoundedMemo()
-    for i in range(_BoundedMemo.limit + 5):
+    m = BoundedMemo()
+    for i in range(BoundedMemo.limit + 5):
         m[i] = i
-    assert len(m) == _BoundedMemo.limit and 0 not in m and _BoundedMemo.limit + 4 in m
+    assert len(m) == BoundedMemo.limit and 0 not in m and BoundedMemo.limit + 4 in m
 
 
 def test_folder_signature_sees_new_classes_and_files(tmp_path):

@@ -163,7 +163,10 @@ def test_concepts_page_in_browser(page, app_url):
     page.locator(".xtick", has_text="fruit skin").wait_for(timeout=60_000)  # the class table's column, with the name
     img = page.get_by_test_id("stImage").locator("img").first
     page.wait_for_function("(i) => i.complete && i.naturalWidth > 1000", arg=img.element_handle(), timeout=60_000)
-    page.locator(".st-key-cc_table .heatmaplayer").wait_for(timeout=60_000)  # the class table drawn
+    table = page.locator(".st-key-cc_table")
+    table.wait_for(timeout=60_000)
+    table.scroll_into_view_if_needed()  # drawn in view (the full suite once timed out here on a loaded machine)
+    table.locator(".heatmaplayer").wait_for(timeout=120_000)  # the class table drawn
     page.get_by_role("heading", name="Concepts", exact=True).scroll_into_view_if_needed()
     page.get_by_test_id("stToast").wait_for(state="detached", timeout=30_000)  # "Names saved" goes by itself
     wait_idle(page)
