@@ -8,11 +8,15 @@ import pytest
 import torch
 from PIL import Image
 from pytorch_grad_cam import GradCAM
+from scipy.ndimage import gaussian_filter
 
 from core.errors import UnsupportedOperationError
 from core.explain.attention import DEFAULT_ROLLOUT, RolloutParams
 from core.explain.cam import CAM_METHODS, CamMethod, register_cam_method
 from core.explain.faithfulness import (
+    _NEIGHBOURS,
+    _direct_impute,
+    _grid_rank,
     noisy_linear_impute,
     road,
     road_score,
@@ -200,6 +204,45 @@ def test_noisy_linear_imputation_equals_pytorch_grad_cam() -> None:
     i, j = next((r, c) for r in range(1, 19) for c in range(1, 23) if not keep[r, c])
     w = np.array([[1, 2, 1], [2, 0, 2], [1, 2, 1]]) / 12.0
     np.testing.assert_allclose(got[:, i, j].numpy(), (got[:, i - 1:i + 2, j - 1:j + 2].numpy() * w).sum((1, 2)), atol=1e-4)
+
+
+def test_imputation_orders_the_unknowns_by_the_whole_grid_dissection() -> None:
+    rank = _grid_rank(20, 24)  # [480] a permutation: every pixel has one place in the elimination order
+    assert np.array_equal(np.sort(rank), np.arange(480)) and not rank.flags.writeable
+    # the grid's first separator, a whole middle column (the longer side is the width), is eliminated last
+    last = np.argsort(rank)[-20:]
+    assert len(set(last % 24)) == 1 and set(last % 24) <= {11, 12} and sorted(last // 24) == list(range(20))
+    # the order changes the float rounding only: the same values as one sparse solve in the natural order
+    rng = np.random.default_rng(2)
+    img = rng.normal(size=(3, 20 * 24)).astype(np.float32)
+    keep = gaussian_filter(rng.random((20, 24)), 2) < 0.5
+    missing = np.flatnonzero(~keep.reshape(-1))
+    ref = np.stack([_natural_solve(img[c].astype(np.float64), keep) for c in range(3)], axis=1)  # [n, C]
+    np.testing.assert_allclose(_direct_impute(img, keep.reshape(-1), 20, 24), ref, atol=1e-10)
+    assert ref.shape == (missing.size, 3)
+
+
+def _natural_solve(v: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The imputation system written out pixel by pixel and solved by scipy's spsolve, natural order."""
+    from scipy.sparse import lil_matrix
+    from scipy.sparse.linalg import spsolve
+
+    H, W = keep.shape
+    missing = np.flatnonzero(~keep.reshape(-1))
+    var = {int(p): i for i, p in enumerate(missing)}
+    A, b = lil_matrix((missing.size, missing.size)), np.zeros(missing.size)
+    for i, p in enumerate(missing):
+        r, c = divmod(int(p), W)
+        for (dr, dc), w in _NEIGHBOURS:
+            rr, cc = r + dr, c + dc
+            if 0 <= rr < H and 0 <= cc < W:
+                A[i, i] += w
+                q = rr * W + cc
+                if q in var:
+                    A[i, var[q]] -= w
+                else:
+                    b[i] += w * v[q]
+    return spsolve(A.tocsc(), b)
 
 
 def test_road_equals_pytorch_grad_cam_road_combined(cnn) -> None:
