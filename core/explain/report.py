@@ -51,7 +51,7 @@ from core.explain.report_stats import PairedComparison, bootstrap_mean_ci, paire
 from core.explain.sanity import CascadeUnit, cascade, cascade_units, spearman, ssim
 from core.explain.scoring import FaithfulnessSettings, faithfulness_many
 from core.explain.targets import CamTarget, default_target, nearest_prototype_target
-from core.io.images import ImageRecord, decode_alpha
+from core.io.images import ImageRecord, decode_alpha, rows_by_sha256
 from core.io.store import FeatureKey, FeatureStore
 from core.models.base import Backbone
 from core.models.extract import preprocessing_id
@@ -357,10 +357,7 @@ class _Card:
         self.prefix = self._cache_prefix()
         self._E: tuple[np.ndarray, np.ndarray] | None = None
         self._rand: Backbone | None = None
-        self.index = {r.sha256: i for i, r in enumerate(self.records)}
-        self.rows: dict[str, list[int]] = {}  # sha256 -> the rows of that picture (copies included)
-        for i, r in enumerate(self.records):
-            self.rows.setdefault(r.sha256, []).append(i)
+        self.rows = rows_by_sha256(self.records)  # sha256 -> the rows of that picture (copies included)
         self._sums: tuple[ClassSums, ClassSums] | None = None
 
     def _cache_prefix(self) -> str:
@@ -418,7 +415,7 @@ class _Card:
         protos_final = sums_final.without(same)
         E_final = self.embeddings()[0]
         # the nearest prototype of the picture's own final embedding, read from the store (no forward)
-        return img, inp, nearest_prototype_target(protos_final, E_final[self.index[r.sha256]]), params
+        return img, inp, nearest_prototype_target(protos_final, E_final[self.rows[r.sha256][-1]]), params
 
     def score(self, r: ImageRecord) -> dict[str, np.ndarray]:
         """``{method: [len(METRICS)] scores}`` of one picture."""

@@ -219,6 +219,14 @@ def records_key(records: Iterable[ImageRecord]) -> str:
     return h.hexdigest()[:16]
 
 
+def rows_by_sha256(records: Iterable[ImageRecord]) -> dict[str, list[int]]:
+    """``{sha256: the positions of the records with that content}`` (a picture and its copies), in order."""
+    rows: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        rows.setdefault(r.sha256, []).append(i)
+    return rows
+
+
 @dataclass
 class Dataset:
     """Validated images plus the files that failed.

@@ -11,6 +11,7 @@ from core.explain.inputs import SaliencyInput
 from core.explain.methods import compute_saliency
 from core.explain.prototype_maps import ClassSums
 from core.explain.targets import CamTarget, top_classes
+from core.io.images import rows_by_sha256
 from core.models.extract import FeatureSet
 from core.render import ColorScale
 from pages.shared.resources import get_backbone
@@ -22,10 +23,7 @@ TILE = 104       # px, attention mosaic tiles
 def class_sums(fkey: str, _fs: FeatureSet) -> tuple[ClassSums, dict[str, list[int]]]:
     """Per-class sums of a feature set's embeddings and the rows of each picture (by sha256), made once per
     features key: a picture's leave-one-out prototypes then cost milliseconds at 100,000 images."""
-    rows: dict[str, list[int]] = {}
-    for i, r in enumerate(_fs.records):
-        rows.setdefault(r.sha256, []).append(i)
-    return ClassSums.of(_fs["embedding"], _fs.labels), rows
+    return ClassSums.of(_fs["embedding"], _fs.labels), rows_by_sha256(_fs.records)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
