@@ -120,6 +120,22 @@ def test_cascade_units_and_copy_leave_the_model_alone() -> None:
     torch.testing.assert_close(c.logits(x), cnn.logits(x))  # an exact copy until randomised
 
 
+def test_a_channels_last_cnn_is_randomised_as_a_contiguous_one() -> None:
+    """CNN backbones keep their convolution weights channels-last (faster oneDNN kernels). A seeded random
+    fill of a tensor follows its memory order, but torch's convolutions re-initialise through a contiguous
+    buffer: the cascade gives the same randomised model for a seed whichever layout, and keeps the layout."""
+    cnn = _tiny("test_efficientnet")
+    stem = cnn.model.conv_stem.weight  # [C_out, 3, 3, 3]
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
+    plain = copy_backbone(cnn)
+    plain.model.to(memory_format=torch.contiguous_format)
+    for (name, a), (_, b) in zip(cascade(cnn, seed=3), cascade(plain, seed=3)):
+        for (k, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+            assert torch.equal(p, q), f"{name}: {k} differs"
+        assert a.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not a.model.conv_stem.weight.is_contiguous()
+
+
 def test_mprt_random_control_ignores_the_model_and_cams_do_not() -> None:
     cnn = _tiny("test_efficientnet")
     inputs = [SaliencyInput.from_image(cnn, _picture(s)) for s in (1, 2)]

@@ -28,6 +28,11 @@ class TimmBackbone(Backbone):
         self.spec = spec
         self.class_names = class_names
         self.is_vit = is_timm_vit(model)
+        if not self.is_vit:
+            # convolution weights in channels-last layout, whatever the input's: oneDNN's NHWC kernels ran
+            # MobileNetV2's and EfficientNet-Lite0's batch-8 forwards 2.9-3.4x and forward + backward 1.5-2x
+            # faster on 2 cores, the whole extraction 1.4-1.5x (outputs move by ~2e-6 relative)
+            self.model.to(memory_format=torch.channels_last)
 
     # ---- bare forward (benchmarks) -------------------------------------------------------------
     @locked
