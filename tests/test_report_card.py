@@ -307,6 +307,29 @@ def test_paired_comparison_names_the_winner_only_when_the_interval_excludes_zero
     assert few.winner is None and "too few images" in few.statement()
 
 
+def test_pictures_with_an_object_mask_are_counted_from_the_scores(tmp_path, cnn) -> None:
+    """Half the pictures carry an alpha mask: the card counts them (without decoding every picture again),
+    the same on a second run read from the cache."""
+    root = tmp_path / "mixed"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            rgba = np.zeros((48, 48, 4), dtype=np.uint8)
+            rgba[..., :3] = np.random.default_rng(i + 7 * len(cls)).integers(0, 256, (48, 48, 3))
+            rgba[..., 3] = 255
+            if i == 0:  # an object in the middle, transparent around it
+                rgba[:, :, 3] = 0
+                rgba[12:36, 12:36, 3] = 255
+            Image.fromarray(rgba, "RGBA").save(root / cls / f"{cls}{i}.png")
+    recs = load_folder(root).records
+    settings = ReportSettings(limit=None, deletion_steps=2, road_percentiles=(50,))
+    store = FeatureStore(tmp_path / "cache.sqlite")
+    first = saliency_report(cnn, recs, methods=["Grad-CAM"], settings=settings, store=store)
+    again = saliency_report(cnn, recs, methods=["Grad-CAM"], settings=settings, store=store)
+    assert first.n_masks == again.n_masks == 2 and again.n_computed == 0
+    assert sorted(np.isnan(first.scores["Grad-CAM"]["pointing_game"])) == [False, False, True, True]
+
+
 def test_card_summaries_reasons_and_example_map(tmp_path, cnn) -> None:
     root = tmp_path / "flat"
     for cls in ("a", "b"):
