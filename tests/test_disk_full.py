@@ -23,6 +23,9 @@ from tests.conftest import ROOT, STAMPS
 
 BATCH = 8
 MB = 1 << 20
+# the command runs on one thread, the reference on two: oneDNN's channels-last kernels sum in another order
+# (differences up to ~1e-5 on tokens of up to ~6); what is checked here is which rows are kept, whole
+ATOL = 1e-4
 
 
 def _cli(cache: Path, *argv: str, fsize: int | None = None) -> subprocess.CompletedProcess:
@@ -74,7 +77,7 @@ def _check_atomic_then_resume(cache: Path, r: subprocess.CompletedProcess, refer
     kept = _stored(cache)
     assert 0 < len(kept) < 48 and len(kept) % BATCH == 0, len(kept)  # whole batches, the failing one not at all
     for sha, tokens in kept.items():
-        np.testing.assert_allclose(tokens, reference[sha], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(tokens, reference[sha], rtol=1e-4, atol=ATOL)
     assert not [p for p in cache.rglob("*.tmp")]
 
 
@@ -91,7 +94,7 @@ def test_a_file_size_limit_leaves_whole_batches_and_says_the_disk_is_full(tmp_pa
     kept = _stored(cache)
     assert set(kept) == set(reference)
     for sha, tokens in kept.items():
-        np.testing.assert_allclose(tokens, reference[sha], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(tokens, reference[sha], rtol=1e-4, atol=ATOL)
 
 
 @pytest.mark.slow
