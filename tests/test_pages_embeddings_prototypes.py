@@ -358,6 +358,8 @@ def test_prototypes_upload_and_prediction_in_browser(page, app_url, tmp_path):
     page.get_by_text("None of these classes").wait_for(timeout=120_000)  # a cat among stamps: far from every class
     wait_idle(page)
     assert page.get_by_text("Distance to every prototype").is_visible()
+    # the rule's own distance is said beside the bar's, with why the two differ
+    assert page.get_by_text("rule's cosine distance to birds").is_visible()
     assert page.get_by_text("Cannot use the uploaded file notes.png: not an image").is_visible()  # named, the rest goes on
     page.wait_for_timeout(800)
     page.screenshot(path=str(SCREENSHOTS / "prototypes_upload.png"))

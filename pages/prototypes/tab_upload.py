@@ -82,6 +82,13 @@ def draw(ctx: ProtoContext) -> None:
             fig.update_xaxes(title_text=DIST_LABEL[metric])
             fig.update_yaxes(title_text="prototype", autorange="reversed")
             c2.plotly_chart(fig, key=f"up_bar_{j}")
+            if v is not None:  # the rule's number beside the bar's: two measurements, said once
+                same = v.score_label == DIST_LABEL[metric].split(" (")[0]
+                c2.caption(f"Prototypes of all the labelled images. The far-from-every-class rule's {v.score_label} "
+                           f"to {v.nearest}, {v.score:.3f}, uses class means fitted on part of the images in each of "
+                           "its folds, averaged over the folds (so that it compares with the dataset's own held-out "
+                           "images): " + ("it can differ slightly from the bar." if same else
+                                          "another measure than the bar's."))
             fig = go.Figure()
             for k, c in enumerate(classes):
                 rows = y == c
