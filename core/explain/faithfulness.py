@@ -244,11 +244,12 @@ _NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1
 Solver = Literal["direct", "cg"]
 
 
-def _nested_dissection(rows: np.ndarray, cols: np.ndarray, leaf: int = 64) -> np.ndarray:
+def _nested_dissection(rows: np.ndarray, cols: np.ndarray, leaf: int = 4) -> np.ndarray:
     """An elimination order for a system on pixels ``(rows[i], cols[i])`` with a 3x3 stencil: split the
     pixels' bounding box across its longer side, order both halves recursively, the separating line last
     (George's nested dissection). On a 2-D grid it keeps the LU factors near ``O(n log n)``: half the time
-    of SuperLU's own minimum-degree orderings on ROAD's systems, and the same solution to 1e-12."""
+    of SuperLU's own minimum-degree orderings on ROAD's systems, and the same solution to 1e-12. Splitting
+    down to ``leaf`` = 4 pixels factorised ROAD's systems 11% faster than 64."""
     out: list[np.ndarray] = []
     pending: list[tuple[str, np.ndarray]] = [("split", np.arange(rows.size))]  # an iterative post-order
     while pending:
@@ -269,7 +270,7 @@ def _grid_rank(H: int, W: int) -> np.ndarray:
     """``[H*W]`` the position of each pixel of an ``H x W`` grid in its :func:`_nested_dissection` order."""
     rows, cols = np.divmod(np.arange(H * W), W)
     rank = np.empty(H * W, dtype=np.int64)
-    rank[_nested_dissection(rows, cols, leaf=4)] = np.arange(H * W)  # down to 4 pixels: 11% less than 64 here
+    rank[_nested_dissection(rows, cols)] = np.arange(H * W)
     rank.setflags(write=False)  # shared by every thread's systems
     return rank
 
