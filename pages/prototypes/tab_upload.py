@@ -9,6 +9,7 @@ import streamlit as st
 from core import render
 from core.classify.margins import new_image_distances
 from core.classify.ood import ood_scores
+from core.classify.ood_rule import SCORE_LABELS
 from pages.prototypes import cache
 from pages.prototypes.context import ProtoContext
 from pages.prototypes.figures import DIST_LABEL, pct, show
@@ -83,7 +84,7 @@ def draw(ctx: ProtoContext) -> None:
             fig.update_yaxes(title_text="prototype", autorange="reversed")
             c2.plotly_chart(fig, key=f"up_bar_{j}")
             if v is not None:  # the rule's number beside the bar's: two measurements, said once
-                same = v.score_label == DIST_LABEL[metric].split(" (")[0]
+                same = v.score_label == SCORE_LABELS.get(metric)  # the rule's measure is the bar's
                 c2.caption(f"Prototypes of all the labelled images. The far-from-every-class rule's {v.score_label} "
                            f"to {v.nearest}, {v.score:.3f}, uses class means fitted on part of the images in each of "
                            "its folds, averaged over the folds (so that it compares with the dataset's own held-out "
